@@ -1,0 +1,80 @@
+// Named error classes. Their `name` becomes the Temporal failure type, so workflows and the CLI can
+// tell what failed without parsing messages. Non-retryable types are listed once, in NON_RETRYABLE.
+// This file has no Node imports: the workflow bundle imports it.
+
+export class EmbedflowError extends Error {
+  /** Where the problem is (file, stage, field, URL...), shown beside the message. */
+  readonly where?: string;
+  /** What the user can do about it. */
+  readonly hint?: string;
+  constructor(message: string, opts: { where?: string; hint?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    if (opts.where !== undefined) this.where = opts.where;
+    if (opts.hint !== undefined) this.hint = opts.hint;
+  }
+  /** One paragraph a person can act on: what, where, how to fix. */
+  describe(): string {
+    return [`${this.name}: ${this.message}`, this.where && `  at: ${this.where}`, this.hint && `  fix: ${this.hint}`]
+      .filter(Boolean)
+      .join('\n');
+  }
+}
+
+// Bad pipeline files and parameters: found at load time, before anything runs.
+export class PipelineLoadError extends EmbedflowError {}
+export class PipelineValidationError extends EmbedflowError {}
+export class StageParamsError extends EmbedflowError {}
+export class UnknownStageKindError extends EmbedflowError {}
+
+// Bad input data.
+export class CorpusEmptyError extends EmbedflowError {}
+export class CorpusPathError extends EmbedflowError {}
+export class InvalidInputError extends EmbedflowError {}
+export class ModelNotFoundError extends EmbedflowError {}
+export class EvalQuestionsError extends EmbedflowError {}
+
+// The store.
+export class ArtifactCorruptError extends EmbedflowError {}
+export class ArtifactNotFoundError extends EmbedflowError {}
+export class StorePathError extends EmbedflowError {}
+export class DiskFullError extends EmbedflowError {}
+
+// LLM providers.
+export class LlmUnauthorizedError extends EmbedflowError {}
+export class LlmModelNotFoundError extends EmbedflowError {}
+export class LlmConfigError extends EmbedflowError {}
+export class LlmUnavailableError extends EmbedflowError {}
+
+// Training and other child processes.
+export class TrainerFailedError extends EmbedflowError {}
+export class TrainerConfigError extends EmbedflowError {}
+export class OutOfMemoryError extends EmbedflowError {}
+
+// Evaluation.
+export class QualityGateError extends EmbedflowError {}
+
+// Distributed mode.
+export class WorkerCodeMismatchError extends EmbedflowError {}
+
+/** Failure types that retrying cannot fix. Used as the retry policy's nonRetryableErrorTypes. */
+export const NON_RETRYABLE = [
+  'PipelineLoadError',
+  'PipelineValidationError',
+  'StageParamsError',
+  'UnknownStageKindError',
+  'CorpusEmptyError',
+  'CorpusPathError',
+  'InvalidInputError',
+  'ModelNotFoundError',
+  'EvalQuestionsError',
+  'ArtifactNotFoundError',
+  'StorePathError',
+  'LlmUnauthorizedError',
+  'LlmModelNotFoundError',
+  'LlmConfigError',
+  'TrainerConfigError',
+  'OutOfMemoryError',
+  'QualityGateError',
+  'WorkerCodeMismatchError',
+] as const;

@@ -1,0 +1,403 @@
+import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, join, normalize, resolve } from 'node:path';
+import {
+  ArtifactCorruptError,
+  ArtifactNotFoundError,
+  StorePathError,
+} from '../activities/errors.ts';
+import { asDiskFull, exists, fsyncPath, isErrno, listFiles, randomId, writeFileAtomic } from './fsutil.ts';
+import { canonicalJson, hashJson, sha256File } from './hash.ts';
+import { DIGEST_RE, Lineage, Manifest, type ManifestFile } from './manifest.ts';
+import { Memo } from './memo.ts';
+
+/** A place to write an artifact's files before it is published. Nothing here is visible to readers. */
+export interface ArtifactWriter {
+  /** Local directory the stage writes its files into. */
+  readonly dir: string;
+  /** Absolute path for a file of the artifact (parent directories created). */
+  file(relPath: string): Promise<string>;
+}
+
+/** A published, verified artifact, readable from a local directory. */
+export interface ArtifactReader {
+  readonly digest: string;
+  readonly manifest: Manifest;
+  /** Local directory holding the artifact's files. */
+  readonly dir: string;
+  /** Absolute path of one of its files; throws if the manifest does not list it. */
+  file(relPath: string): string;
+}
+
+export interface PublishOptions {
+  kind: string;
+  lineage?: Partial<Lineage>;
+  rows?: Record<string, number>;
+  meta?: Record<string, unknown>;
+}
+
+export interface VerifyResult {
+  digest: string;
+  ok: boolean;
+  problems: string[];
+}
+
+/**
+ * The content-addressed artifact store. Both backends (local/shared filesystem, S3) expose local
+ * directories to stages: the S3 backend stages through a local cache.
+ */
+export interface ArtifactStore {
+  /** Human-readable location, e.g. a path or s3://bucket/prefix. */
+  readonly location: string;
+  newWriter(): Promise<ArtifactWriter>;
+  /** Hash, fsync and atomically publish the writer's files. Idempotent per content. */
+  publish(writer: ArtifactWriter, opts: PublishOptions): Promise<Manifest>;
+  discard(writer: ArtifactWriter): Promise<void>;
+  /** Open a published artifact, verifying its files against the manifest once per process. */
+  open(digest: string): Promise<ArtifactReader>;
+  has(digest: string): Promise<boolean>;
+  readManifest(digest: string): Promise<Manifest>;
+  verify(digest: string): Promise<VerifyResult>;
+  /** Move a corrupt artifact out of the way so it is rebuilt, not reused. */
+  quarantine(digest: string): Promise<void>;
+  listArtifacts(): Promise<string[]>;
+  getCache(key: string): Promise<string | undefined>;
+  putCache(key: string, digest: string, info?: Record<string, unknown>): Promise<void>;
+  dropCache(key: string): Promise<void>;
+  listCache(): Promise<Array<{ key: string; digest: string }>>;
+  /** Per-item memo (append-only segments) for one namespace, e.g. `llm/<hash of prompt+model>`. */
+  memo<V>(namespace: string): Promise<Memo<V>>;
+  /** A persistent scratch directory for one cache key: checkpoints survive retries and resumes. */
+  workDir(key: string): Promise<string>;
+  removeWorkDir(key: string): Promise<void>;
+  /** Small JSON documents beside the artifacts (run records, schedules). */
+  putDoc(name: string, value: unknown): Promise<void>;
+  getDoc<T = unknown>(name: string): Promise<T | undefined>;
+  listDocs(prefix: string): Promise<string[]>;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+
+/** Refuse names that could escape the store root (`..`, absolute paths, odd characters). */
+export function safeName(name: string, what: string): string {
+  if (!NAME_RE.test(name) || name.includes('..')) {
+    throw new StorePathError(`invalid ${what} ${JSON.stringify(name)}`, {
+      hint: `${what} names use letters, digits, '.', '_' and '-' only`,
+    });
+  }
+  return name;
+}
+
+/** A namespace is a few safe names joined by '/'. */
+export function safeNamespace(ns: string, what = 'namespace'): string {
+  const parts = ns.split('/');
+  if (parts.length === 0 || parts.length > 4) throw new StorePathError(`invalid ${what} ${JSON.stringify(ns)}`);
+  parts.forEach((p) => safeName(p, what));
+  return parts.join('/');
+}
+
+export function safeRelPath(rel: string): string {
+  const n = normalize(rel).split('\\').join('/');
+  if (rel === '' || isAbsolute(rel) || n.startsWith('../') || n === '..' || n.includes('/../') || rel.includes('\0')) {
+    throw new StorePathError(`artifact file path ${JSON.stringify(rel)} escapes the artifact`, {
+      hint: 'use a relative path inside the artifact',
+    });
+  }
+  return n;
+}
+
+export function checkDigest(digest: string): string {
+  if (!DIGEST_RE.test(digest)) {
+    throw new StorePathError(`${JSON.stringify(digest)} is not an artifact digest`, {
+      hint: 'digests are 64 hex characters, as printed by `embedflow status` or `embedflow artifacts`',
+    });
+  }
+  return digest;
+}
+
+export function contentDigest(kind: string, files: ManifestFile[]): string {
+  return hashJson({ kind, files: files.map((f) => [f.path, f.sha256]).sort() });
+}
+
+/** Local (or shared, e.g. NFS) filesystem backend. */
+export class LocalStore implements ArtifactStore {
+  readonly root: string;
+  private readonly verified = new Set<string>();
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  get location(): string {
+    return this.root;
+  }
+
+  private artifactDir(digest: string): string {
+    return join(this.root, 'artifacts', checkDigest(digest));
+  }
+
+  async newWriter(): Promise<ArtifactWriter> {
+    const dir = join(this.root, 'tmp', `w-${Date.now()}-${randomId()}`);
+    const dataDir = join(dir, 'data');
+    await mkdir(dataDir, { recursive: true });
+    return {
+      dir: dataDir,
+      async file(rel: string) {
+        const p = join(dataDir, safeRelPath(rel));
+        await mkdir(dirname(p), { recursive: true });
+        return p;
+      },
+    };
+  }
+
+  async discard(writer: ArtifactWriter): Promise<void> {
+    await rm(dirname(writer.dir), { recursive: true, force: true });
+  }
+
+  async publish(writer: ArtifactWriter, opts: PublishOptions): Promise<Manifest> {
+    const staging = dirname(writer.dir);
+    try {
+      const files: ManifestFile[] = [];
+      for (const rel of await listFiles(writer.dir)) {
+        const abs = join(writer.dir, rel);
+        const { sha256, bytes } = await sha256File(abs);
+        await fsyncPath(abs);
+        files.push({ path: rel, sha256, bytes });
+      }
+      const digest = contentDigest(opts.kind, files);
+      const manifest = Manifest.parse({
+        formatVersion: 1,
+        kind: opts.kind,
+        digest,
+        files,
+        rows: opts.rows ?? {},
+        meta: opts.meta ?? {},
+        lineage: { inputs: {}, ...opts.lineage },
+        createdAt: new Date().toISOString(),
+      });
+      await writeFileAtomic(join(staging, 'manifest.json'), JSON.stringify(manifest, null, 2));
+      for (const d of await dirsBelow(writer.dir)) await fsyncPath(d);
+      await fsyncPath(staging);
+      const target = this.artifactDir(digest);
+      await mkdir(dirname(target), { recursive: true });
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await rename(staging, target);
+          await fsyncPath(dirname(target));
+          this.verified.add(digest);
+          return manifest;
+        } catch (err) {
+          if (!isErrno(err, 'EEXIST', 'ENOTEMPTY', 'ENOTDIR') || attempt > 2) throw err;
+          // Someone published the same content first. Keep theirs if it is intact.
+          const existing = await this.verify(digest);
+          if (existing.ok) {
+            await rm(staging, { recursive: true, force: true });
+            this.verified.add(digest);
+            return this.readManifest(digest);
+          }
+          await this.quarantine(digest);
+        }
+      }
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      throw asDiskFull(err, `store ${this.root}`);
+    }
+  }
+
+  async has(digest: string): Promise<boolean> {
+    return exists(join(this.artifactDir(digest), 'manifest.json'));
+  }
+
+  async readManifest(digest: string): Promise<Manifest> {
+    const path = join(this.artifactDir(digest), 'manifest.json');
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) {
+        throw new ArtifactNotFoundError(`artifact ${digest} is not in the store`, { where: this.root });
+      }
+      throw err;
+    }
+    try {
+      return Manifest.parse(JSON.parse(text));
+    } catch (err) {
+      throw new ArtifactCorruptError(`manifest of artifact ${digest} is unreadable`, { where: path, cause: err });
+    }
+  }
+
+  async verify(digest: string): Promise<VerifyResult> {
+    const problems: string[] = [];
+    let manifest: Manifest;
+    try {
+      manifest = await this.readManifest(digest);
+    } catch (err) {
+      return { digest, ok: false, problems: [(err as Error).message] };
+    }
+    if (manifest.digest !== digest) problems.push(`manifest names digest ${manifest.digest}`);
+    if (contentDigest(manifest.kind, manifest.files) !== digest) problems.push('file list does not hash to the digest');
+    const dataDir = join(this.artifactDir(digest), 'data');
+    for (const f of manifest.files) {
+      try {
+        const { sha256, bytes } = await sha256File(join(dataDir, safeRelPath(f.path)));
+        if (bytes !== f.bytes) problems.push(`${f.path}: ${bytes} bytes, manifest says ${f.bytes}`);
+        else if (sha256 !== f.sha256) problems.push(`${f.path}: sha256 mismatch`);
+      } catch (err) {
+        problems.push(`${f.path}: ${isErrno(err, 'ENOENT') ? 'missing' : (err as Error).message}`);
+      }
+    }
+    const listed = new Set(manifest.files.map((f) => f.path));
+    if (await exists(dataDir)) {
+      for (const rel of await listFiles(dataDir)) if (!listed.has(rel)) problems.push(`${rel}: not in the manifest`);
+    }
+    return { digest, ok: problems.length === 0, problems };
+  }
+
+  async open(digest: string): Promise<ArtifactReader> {
+    const manifest = await this.readManifest(digest);
+    if (!this.verified.has(digest)) {
+      const result = await this.verify(digest);
+      if (!result.ok) {
+        throw new ArtifactCorruptError(`artifact ${digest} (${manifest.kind}) is corrupt: ${result.problems.join('; ')}`, {
+          where: this.artifactDir(digest),
+          hint: 'it will be rebuilt on the next run; `embedflow store verify` lists every corrupt artifact',
+        });
+      }
+      this.verified.add(digest);
+    }
+    const dir = join(this.artifactDir(digest), 'data');
+    const listed = new Set(manifest.files.map((f) => f.path));
+    return {
+      digest,
+      manifest,
+      dir,
+      file(rel: string) {
+        const p = safeRelPath(rel);
+        if (!listed.has(p)) {
+          throw new ArtifactNotFoundError(`artifact ${digest} (${manifest.kind}) has no file ${p}`, {
+            hint: `it has: ${[...listed].slice(0, 10).join(', ')}`,
+          });
+        }
+        return join(dir, p);
+      },
+    };
+  }
+
+  async quarantine(digest: string): Promise<void> {
+    this.verified.delete(digest);
+    const from = this.artifactDir(digest);
+    const to = join(this.root, 'quarantine', `${digest}-${Date.now()}-${randomId(3)}`);
+    await mkdir(dirname(to), { recursive: true });
+    try {
+      await rename(from, to);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+    }
+  }
+
+  async listArtifacts(): Promise<string[]> {
+    try {
+      return (await readdir(join(this.root, 'artifacts'))).filter((d) => DIGEST_RE.test(d)).sort();
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+  }
+
+  private cachePath(key: string): string {
+    return join(this.root, 'cache', `${safeName(key, 'cache key')}.json`);
+  }
+
+  async getCache(key: string): Promise<string | undefined> {
+    try {
+      const entry = JSON.parse(await readFile(this.cachePath(key), 'utf8')) as { digest?: unknown };
+      return typeof entry.digest === 'string' && DIGEST_RE.test(entry.digest) ? entry.digest : undefined;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT') || err instanceof SyntaxError) return undefined;
+      throw err;
+    }
+  }
+
+  async putCache(key: string, digest: string, info: Record<string, unknown> = {}): Promise<void> {
+    await writeFileAtomic(
+      this.cachePath(key),
+      canonicalJson({ ...info, key, digest: checkDigest(digest), at: new Date().toISOString() }),
+    );
+  }
+
+  async dropCache(key: string): Promise<void> {
+    await rm(this.cachePath(key), { force: true });
+  }
+
+  async listCache(): Promise<Array<{ key: string; digest: string }>> {
+    let names: string[];
+    try {
+      names = await readdir(join(this.root, 'cache'));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+    const out: Array<{ key: string; digest: string }> = [];
+    for (const name of names.filter((n) => n.endsWith('.json'))) {
+      const key = name.slice(0, -5);
+      const digest = await this.getCache(key);
+      if (digest) out.push({ key, digest });
+    }
+    return out;
+  }
+
+  async memo<V>(namespace: string): Promise<Memo<V>> {
+    return Memo.open<V>(join(this.root, 'memo', safeNamespace(namespace)));
+  }
+
+  async workDir(key: string): Promise<string> {
+    const dir = join(this.root, 'work', safeName(key, 'work key'));
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  async removeWorkDir(key: string): Promise<void> {
+    await rm(join(this.root, 'work', safeName(key, 'work key')), { recursive: true, force: true });
+  }
+
+  private docPath(name: string): string {
+    return join(this.root, 'docs', `${safeNamespace(name, 'document name')}.json`);
+  }
+
+  async putDoc(name: string, value: unknown): Promise<void> {
+    await writeFileAtomic(this.docPath(name), JSON.stringify(value, null, 2));
+  }
+
+  async getDoc<T = unknown>(name: string): Promise<T | undefined> {
+    try {
+      return JSON.parse(await readFile(this.docPath(name), 'utf8')) as T;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+  }
+
+  async listDocs(prefix: string): Promise<string[]> {
+    const dir = join(this.root, 'docs', safeNamespace(prefix, 'document prefix'));
+    try {
+      return (await readdir(dir)).filter((n) => n.endsWith('.json')).map((n) => `${prefix}/${n.slice(0, -5)}`);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+  }
+}
+
+async function dirsBelow(dir: string): Promise<string[]> {
+  const out = [dir];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) out.push(...(await dirsBelow(join(dir, entry.name))));
+  }
+  return out;
+}
+
+/** Opens a store from a URL or path: `s3://bucket/prefix` or a filesystem path. */
+export type StoreFactory = (url: string) => ArtifactStore;
+
+export function openLocalStore(root: string): LocalStore {
+  return new LocalStore(root);
+}
