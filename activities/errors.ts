@@ -54,6 +54,12 @@ export class OutOfMemoryError extends EmbedflowError {}
 // Evaluation.
 export class QualityGateError extends EmbedflowError {}
 
+// Configuration (environment, cluster connection).
+export class ConfigError extends EmbedflowError {}
+
+// Runs.
+export class RunNotFoundError extends EmbedflowError {}
+
 // Distributed mode.
 export class WorkerCodeMismatchError extends EmbedflowError {}
 
@@ -77,4 +83,6 @@ export const NON_RETRYABLE = [
   'OutOfMemoryError',
   'QualityGateError',
   'WorkerCodeMismatchError',
+  'ConfigError',
+  'RunNotFoundError',
 ] as const;

@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 import {
   ArtifactCorruptError,
@@ -57,6 +57,11 @@ export interface ArtifactStore {
   has(digest: string): Promise<boolean>;
   readManifest(digest: string): Promise<Manifest>;
   verify(digest: string): Promise<VerifyResult>;
+  /**
+   * Cheap check for cache hits: every file present with its manifest size and not modified since
+   * publishing (else a full verify). Full hashing happens when an artifact is opened as an input.
+   */
+  quickVerify(digest: string): Promise<VerifyResult>;
   /** Move a corrupt artifact out of the way so it is rebuilt, not reused. */
   quarantine(digest: string): Promise<void>;
   listArtifacts(): Promise<string[]>;
@@ -250,6 +255,29 @@ export class LocalStore implements ArtifactStore {
       for (const rel of await listFiles(dataDir)) if (!listed.has(rel)) problems.push(`${rel}: not in the manifest`);
     }
     return { digest, ok: problems.length === 0, problems };
+  }
+
+  async quickVerify(digest: string): Promise<VerifyResult> {
+    if (this.verified.has(digest)) return { digest, ok: true, problems: [] };
+    let manifest: Manifest;
+    let publishedMs: number;
+    try {
+      manifest = await this.readManifest(digest);
+      publishedMs = (await stat(join(this.artifactDir(digest), 'manifest.json'))).mtimeMs;
+    } catch (err) {
+      return { digest, ok: false, problems: [(err as Error).message] };
+    }
+    const dataDir = join(this.artifactDir(digest), 'data');
+    for (const f of manifest.files) {
+      try {
+        const st = await stat(join(dataDir, safeRelPath(f.path)));
+        if (st.size !== f.bytes) return { digest, ok: false, problems: [`${f.path}: ${st.size} bytes, manifest says ${f.bytes}`] };
+        if (st.mtimeMs > publishedMs + 1) return this.verify(digest);
+      } catch {
+        return { digest, ok: false, problems: [`${f.path}: missing`] };
+      }
+    }
+    return { digest, ok: true, problems: [] };
   }
 
   async open(digest: string): Promise<ArtifactReader> {

@@ -1,7 +1,7 @@
-import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
 import type { ArtifactReader, ArtifactStore, ArtifactWriter } from '../artifacts/store.ts';
 import { PipelineValidationError } from '../activities/errors.ts';
+import { callerModule } from './callsite.ts';
 
 export type Queue = 'cpu' | 'gpu';
 
@@ -122,7 +122,12 @@ const registry = new Map<string, StageKind>();
 export function defineStage<P extends z.ZodType, I extends InputKinds, O extends string>(
   spec: StageKindSpec<P, I, O>,
 ): StageKind<P, I, O> {
-  const module = callerModule();
+  const module = callerModule([import.meta.url]);
+  if (!module) {
+    throw new PipelineValidationError(`could not find the module that defines stage kind "${spec.kind}"`, {
+      hint: 'call defineStage at the top level of a .ts/.js module',
+    });
+  }
   const existing = registry.get(spec.kind);
   if (existing && existing.module !== module) {
     throw new PipelineValidationError(`stage kind "${spec.kind}" is defined twice`, {
@@ -149,19 +154,4 @@ export function isOptionalInput(kind: string): boolean {
 
 export function inputArtifactKind(kind: string): string {
   return kind.endsWith('?') ? kind.slice(0, -1) : kind;
-}
-
-/** The first stack frame outside this file: the module calling defineStage. */
-function callerModule(): string {
-  const stack = new Error().stack?.split('\n').slice(1) ?? [];
-  const self = import.meta.url;
-  for (const line of stack) {
-    const m = /\(?((?:file:\/\/)?\/[^():]+?\.[cm]?[jt]s):\d+:\d+\)?$/.exec(line.trim());
-    if (!m?.[1]) continue;
-    const path = m[1].startsWith('file://') ? fileURLToPath(m[1]) : m[1];
-    if (path !== fileURLToPath(self)) return path;
-  }
-  throw new PipelineValidationError('could not find the module that called defineStage', {
-    hint: 'defineStage must be called at the top level of a .ts/.js module',
-  });
 }

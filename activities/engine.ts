@@ -1,0 +1,139 @@
+import { pathToFileURL } from 'node:url';
+import { Context } from '@temporalio/activity';
+import { stageCacheKey } from '../artifacts/cacheKey.ts';
+import type { ArtifactStore } from '../artifacts/store.ts';
+import { codeFingerprint } from '../pipelines/fingerprint.ts';
+import type { PlannedStage } from '../pipelines/plan.ts';
+import { type Progress, type StageEnv, type StageKind, getStageKind } from '../pipelines/stage.ts';
+import { UnknownStageKindError, WorkerCodeMismatchError } from './errors.ts';
+import { type SnapshotRequest, type SnapshotResult, snapshotInput } from './snapshotInput.ts';
+import { runStageKind } from './stageRunner.ts';
+
+// The engine's activities. Workflows import only their types. Every argument and result is a small
+// reference (ids, digests, counts): data stays in the store.
+
+export interface EngineDeps {
+  store: ArtifactStore;
+  env: StageEnv;
+}
+
+export interface ResolveStageInput {
+  stage: PlannedStage;
+  /** Input name → digest. */
+  inputs: Record<string, string>;
+}
+
+export interface ResolveStageResult {
+  key: string;
+  /** Set on a cache hit. */
+  digest?: string;
+  stats?: Record<string, number | string | boolean>;
+}
+
+export interface ExecuteStageInput extends ResolveStageInput {
+  runId: string;
+  key: string;
+}
+
+export interface ExecuteStageResult {
+  digest: string;
+  stats: Record<string, number | string | boolean>;
+  seconds: number;
+  /** Another run published the same cache key while this one waited in the queue. */
+  reused: boolean;
+}
+
+export function createActivities({ store, env }: EngineDeps) {
+  async function cachedOutcome(key: string): Promise<{ digest: string; stats: ResolveStageResult['stats'] } | undefined> {
+    const digest = await store.getCache(key);
+    if (!digest) return undefined;
+    const check = await store.quickVerify(digest);
+    if (!check.ok) {
+      // A corrupt or half-deleted artifact is rebuilt, never used.
+      await store.quarantine(digest);
+      await store.dropCache(key);
+      return undefined;
+    }
+    const manifest = await store.readManifest(digest);
+    return { digest, stats: (manifest.meta.stats ?? {}) as ResolveStageResult['stats'] };
+  }
+
+  return {
+    /** Local activity: compute the stage's cache key and look it up. Nothing is dispatched to a stage queue. */
+    async resolveStage({ stage, inputs }: ResolveStageInput): Promise<ResolveStageResult> {
+      const key = stageCacheKey({ kind: stage.kind, fingerprint: stage.fingerprint, params: stage.params, inputs });
+      if (stage.volatile) return { key };
+      const hit = await cachedOutcome(key);
+      return hit ? { key, ...hit } : { key };
+    },
+
+    /** Run a stage on its queue's worker and publish its artifact. */
+    async executeStage({ runId, stage, inputs, key }: ExecuteStageInput): Promise<ExecuteStageResult> {
+      const ctx = Context.current();
+      const kind = await findKind(stage);
+      const fingerprint = await codeFingerprint({ module: kind.module, codeFiles: kind.codeFiles, version: kind.version });
+      if (fingerprint !== stage.fingerprint) {
+        throw new WorkerCodeMismatchError(`this worker's code for stage kind "${stage.kind}" differs from the code that planned the run`, {
+          where: `stage "${stage.id}" on ${ctx.info.taskQueue}`,
+          hint: 'deploy the same embedflow version to the workers and the machine that starts runs',
+        });
+      }
+      if (!stage.volatile) {
+        const hit = await cachedOutcome(key);
+        if (hit) return { digest: hit.digest, stats: hit.stats ?? {}, seconds: 0, reused: true };
+      }
+      let last: Progress | undefined = ctx.info.heartbeatDetails as Progress | undefined;
+      const resume = last;
+      // Heartbeat on a timer as well, so a live worker is never taken for dead between progress reports,
+      // a dead one is noticed within the heartbeat timeout, and cancellation is delivered.
+      const everyMs = Math.max(1000, Math.min(10_000, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
+      const timer = setInterval(() => ctx.heartbeat(last), everyMs);
+      try {
+        const outcome = await runStageKind(
+          { runId, stageId: stage.id, kind, params: stage.params, inputs, cacheKey: key, fingerprint },
+          {
+            store,
+            env,
+            signal: ctx.cancellationSignal,
+            resume,
+            heartbeat: (p) => {
+              last = p;
+              ctx.heartbeat(p);
+            },
+            log: ctx.log,
+          },
+        );
+        return { digest: outcome.digest, stats: outcome.stats, seconds: outcome.seconds, reused: false };
+      } finally {
+        clearInterval(timer);
+      }
+    },
+
+    /** Snapshot a pipeline input into the store (for runs started without the CLI, e.g. schedules). */
+    async snapshotInput(req: SnapshotRequest): Promise<SnapshotResult> {
+      return snapshotInput(store, req);
+    },
+  };
+}
+
+export type EngineActivities = ReturnType<typeof createActivities>;
+
+/** The kind from the registry, or from the module that defined it (a pipeline's own stage kinds). */
+async function findKind(stage: PlannedStage): Promise<StageKind> {
+  let kind = getStageKind(stage.kind);
+  if (!kind) {
+    try {
+      await import(pathToFileURL(stage.module).href);
+    } catch {
+      // Reported below with what the worker would need.
+    }
+    kind = getStageKind(stage.kind);
+  }
+  if (!kind) {
+    throw new UnknownStageKindError(`this worker does not know stage kind "${stage.kind}"`, {
+      where: `stage "${stage.id}"`,
+      hint: `start the worker where ${stage.module} exists, or with --pipeline pointing at the file that defines it`,
+    });
+  }
+  return kind;
+}

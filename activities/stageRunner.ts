@@ -1,0 +1,128 @@
+import { performance } from 'node:perf_hooks';
+import type { ArtifactReader, ArtifactStore } from '../artifacts/store.ts';
+import type { Manifest } from '../artifacts/manifest.ts';
+import type { Progress, StageContext, StageEnv, StageKind, StageLogger, StageResult } from '../pipelines/stage.ts';
+import { inputArtifactKind, isOptionalInput } from '../pipelines/stage.ts';
+import { z } from 'zod';
+import { ArtifactCorruptError, InvalidInputError, StageParamsError } from './errors.ts';
+
+export interface StageInvocation {
+  runId: string;
+  stageId: string;
+  kind: StageKind;
+  params: unknown;
+  /** Input name → artifact digest. */
+  inputs: Record<string, string | undefined>;
+  cacheKey: string;
+  fingerprint: string;
+}
+
+export interface StageRuntime {
+  store: ArtifactStore;
+  env: StageEnv;
+  signal: AbortSignal;
+  resume?: Progress;
+  heartbeat(p: Progress): void;
+  log: StageLogger;
+}
+
+export interface StageOutcome {
+  digest: string;
+  manifest: Manifest;
+  stats: NonNullable<StageResult['stats']>;
+  seconds: number;
+}
+
+/**
+ * Run one stage kind against the store: open and verify its inputs, run it, publish its output
+ * atomically, record the cache entry. The Temporal activity and the tests both come through here,
+ * so a stage behaves the same under either.
+ */
+export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Promise<StageOutcome> {
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const { kind } = inv;
+  const parsed = kind.params.safeParse(inv.params);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new StageParamsError(`params.${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`, {
+      where: `stage "${inv.stageId}" (${kind.kind})`,
+    });
+  }
+  const inputs: Record<string, ArtifactReader | undefined> = {};
+  for (const [name, want] of Object.entries(kind.inputs)) {
+    const digest = inv.inputs[name];
+    if (digest === undefined) {
+      if (isOptionalInput(want)) continue;
+      throw new InvalidInputError(`stage "${inv.stageId}" needs input "${name}" (${want}) and got none`);
+    }
+    const reader = await openVerified(rt.store, digest, inv.stageId, name);
+    if (reader.manifest.kind !== inputArtifactKind(want)) {
+      throw new InvalidInputError(
+        `stage "${inv.stageId}": input "${name}" is a "${reader.manifest.kind}" artifact, expected "${inputArtifactKind(want)}"`,
+      );
+    }
+    inputs[name] = reader;
+  }
+
+  const out = await rt.store.newWriter();
+  const workDir = await rt.store.workDir(inv.cacheKey);
+  const ctx: StageContext<z.output<typeof kind.params>> = {
+    runId: inv.runId,
+    stageId: inv.stageId,
+    params: parsed.data,
+    inputs: inputs as StageContext<unknown>['inputs'],
+    out,
+    workDir,
+    store: rt.store,
+    signal: rt.signal,
+    resume: rt.resume,
+    env: rt.env,
+    progress: (p) => rt.heartbeat(p),
+    log: rt.log,
+  };
+  let result: StageResult;
+  try {
+    result = (await kind.run(ctx)) ?? {};
+    rt.signal.throwIfAborted();
+  } catch (err) {
+    await rt.store.discard(out);
+    throw err;
+  }
+  const stats = result.stats ?? {};
+  const manifest = await rt.store.publish(out, {
+    kind: kind.output,
+    rows: result.rows,
+    meta: { ...result.meta, stats },
+    lineage: {
+      stageId: inv.stageId,
+      stageKind: kind.kind,
+      params: parsed.data,
+      inputs: Object.fromEntries(Object.entries(inv.inputs).filter((e): e is [string, string] => e[1] !== undefined)),
+      codeFingerprint: inv.fingerprint,
+      cacheKey: inv.cacheKey,
+      runId: inv.runId,
+      startedAt,
+      finishedAt: new Date().toISOString(),
+    },
+  });
+  if (!kind.volatile) await rt.store.putCache(inv.cacheKey, manifest.digest, { stage: inv.stageId, kind: kind.kind });
+  // Checkpoints are only worth keeping until the artifact they lead to exists.
+  await rt.store.removeWorkDir(inv.cacheKey);
+  return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Open an input; a corrupt one is quarantined so the producing stage is rebuilt on the next run. */
+async function openVerified(store: ArtifactStore, digest: string, stageId: string, name: string): Promise<ArtifactReader> {
+  try {
+    return await store.open(digest);
+  } catch (err) {
+    if (err instanceof ArtifactCorruptError) {
+      await store.quarantine(digest);
+      throw new ArtifactCorruptError(`input "${name}" of stage "${stageId}": ${err.message}`, {
+        hint: 'it was quarantined; `embedflow resume <runId>` rebuilds it',
+      });
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env node
+// Pipeline files are TypeScript: tsx compiles them (and the CLI) on the fly.
+import { register } from 'tsx/esm/api';
+
+register();
+const { runCli } = await import('../cli/main.ts');
+const code = await runCli(process.argv.slice(2));
+// Native Temporal handles can keep the event loop alive after the work is done.
+process.exit(code);

@@ -1,0 +1,336 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { EmbedflowError } from '../activities/errors.ts';
+import { buildPlan, parseOverride } from '../pipelines/dsl.ts';
+import { loadPipeline } from '../pipelines/load.ts';
+import type { Plan, StageState } from '../pipelines/plan.ts';
+import { loadConfig, taskQueues } from '../workers/config.ts';
+import { stopDevServer } from '../workers/devServer.ts';
+import { connectRuntime, type Runtime, type RunningWorkers, startWorkers } from '../workers/runtime.ts';
+import { ProgressPrinter, onCallReport } from './render.ts';
+import { type RunOutcome, describeRun, followRun, listRuns, planOfRun, runIdFor, snapshotPlanInputs, startRun } from './runs.ts';
+
+const USAGE = `embedflow — domain-specific embedding models as durable pipelines
+
+  embedflow run <pipeline.ts> [--corpus DIR] [--eval-questions FILE] [--input NAME=PATH]
+                [--set STAGE.PARAM=VALUE ...] [--json]
+  embedflow status [runId] [--json]      stages, progress, failures, how to resume
+  embedflow resume <runId> [--json]      continue a failed or cancelled run
+  embedflow runs [--json]                list runs
+  embedflow cancel <runId>
+  embedflow artifacts show <digest>      manifest and lineage
+  embedflow worker [--queue cpu|gpu|workflow ...] [--pipeline FILE ...]
+  embedflow dev stop                     stop the embedded Temporal dev server
+
+Environment: EMBEDFLOW_HOME (state folder, default ./.embedflow), EMBEDFLOW_STORE,
+TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / TEMPORAL_TLS_* (a remote cluster instead of the embedded one).`;
+
+/** The --json summary: the last line of stdout. */
+interface JsonSummary {
+  runId: string;
+  status: RunOutcome['status'];
+  stages: Array<{ id: string; kind: string; status: string; artifact: string | null; seconds: number | null; stats: Record<string, unknown> }>;
+  metrics: Record<string, unknown>;
+  report: string | null;
+  error?: RunOutcome['error'];
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run':
+      return cmdRun(rest);
+    case 'resume':
+      return cmdResume(rest);
+    case 'status':
+      return cmdStatus(rest);
+    case 'runs':
+      return cmdRuns(rest);
+    case 'cancel':
+      return cmdCancel(rest);
+    case 'artifacts':
+      return cmdArtifacts(rest);
+    case 'worker':
+      return cmdWorker(rest);
+    case 'dev':
+      return cmdDev(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`unknown command "${command}"\n\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+function isEmbedded(rt: Runtime): boolean {
+  return rt.cfg.temporal === undefined;
+}
+
+/** In embedded mode the CLI is its own worker for the run's lifetime. */
+async function withWorkers<T>(rt: Runtime, pipelines: string[], fn: () => Promise<T>): Promise<T> {
+  let workers: RunningWorkers | undefined;
+  if (isEmbedded(rt)) workers = await startWorkers(rt, { queues: ['workflow', 'cpu', 'gpu'], pipelines });
+  try {
+    return await fn();
+  } finally {
+    await workers?.shutdown();
+  }
+}
+
+async function cmdRun(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      corpus: { type: 'string' },
+      'eval-questions': { type: 'string' },
+      input: { type: 'string', multiple: true },
+      set: { type: 'string', multiple: true },
+      json: { type: 'boolean' },
+    },
+  });
+  const file = positionals[0];
+  if (!file) throw new EmbedflowError('run needs a pipeline file', { hint: 'embedflow run pipelines/quickstart.ts' });
+  const cfg = loadConfig();
+  const pipeline = await loadPipeline(file);
+  const inputs: Record<string, string> = {};
+  if (values.corpus) inputs.corpus = values.corpus;
+  if (values['eval-questions']) inputs.evalQuestions = values['eval-questions'];
+  for (const kv of values.input ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new EmbedflowError(`--input ${kv} is not NAME=PATH`);
+    inputs[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  const plan = await buildPlan(pipeline, {
+    overrides: (values.set ?? []).map(parseOverride),
+    inputs,
+    taskQueues: taskQueues(cfg),
+  });
+  const rt = await connectRuntime(cfg);
+  try {
+    const snapped = await snapshotPlanInputs(rt, plan);
+    return await execute(rt, snapped, runIdFor(snapped), values.json ?? false);
+  } finally {
+    await rt.close();
+  }
+}
+
+async function execute(rt: Runtime, plan: Plan, runId: string, json: boolean): Promise<number> {
+  return withWorkers(rt, [plan.file], async () => {
+    await startRun(rt, plan, runId);
+    process.stderr.write(`run ${runId}${rt.uiUrl ? `  (web UI: ${rt.uiUrl}/namespaces/${rt.namespace}/workflows/${runId})` : ''}\n`);
+    const printer = new ProgressPrinter();
+    const outcome = await followRun(rt, runId, (v) => printer.update(v));
+    printer.update({ ...(await describeRun(rt, runId)), pending: [] });
+    return finish(rt, runId, outcome, json);
+  });
+}
+
+async function finish(rt: Runtime, runId: string, outcome: RunOutcome, json: boolean): Promise<number> {
+  const { metrics, report } = await reportOf(rt, outcome.stages);
+  const ran = outcome.stages.filter((s) => s.status === 'ran').length;
+  const cached = outcome.stages.filter((s) => s.status === 'cached').length;
+  process.stderr.write(`\n${outcome.status.toUpperCase()}: ${ran} stage(s) ran, ${cached} cached\n`);
+  if (outcome.error) {
+    process.stderr.write(`${outcome.error.type}: ${outcome.error.message}\nresume with: embedflow resume ${runId}\n`);
+  }
+  if (report) process.stderr.write(`report: ${report}\n`);
+  if (json) {
+    const summary: JsonSummary = {
+      runId,
+      status: outcome.status,
+      stages: outcome.stages.map((s: StageState) => ({
+        id: s.id,
+        kind: s.kind,
+        status: s.status,
+        artifact: s.artifact ?? null,
+        seconds: s.seconds ?? null,
+        stats: s.stats ?? {},
+      })),
+      metrics,
+      report,
+      ...(outcome.error ? { error: outcome.error } : {}),
+    };
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  }
+  return outcome.status === 'completed' ? 0 : 1;
+}
+
+/** Headline metrics and the report path, from the run's `report` (or `evaluation`) artifact. */
+async function reportOf(rt: Runtime, stages: StageState[]): Promise<{ metrics: Record<string, unknown>; report: string | null }> {
+  let metrics: Record<string, unknown> = {};
+  let report: string | null = null;
+  for (const s of stages) {
+    if (!s.artifact) continue;
+    let manifest;
+    try {
+      manifest = await rt.store.readManifest(s.artifact);
+    } catch {
+      continue;
+    }
+    const files = new Set(manifest.files.map((f) => f.path));
+    const reader = await rt.store.open(s.artifact).catch(() => undefined);
+    if (!reader) continue;
+    if (files.has('metrics.json') && (manifest.kind === 'report' || manifest.kind === 'evaluation')) {
+      const parsed = JSON.parse(await readFile(reader.file('metrics.json'), 'utf8')) as { metrics?: Record<string, unknown> } & Record<string, unknown>;
+      metrics = parsed.metrics ?? parsed;
+    }
+    if (files.has('report.html')) report = reader.file('report.html');
+  }
+  return { metrics, report };
+}
+
+async function cmdResume(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  const runId = positionals[0];
+  if (!runId) throw new EmbedflowError('resume needs a run id', { hint: '`embedflow runs` lists them' });
+  const rt = await connectRuntime(loadConfig());
+  try {
+    const view = await describeRun(rt, runId);
+    const plan = await planOfRun(rt, runId);
+    if (view.status === 'completed') {
+      process.stderr.write(`run ${runId} already completed\n`);
+      return finish(rt, runId, { status: 'completed', stages: view.stages }, values.json ?? false);
+    }
+    if (view.status === 'running') {
+      // Still open on the server (its worker died): serve it and follow it.
+      return await withWorkers(rt, [plan.file], async () => {
+        process.stderr.write(`run ${runId} is still open; continuing it\n`);
+        const printer = new ProgressPrinter();
+        const outcome = await followRun(rt, runId, (v) => printer.update(v));
+        return finish(rt, runId, outcome, values.json ?? false);
+      });
+    }
+    // Failed or cancelled: a new execution of the same plan. Finished stages are cache hits, a long
+    // stage continues from the checkpoints in its work directory.
+    return await execute(rt, plan, runId, values.json ?? false);
+  } finally {
+    await rt.close();
+  }
+}
+
+async function cmdStatus(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  const rt = await connectRuntime(loadConfig());
+  try {
+    let runId = positionals[0];
+    if (!runId) {
+      const [latest] = await listRuns(rt, 1);
+      if (!latest) {
+        process.stderr.write('no runs yet\n');
+        return 1;
+      }
+      runId = latest.runId;
+    }
+    const view = await describeRun(rt, runId);
+    if (values.json) process.stdout.write(`${JSON.stringify(view)}\n`);
+    else process.stdout.write(`${onCallReport(view, rt.uiUrl, rt.namespace)}\n`);
+    return 0;
+  } finally {
+    await rt.close();
+  }
+}
+
+async function cmdRuns(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean' } } });
+  const rt = await connectRuntime(loadConfig());
+  try {
+    const runs = await listRuns(rt);
+    if (values.json) process.stdout.write(`${JSON.stringify(runs)}\n`);
+    else for (const r of runs) process.stdout.write(`${r.runId.padEnd(40)} ${r.status.padEnd(10)} ${r.startTime ?? ''}\n`);
+    return 0;
+  } finally {
+    await rt.close();
+  }
+}
+
+async function cmdCancel(args: string[]): Promise<number> {
+  const runId = args[0];
+  if (!runId) throw new EmbedflowError('cancel needs a run id');
+  const rt = await connectRuntime(loadConfig());
+  try {
+    await describeRun(rt, runId);
+    await rt.client.workflow.getHandle(runId).cancel();
+    process.stderr.write(`cancellation requested for ${runId}\n`);
+    return 0;
+  } finally {
+    await rt.close();
+  }
+}
+
+async function cmdArtifacts(args: string[]): Promise<number> {
+  const [sub, digest] = args;
+  if (sub !== 'show' || !digest) throw new EmbedflowError('usage: embedflow artifacts show <digest>');
+  const cfg = loadConfig();
+  const { openStore } = await import('../workers/runtime.ts');
+  const store = openStore(cfg.storeUrl);
+  const manifest = await store.readManifest(digest);
+  const lineage: string[] = [];
+  const walk = async (d: string, depth: number): Promise<void> => {
+    const m = await store.readManifest(d).catch(() => undefined);
+    lineage.push(`${'  '.repeat(depth)}${d.slice(0, 12)} ${m?.kind ?? '(missing)'}${m?.lineage.stageId ? ` ← stage ${m.lineage.stageId} (${m.lineage.stageKind})` : ''}`);
+    if (!m || depth > 12) return;
+    for (const [name, input] of Object.entries(m.lineage.inputs)) {
+      lineage.push(`${'  '.repeat(depth + 1)}${name}:`);
+      await walk(input, depth + 2);
+    }
+  };
+  await walk(digest, 0);
+  process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n\nlineage:\n${lineage.join('\n')}\n`);
+  return 0;
+}
+
+async function cmdWorker(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      queue: { type: 'string', multiple: true },
+      pipeline: { type: 'string', multiple: true },
+      concurrency: { type: 'string' },
+    },
+  });
+  const queues = (values.queue ?? ['workflow', 'cpu']).map((q) => {
+    if (q !== 'cpu' && q !== 'gpu' && q !== 'workflow') throw new EmbedflowError(`--queue ${q}: use cpu, gpu or workflow`);
+    return q;
+  });
+  const rt = await connectRuntime(loadConfig());
+  const concurrency = values.concurrency ? Number(values.concurrency) : undefined;
+  const workers = await startWorkers(rt, { queues, pipelines: values.pipeline, cpuConcurrency: concurrency, gpuConcurrency: concurrency });
+  process.stderr.write(`worker polling ${queues.join(', ')} on ${rt.address} (store ${rt.store.location})\n`);
+  const stop = () => {
+    process.stderr.write('shutting down: cancelling running activities so they are retried elsewhere\n');
+    void workers.shutdown();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  await workers.done;
+  await rt.close();
+  return 0;
+}
+
+async function cmdDev(args: string[]): Promise<number> {
+  if (args[0] !== 'stop') throw new EmbedflowError('usage: embedflow dev stop');
+  const cfg = loadConfig();
+  const stopped = await stopDevServer(cfg.home);
+  process.stderr.write(stopped ? `stopped the dev server of ${join(cfg.home)}\n` : 'no dev server was running\n');
+  return 0;
+}
+
+export async function runCli(argv: string[]): Promise<number> {
+  try {
+    return await main(argv);
+  } catch (err) {
+    if (err instanceof EmbedflowError) {
+      process.stderr.write(`${err.describe()}\n`);
+      return 1;
+    }
+    const e = err as Error;
+    process.stderr.write(`error: ${e?.stack ?? String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,211 @@
+import { defaultPayloadConverter, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure, TerminatedFailure } from '@temporalio/common';
+import { snapshotInput } from '../activities/snapshotInput.ts';
+import { hashJson } from '../artifacts/hash.ts';
+import { RunNotFoundError } from '../activities/errors.ts';
+import { Plan, type StageState } from '../pipelines/plan.ts';
+import type { Runtime } from '../workers/runtime.ts';
+import { taskQueues } from '../workers/config.ts';
+
+// Starting, following and describing runs. A run id is the Temporal workflow id: derived from the
+// pipeline and the content of its inputs, so starting the same run twice attaches to the first.
+
+export const WORKFLOW_TYPE = 'runPipeline';
+
+/** Snapshot every path input into the store, so the plan (and the run id) names content, not paths. */
+export async function snapshotPlanInputs(rt: Runtime, plan: Plan): Promise<Plan> {
+  const inputs = [];
+  for (const input of plan.inputs) {
+    if (input.digest || !input.path) {
+      inputs.push(input);
+      continue;
+    }
+    const snap = await snapshotInput(rt.store, { name: input.name, type: input.type, path: input.path });
+    inputs.push({ name: input.name, type: input.type, digest: snap.digest });
+  }
+  return { ...plan, inputs };
+}
+
+export function runIdFor(plan: Plan): string {
+  return `${plan.pipeline}-${hashJson(plan).slice(0, 12)}`;
+}
+
+export async function startRun(rt: Runtime, plan: Plan, runId = runIdFor(plan)): Promise<WorkflowHandle> {
+  const queues = taskQueues(rt.cfg);
+  try {
+    return await rt.client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: queues.workflow,
+      workflowId: runId,
+      args: [plan],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      memo: { pipeline: plan.pipeline, file: plan.file },
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return rt.client.workflow.getHandle(runId);
+    throw err;
+  }
+}
+
+export type RunStatus = 'running' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out' | 'continued' | 'unknown';
+
+export interface PendingStage {
+  stage: string;
+  attempt: number;
+  progress?: { done?: number; total?: number; unit?: string; message?: string; [k: string]: unknown };
+  lastHeartbeat?: string;
+  lastFailure?: string;
+  scheduledAt?: string;
+  state: string;
+}
+
+export interface RunView {
+  runId: string;
+  temporalRunId: string;
+  pipeline?: string;
+  status: RunStatus;
+  startTime?: string;
+  closeTime?: string;
+  stages: StageState[];
+  pending: PendingStage[];
+}
+
+const STATUS: Record<string, RunStatus> = {
+  RUNNING: 'running',
+  COMPLETED: 'completed',
+  FAILED: 'failed',
+  CANCELLED: 'cancelled',
+  TERMINATED: 'terminated',
+  TIMED_OUT: 'timed_out',
+  CONTINUED_AS_NEW: 'continued',
+};
+
+export async function describeRun(rt: Runtime, runId: string): Promise<RunView> {
+  const handle = rt.client.workflow.getHandle(runId);
+  let d;
+  try {
+    d = await handle.describe();
+  } catch (err) {
+    if ((err as Error).name === 'WorkflowNotFoundError') {
+      throw new RunNotFoundError(`no run "${runId}"`, { hint: '`embedflow runs` lists the runs' });
+    }
+    throw err;
+  }
+  const memo = (d.memo ?? {}) as { pipeline?: string; stages?: StageState[] };
+  const pending: PendingStage[] = (d.raw.pendingActivities ?? []).map((a) => ({
+    stage: a.activityId ?? '?',
+    attempt: a.attempt ?? 1,
+    state: PENDING_STATE[Number(a.state ?? 0)] ?? 'UNKNOWN',
+    progress: decodeFirst(a.heartbeatDetails?.payloads) as PendingStage['progress'],
+    lastHeartbeat: tsToIso(a.lastHeartbeatTime),
+    scheduledAt: tsToIso(a.scheduledTime),
+    lastFailure: a.lastFailure?.message ?? undefined,
+  }));
+  return {
+    runId,
+    temporalRunId: d.runId,
+    pipeline: memo.pipeline,
+    status: STATUS[d.status.name] ?? 'unknown',
+    startTime: d.startTime?.toISOString(),
+    closeTime: d.closeTime?.toISOString(),
+    stages: memo.stages ?? [],
+    pending,
+  };
+}
+
+type Payload = Parameters<typeof defaultPayloadConverter.fromPayload>[0];
+
+/** temporal.api.enums.v1.PendingActivityState, by number. */
+const PENDING_STATE = ['UNSPECIFIED', 'SCHEDULED', 'STARTED', 'CANCEL_REQUESTED', 'PAUSED', 'PAUSE_REQUESTED'];
+
+function decodeFirst(payloads: Payload[] | null | undefined): unknown {
+  const p = payloads?.[0];
+  if (!p) return undefined;
+  try {
+    return defaultPayloadConverter.fromPayload(p);
+  } catch {
+    return undefined;
+  }
+}
+
+function tsToIso(ts: { seconds?: unknown; nanos?: number | null } | null | undefined): string | undefined {
+  if (!ts || ts.seconds === undefined || ts.seconds === null) return undefined;
+  return new Date(Number(ts.seconds) * 1000 + Math.floor((ts.nanos ?? 0) / 1e6)).toISOString();
+}
+
+/** The plan a run was started with, read back from its history (for `resume`). */
+export async function planOfRun(rt: Runtime, runId: string): Promise<Plan> {
+  const history = await rt.client.workflow.getHandle(runId).fetchHistory();
+  const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  if (!payload) throw new RunNotFoundError(`run "${runId}" has no recorded plan`);
+  return Plan.parse(defaultPayloadConverter.fromPayload(payload));
+}
+
+export interface RunOutcome {
+  status: 'completed' | 'failed' | 'cancelled';
+  stages: StageState[];
+  error?: { type: string; message: string; stage?: string };
+}
+
+/** Wait for a run to close, calling `onUpdate` with fresh views while it runs. */
+export async function followRun(rt: Runtime, runId: string, onUpdate: (v: RunView) => void, everyMs = 400): Promise<RunOutcome> {
+  const handle = rt.client.workflow.getHandle(runId);
+  let stop = false;
+  const poll = (async () => {
+    while (!stop) {
+      try {
+        onUpdate(await describeRun(rt, runId));
+      } catch {
+        // A transient describe failure only delays the progress display.
+      }
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  try {
+    await handle.result();
+    const view = await describeRun(rt, runId);
+    return { status: 'completed', stages: view.stages };
+  } catch (err) {
+    const view = await describeRun(rt, runId);
+    if (err instanceof WorkflowFailedError) {
+      const cause = err.cause;
+      if (cause instanceof CancelledFailure || cause instanceof TerminatedFailure) return { status: 'cancelled', stages: view.stages };
+      const failed = view.stages.find((s) => s.status === 'failed');
+      return {
+        status: 'failed',
+        stages: view.stages,
+        error: {
+          type: cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : (cause?.name ?? 'Error'),
+          message: failed?.error?.message ?? cause?.message ?? err.message,
+          stage: failed?.id,
+        },
+      };
+    }
+    throw err;
+  } finally {
+    stop = true;
+    await poll;
+  }
+}
+
+export interface RunListEntry {
+  runId: string;
+  status: RunStatus;
+  startTime?: string;
+  pipeline?: string;
+}
+
+export async function listRuns(rt: Runtime, limit = 50): Promise<RunListEntry[]> {
+  const out: RunListEntry[] = [];
+  for await (const w of rt.client.workflow.list({ query: `WorkflowType = '${WORKFLOW_TYPE}'` })) {
+    out.push({
+      runId: w.workflowId,
+      status: STATUS[w.status.name] ?? 'unknown',
+      startTime: w.startTime?.toISOString(),
+      pipeline: (w.memo as { pipeline?: string } | undefined)?.pipeline,
+    });
+    if (out.length >= limit) break;
+  }
+  return out;
+}

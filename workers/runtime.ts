@@ -1,0 +1,199 @@
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
+import { NativeConnection, type NativeConnectionOptions, Runtime as CoreRuntime, Worker, bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { createActivities } from '../activities/engine.ts';
+import { ConfigError } from '../activities/errors.ts';
+import { writeFileAtomic } from '../artifacts/fsutil.ts';
+import { sha256 } from '../artifacts/hash.ts';
+import { type ArtifactStore, LocalStore } from '../artifacts/store.ts';
+import { codeFingerprint } from '../pipelines/fingerprint.ts';
+import { loadPipeline } from '../pipelines/load.ts';
+import { type Config, PROJECT_ROOT, stageEnv, taskQueues } from './config.ts';
+import { ensureDevServer } from './devServer.ts';
+import '../activities/builtin.ts';
+
+export interface Runtime {
+  cfg: Config;
+  store: ArtifactStore;
+  client: Client;
+  address: string;
+  namespace: string;
+  /** Web UI base URL (embedded dev server), if known. */
+  uiUrl?: string;
+  close(): Promise<void>;
+}
+
+const WORKFLOWS = join(PROJECT_ROOT, 'workflows', 'index.ts');
+
+export function openStore(url: string): ArtifactStore {
+  if (url.startsWith('s3://')) {
+    throw new ConfigError(`S3 stores are not available in this build: ${url}`, { hint: 'use a filesystem path for EMBEDFLOW_STORE' });
+  }
+  return new LocalStore(url.startsWith('file://') ? new URL(url).pathname : url);
+}
+
+async function tlsOptions(cfg: Config): Promise<ConnectionOptions['tls']> {
+  const tls = cfg.temporal?.tls;
+  if (!tls) return undefined;
+  const read = async (p: string | undefined, what: string) => {
+    if (!p) return undefined;
+    try {
+      return await readFile(p);
+    } catch {
+      throw new ConfigError(`cannot read the TLS ${what} file`, { where: p, hint: `check TEMPORAL_TLS_${what.toUpperCase()}` });
+    }
+  };
+  const [crt, key, ca] = await Promise.all([read(tls.certPath, 'cert'), read(tls.keyPath, 'key'), read(tls.caPath, 'ca')]);
+  return {
+    serverNameOverride: tls.serverName,
+    serverRootCACertificate: ca,
+    clientCertPair: crt && key ? { crt, key } : undefined,
+  };
+}
+
+function apiKey(cfg: Config): string | undefined {
+  const name = cfg.temporal?.apiKeyEnv;
+  return name ? process.env[name] : undefined;
+}
+
+/** Connect to the configured cluster, or start/reuse the embedded dev server. */
+export async function connectRuntime(cfg: Config): Promise<Runtime> {
+  let address: string;
+  let uiUrl: string | undefined;
+  if (cfg.temporal) {
+    address = cfg.temporal.address;
+  } else {
+    const dev = await ensureDevServer(cfg);
+    address = dev.address;
+    uiUrl = dev.uiUrl;
+  }
+  const tls = await tlsOptions(cfg);
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ address, tls, apiKey: apiKey(cfg), connectTimeout: '15s' });
+  } catch (err) {
+    throw new ConfigError(`cannot reach Temporal at ${address}: ${(err as Error).message}`, {
+      hint: cfg.temporal ? 'check TEMPORAL_ADDRESS and the TLS settings' : 'run `embedflow dev stop` and try again',
+      cause: err,
+    });
+  }
+  const client = new Client({ connection, namespace: cfg.namespace });
+  return {
+    cfg,
+    store: openStore(cfg.storeUrl),
+    client,
+    address,
+    namespace: cfg.namespace,
+    uiUrl,
+    close: () => connection.close(),
+  };
+}
+
+let coreRuntimeInstalled = false;
+function quietCoreRuntime(): void {
+  if (coreRuntimeInstalled) return;
+  coreRuntimeInstalled = true;
+  try {
+    CoreRuntime.install({ logger: new DefaultLogger('ERROR') });
+  } catch {
+    // Already installed by the embedding process.
+  }
+}
+
+/** The workflow bundle, built once per version of the workflow code and kept in EMBEDFLOW_HOME. */
+export async function workflowBundlePath(cfg: Config): Promise<string> {
+  const sdk = JSON.parse(await readFile(join(PROJECT_ROOT, 'node_modules', '@temporalio', 'worker', 'package.json'), 'utf8')) as { version: string };
+  const key = sha256(`${await codeFingerprint({ module: WORKFLOWS })}:${sdk.version}`).slice(0, 16);
+  const path = join(cfg.home, 'cache', `workflow-bundle-${key}.js`);
+  if (!existsSync(path)) {
+    const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS, logger: new DefaultLogger('WARN') });
+    await writeFileAtomic(path, code);
+  }
+  return path;
+}
+
+export type QueueName = 'workflow' | 'cpu' | 'gpu';
+
+export interface WorkerOptions {
+  queues: QueueName[];
+  /** Pipeline files whose own stage kinds this worker must know. */
+  pipelines?: string[];
+  cpuConcurrency?: number;
+  gpuConcurrency?: number;
+  shutdownGraceTime?: string;
+}
+
+export interface RunningWorkers {
+  /** Resolves when every worker has stopped. */
+  done: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+/** Start workers for the given queues in this process. */
+export async function startWorkers(rt: Runtime, opts: WorkerOptions): Promise<RunningWorkers> {
+  quietCoreRuntime();
+  for (const file of opts.pipelines ?? []) await loadPipeline(file);
+  const native: NativeConnectionOptions = {
+    address: rt.address,
+    tls: await tlsOptions(rt.cfg),
+    apiKey: apiKey(rt.cfg),
+  };
+  const connection = await NativeConnection.connect(native);
+  const activities = createActivities({ store: rt.store, env: stageEnv(rt.cfg) });
+  const queues = taskQueues(rt.cfg);
+  const grace = opts.shutdownGraceTime ?? '10s';
+  const workers: Worker[] = [];
+  if (opts.queues.includes('workflow')) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: rt.namespace,
+        taskQueue: queues.workflow,
+        workflowBundle: { codePath: await workflowBundlePath(rt.cfg) },
+        activities: { resolveStage: activities.resolveStage },
+        shutdownGraceTime: grace,
+      }),
+    );
+  }
+  const stageActivities = { executeStage: activities.executeStage, snapshotInput: activities.snapshotInput };
+  if (opts.queues.includes('cpu')) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: rt.namespace,
+        taskQueue: queues.cpu,
+        activities: stageActivities,
+        maxConcurrentActivityTaskExecutions: opts.cpuConcurrency ?? 4,
+        shutdownGraceTime: grace,
+      }),
+    );
+  }
+  if (opts.queues.includes('gpu')) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: rt.namespace,
+        taskQueue: queues.gpu,
+        activities: stageActivities,
+        maxConcurrentActivityTaskExecutions: opts.gpuConcurrency ?? 1,
+        shutdownGraceTime: grace,
+      }),
+    );
+  }
+  const done = Promise.all(workers.map((w) => w.run())).then(
+    () => connection.close(),
+    async (err) => {
+      await connection.close();
+      throw err;
+    },
+  );
+  return {
+    done,
+    async shutdown() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await done;
+    },
+  };
+}
