@@ -1,0 +1,110 @@
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, testEnv } from '../support/cli.ts';
+
+// The generic workflow against the real Temporal dev server, driven through the CLI as a user would.
+
+const PIPELINE = 'test/fixtures/pipelines/words.ts';
+
+async function logLines(env: Record<string, string>): Promise<string[]> {
+  return (await readFile(env.EMBEDFLOW_TEST_LOG!, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+}
+
+async function envWithLog() {
+  const env = await testEnv();
+  return { ...env, EMBEDFLOW_TEST_LOG: join(env.EMBEDFLOW_STORE, 'stage.log'), EMBEDFLOW_TEST_FAULTS: join(env.EMBEDFLOW_STORE, 'faults') };
+}
+
+const statusOf = (json: { stages: Array<{ id: string; status: string }> }) => Object.fromEntries(json.stages.map((s) => [s.id, s.status]));
+
+describe('pipeline workflow', () => {
+  it('caches: a rerun runs nothing; a param change reruns exactly that stage and its descendants', async () => {
+    const env = await envWithLog();
+    const first = await cli(['run', PIPELINE, '--json'], env);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.json.status).toBe('completed');
+    expect(statusOf(first.json)).toEqual({ words: 'ran', chars: 'ran', summary: 'ran' });
+    expect(first.json.stages.find((s: { id: string }) => s.id === 'summary').stats).toEqual({ words: 12, chars: 83 });
+    expect(first.stderr).toMatch(/^run words-[0-9a-f]{12}/m);
+
+    const second = await cli(['run', PIPELINE, '--json'], env);
+    expect(second.code, second.stderr).toBe(0);
+    expect(statusOf(second.json)).toEqual({ words: 'cached', chars: 'cached', summary: 'cached' });
+
+    const changed = await cli(['run', PIPELINE, '--json', '--set', 'chars.salt=v2'], env);
+    expect(changed.code, changed.stderr).toBe(0);
+    expect(statusOf(changed.json)).toEqual({ words: 'cached', chars: 'ran', summary: 'ran' });
+    // Same artifact for the unchanged branch, a new one for the changed one.
+    const art = (j: typeof first.json, id: string) => j.stages.find((s: { id: string }) => s.id === id).artifact;
+    expect(art(changed.json, 'words')).toBe(art(first.json, 'words'));
+    expect(art(changed.json, 'chars')).not.toBe(art(first.json, 'chars'));
+    expect((await logLines(env)).filter((l) => l.endsWith('end'))).toHaveLength(5);
+  });
+
+  it('runs independent branches in parallel', async () => {
+    const env = await envWithLog();
+    const res = await cli(['run', PIPELINE, '--json', '--set', 'words.sleepMs=2000', '--set', 'chars.sleepMs=2000'], env);
+    expect(res.code, res.stderr).toBe(0);
+    const lines = await logLines(env);
+    // Both branches started before either ended.
+    const firstEnd = lines.findIndex((l) => l.endsWith(' end'));
+    expect(lines.slice(0, firstEnd).sort()).toEqual(['chars start', 'words start']);
+  });
+
+  it('retries a transient failure and completes', async () => {
+    const env = await envWithLog();
+    const res = await cli(['run', PIPELINE, '--json', '--set', 'words.failAttempts=2'], env);
+    expect(res.code, res.stderr).toBe(0);
+    const lines = await logLines(env);
+    expect(lines.filter((l) => l === 'words start')).toHaveLength(3);
+    expect(lines.filter((l) => l === 'words end')).toHaveLength(1);
+  });
+
+  it('surfaces a non-retryable failure with its type, without retrying, and `status` says how to resume', async () => {
+    const env = await envWithLog();
+    const res = await cli(['run', PIPELINE, '--json', '--set', 'words.badInput=true'], env);
+    expect(res.code).toBe(1);
+    expect(res.json.status).toBe('failed');
+    expect(res.json.error).toMatchObject({ type: 'InvalidInputError', stage: 'words' });
+    expect(statusOf(res.json).words).toBe('failed');
+    expect(statusOf(res.json).summary).toBe('skipped');
+    expect((await logLines(env)).filter((l) => l === 'words start')).toHaveLength(1);
+
+    const status = await cli(['status', res.json.runId], env);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain('FAILED');
+    expect(status.stdout).toContain('InvalidInputError');
+    expect(status.stdout).toContain(`embedflow resume ${res.json.runId}`);
+  });
+
+  it('resume after a failure reruns only the failed stage onward', async () => {
+    const env = await envWithLog();
+    await writeFile(env.EMBEDFLOW_TEST_FAULTS, 'summary\n');
+    const failed = await cli(['run', PIPELINE, '--json'], env);
+    expect(failed.code).toBe(1);
+    expect(statusOf(failed.json)).toEqual({ words: 'ran', chars: 'ran', summary: 'failed' });
+
+    await writeFile(env.EMBEDFLOW_TEST_FAULTS, '');
+    const resumed = await cli(['resume', failed.json.runId, '--json'], env);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.json.runId).toBe(failed.json.runId);
+    expect(statusOf(resumed.json)).toEqual({ words: 'cached', chars: 'cached', summary: 'ran' });
+    const lines = await logLines(env);
+    expect(lines.filter((l) => l === 'words end')).toHaveLength(1);
+    expect(lines.filter((l) => l === 'summary end')).toHaveLength(1);
+    await appendFile(env.EMBEDFLOW_TEST_LOG, '');
+  });
+
+  it('starting the same run twice at once runs it once', async () => {
+    const env = await envWithLog();
+    const [a, b] = await Promise.all([
+      cli(['run', PIPELINE, '--json', '--set', 'words.sleepMs=1500'], env),
+      cli(['run', PIPELINE, '--json', '--set', 'words.sleepMs=1500'], env),
+    ]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(a.json.runId).toBe(b.json.runId);
+    expect((await logLines(env)).filter((l) => l === 'words end')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,86 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inject } from 'vitest';
+import { PROJECT_ROOT } from '../../workers/config.ts';
+import { randomId } from '../../artifacts/fsutil.ts';
+
+const BIN = join(PROJECT_ROOT, 'bin', 'embedflow.js');
+
+export interface TestEnv extends Record<string, string> {
+  EMBEDFLOW_HOME: string;
+  EMBEDFLOW_STORE: string;
+  EMBEDFLOW_QUEUE_PREFIX: string;
+}
+
+/**
+ * An isolated environment on the shared test dev server: its own store and its own task queues, so
+ * parallel test files never run each other's activities.
+ */
+export async function testEnv(extra: Record<string, string> = {}): Promise<TestEnv> {
+  const store = await mkdtemp(join(tmpdir(), 'ef-test-store-'));
+  return {
+    EMBEDFLOW_HOME: inject('testHome'),
+    EMBEDFLOW_STORE: store,
+    EMBEDFLOW_QUEUE_PREFIX: `t-${randomId(4)}`,
+    ...extra,
+  };
+}
+
+/** The same environment, but talking to the dev server as a remote cluster: the CLI starts no worker. */
+export function remote(env: TestEnv): TestEnv {
+  return { ...env, TEMPORAL_ADDRESS: inject('temporalAddress') };
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** The last stdout line parsed as JSON, when there is one. */
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-only convenience
+}
+
+export function spawnCli(args: string[], env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, [BIN, ...args], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+export function collect(child: ChildProcess, timeoutMs = 170_000): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d) => (stdout += d));
+  child.stderr?.on('data', (d) => (stderr += d));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const last = stdout.trim().split('\n').pop() ?? '';
+      let json: unknown;
+      try {
+        json = JSON.parse(last);
+      } catch {
+        json = undefined;
+      }
+      resolve({ code, stdout, stderr, json });
+    });
+  });
+}
+
+export function cli(args: string[], env: Record<string, string>, timeoutMs?: number): Promise<CliResult> {
+  return collect(spawnCli(args, env), timeoutMs);
+}
+
+/** Wait until `check` returns a truthy value (polling), or fail after `ms`. */
+export async function until<T>(check: () => Promise<T | undefined | false> | T | undefined | false, ms = 60_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
