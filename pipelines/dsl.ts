@@ -159,6 +159,7 @@ function validateStructure(def: PipelineDef, file: string): void {
     }
     producers.set(s.id, s.kind.output);
   }
+  findCycle(def, file);
   for (const s of def.stages) {
     const declared = s.kind.inputs as Record<string, string>;
     const wired = (s.inputs ?? {}) as Record<string, string | undefined>;
@@ -189,7 +190,6 @@ function validateStructure(def: PipelineDef, file: string): void {
       }
     }
   }
-  findCycle(def, file);
 }
 
 function findCycle(def: PipelineDef, file: string): void {

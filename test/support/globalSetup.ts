@@ -9,7 +9,8 @@ import { workflowBundlePath } from '../../workers/runtime.ts';
 // developer's own dev server is never touched. Tests isolate themselves with their own store and
 // task-queue prefix (test/support/cli.ts).
 
-export const TEST_HOME = join(import.meta.dirname, '..', '.output', 'home');
+// Per test run: several runs (developers, CI) may share a checkout.
+export const TEST_HOME = join(import.meta.dirname, '..', '.output', `home-${process.pid}`);
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -29,5 +30,6 @@ export async function setup(project: TestProject) {
   project.provide('testHome', TEST_HOME);
   return async () => {
     await stopDevServer(TEST_HOME);
+    await rm(TEST_HOME, { recursive: true, force: true });
   };
 }

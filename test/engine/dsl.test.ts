@@ -1,0 +1,164 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { PipelineLoadError, PipelineValidationError, StageParamsError } from '../../activities/errors.ts';
+import { buildPlan, definePipeline, extendPipeline, parseOverride, stage } from '../../pipelines/dsl.ts';
+import { loadPipeline } from '../../pipelines/load.ts';
+import { defineStage } from '../../pipelines/stage.ts';
+import { combine, countChars, countWords } from '../fixtures/pipelines/words.ts';
+
+// Every invalid pipeline fails when it loads, naming the file, the stage and the field.
+
+const THIS_FILE = new URL(import.meta.url).pathname;
+const queues = { workflow: 'q', cpu: 'q-cpu', gpu: 'q-gpu' };
+const corpus = { corpus: { type: 'directory' as const, default: '../fixtures/smallcorpus' } };
+
+function expectError(fn: () => unknown, cls: new (...a: never[]) => Error, ...fragments: string[]) {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(cls);
+  const text = (caught as { describe(): string }).describe();
+  for (const f of fragments) expect(text).toContain(f);
+}
+
+describe('pipeline validation at load', () => {
+  it('refuses a cycle and names it', () => {
+    expectError(
+      () =>
+        definePipeline({
+          name: 'cyclic',
+          inputs: corpus,
+          stages: [
+            stage({ id: 'a', kind: combine, inputs: { words: 'b', chars: 'b' } }),
+            stage({ id: 'b', kind: combine, inputs: { words: 'a', chars: 'a' } }),
+          ],
+        }),
+      PipelineValidationError,
+      'cycle',
+      'a → b → a',
+      THIS_FILE,
+    );
+  });
+
+  it('refuses an unknown stage id in the wiring', () => {
+    expectError(
+      () => definePipeline({ name: 'p', inputs: corpus, stages: [stage({ id: 'w', kind: countWords, inputs: { corpus: 'corpse' } })] }),
+      PipelineValidationError,
+      'stage "w"',
+      'unknown stage "corpse"',
+    );
+  });
+
+  it('refuses duplicate stage ids', () => {
+    expectError(
+      () =>
+        definePipeline({
+          name: 'p',
+          inputs: corpus,
+          stages: [stage({ id: 'w', kind: countWords, inputs: { corpus: 'corpus' } }), stage({ id: 'w', kind: countChars, inputs: { corpus: 'corpus' } })],
+        }),
+      PipelineValidationError,
+      'duplicate stage id "w"',
+    );
+  });
+
+  it('refuses an input wired to an output of the wrong kind', () => {
+    expectError(
+      () =>
+        definePipeline({
+          name: 'p',
+          inputs: corpus,
+          stages: [stage({ id: 'w', kind: countWords, inputs: { corpus: 'corpus' } }), stage({ id: 'x', kind: countWords, inputs: { corpus: 'w' } })],
+        }),
+      PipelineValidationError,
+      'stage "x"',
+      'input "corpus" needs a "files" artifact but "w" produces "counts"',
+    );
+  });
+
+  it('refuses a required input left unwired, and an unknown input name', () => {
+    expectError(
+      () => definePipeline({ name: 'p', inputs: corpus, stages: [stage({ id: 'w', kind: countWords })] }),
+      PipelineValidationError,
+      'input "corpus" (files) is not wired',
+    );
+    expectError(
+      () =>
+        definePipeline({
+          name: 'p',
+          inputs: corpus,
+          // @ts-expect-error -- the DSL's types catch this too
+          stages: [stage({ id: 'w', kind: countWords, inputs: { corpus: 'corpus', extra: 'corpus' } })],
+        }),
+      PipelineValidationError,
+      'unknown input "extra"',
+    );
+  });
+
+  it('refuses bad parameters when the plan is built, naming stage and field', async () => {
+    const p = definePipeline({
+      name: 'p',
+      inputs: corpus,
+      // @ts-expect-error -- sleepMs must be a number
+      stages: [stage({ id: 'w', kind: countWords, params: { sleepMs: -5 }, inputs: { corpus: 'corpus' } })],
+    });
+    await expect(buildPlan(p, { taskQueues: queues })).rejects.toThrow(StageParamsError);
+    await expect(buildPlan(p, { taskQueues: queues })).rejects.toMatchObject({
+      message: expect.stringContaining('params.sleepMs'),
+      where: expect.stringContaining('stage "w" (test.countWords)'),
+    });
+  });
+
+  it('refuses a misspelt parameter rather than ignoring it', async () => {
+    const p = definePipeline({ name: 'p', inputs: corpus, stages: [stage({ id: 'w', kind: countWords, inputs: { corpus: 'corpus' } })] });
+    await expect(buildPlan(p, { taskQueues: queues, overrides: [parseOverride('w.sleepMS=5')] })).rejects.toThrow(/sleepMS/);
+    await expect(buildPlan(p, { taskQueues: queues, overrides: [parseOverride('nope.x=1')] })).rejects.toThrow(/no stage "nope"/);
+  });
+
+  it('applies --set overrides with JSON values', async () => {
+    const p = definePipeline({ name: 'p', inputs: corpus, stages: [stage({ id: 'w', kind: countWords, inputs: { corpus: 'corpus' } })] });
+    const plan = await buildPlan(p, { taskQueues: queues, overrides: [parseOverride('w.sleepMs=20'), parseOverride('w.salt=hello')] });
+    expect(plan.stages[0]!.params).toMatchObject({ sleepMs: 20, salt: 'hello', failAttempts: 0 });
+    expect(plan.inputs[0]!.path).toMatch(/fixtures\/smallcorpus$/);
+  });
+
+  it('lets a variant override params and activity options of its base', async () => {
+    const base = definePipeline({ name: 'base', inputs: corpus, stages: [stage({ id: 'w', kind: countWords, inputs: { corpus: 'corpus' } })] });
+    const variant = extendPipeline(base, { name: 'variant', stages: { w: { params: { salt: 'v' }, queue: 'gpu', heartbeatTimeout: '1m' } } });
+    const plan = await buildPlan(variant, { taskQueues: queues });
+    expect(plan.pipeline).toBe('variant');
+    expect(plan.stages[0]).toMatchObject({ params: { salt: 'v' }, activity: { queue: 'gpu', heartbeatTimeout: '1m' } });
+    expect(() => extendPipeline(base, { name: 'v2', stages: { nope: { queue: 'gpu' } } })).toThrow(/no stage "nope"/);
+  });
+
+  it('reports a syntax error in a pipeline file with its location', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ef-dsl-'));
+    const file = join(dir, 'broken.ts');
+    await writeFile(file, 'export default definePipeline({ name: "x", stages: [ \n');
+    await expect(loadPipeline(file)).rejects.toThrow(PipelineLoadError);
+    await expect(loadPipeline(file)).rejects.toMatchObject({ where: file });
+    await writeFile(join(dir, 'nodefault.ts'), 'export const x = 1;\n');
+    await expect(loadPipeline(join(dir, 'nodefault.ts'))).rejects.toThrow(/no `export default definePipeline/);
+    await expect(loadPipeline(join(dir, 'missing.ts'))).rejects.toThrow(/not found/);
+  });
+
+  it('lets a pipeline file define its own stage kinds, and refuses two kinds with one name', () => {
+    const kind = defineStage({
+      kind: 'test.custom',
+      params: z.object({}),
+      inputs: {},
+      output: 'nothing',
+      async run() {
+        return {};
+      },
+    });
+    expect(kind.module).toBe(THIS_FILE);
+    expect(() => definePipeline({ name: 'custom', stages: [stage({ id: 'c', kind })] })).not.toThrow();
+  });
+});
