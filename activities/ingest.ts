@@ -1,0 +1,37 @@
+import { z } from 'zod';
+import { defineStage } from '../pipelines/stage.ts';
+import { DOCUMENTS_FILE } from './ingest/documents.ts';
+import { ingestCorpus } from './ingest/ingestCorpus.ts';
+
+export const IngestParams = z.object({
+  normalize: z
+    .enum(['NFKC', 'NFC', 'none'])
+    .default('NFKC')
+    .describe('Unicode normalisation of the text (raw_text keeps the file as decoded; offset_map maps one onto the other)'),
+});
+
+/**
+ * Corpus folder (a `files` snapshot) → `documents`: one row per readable .pdf/.html/.md/.txt file with
+ * its normalised text. Files it cannot read are listed in the manifest (`meta.skipped`) with the reason.
+ */
+export const ingest = defineStage({
+  kind: 'ingest',
+  description: 'Read .pdf/.html/.md/.txt files (UTF-8, Shift_JIS, EUC-JP), extract and normalise their text',
+  params: IngestParams,
+  inputs: { corpus: 'files' },
+  output: 'documents',
+  defaults: { queue: 'cpu', startToCloseTimeout: '2h', heartbeatTimeout: '5m', retry: { maximumAttempts: 3 } },
+  async run(ctx) {
+    const summary = await ingestCorpus(ctx.inputs.corpus.dir, await ctx.out.file(DOCUMENTS_FILE), {
+      normalize: ctx.params.normalize,
+      signal: ctx.signal,
+      onProgress: (p) => ctx.progress({ done: p.done, total: p.total, unit: 'files', message: p.path }),
+    });
+    for (const s of summary.skipped) ctx.log.warn(`skipped ${s.path}: ${s.reason}`);
+    return {
+      stats: { documents: summary.documents, skipped: summary.skipped.length, textMB: +(summary.textBytes / 1e6).toFixed(2) },
+      rows: { [DOCUMENTS_FILE]: summary.documents },
+      meta: { skipped: summary.skipped, encodings: summary.encodings },
+    };
+  },
+});

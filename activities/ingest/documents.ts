@@ -1,0 +1,117 @@
+import { readFile } from 'node:fs/promises';
+import { basename, extname } from 'node:path';
+import { Table, Utf8, type Vector, vectorFromArray } from 'apache-arrow';
+import { sha256 } from '../../artifacts/hash.ts';
+import { type CorpusFile, type DocFormat, readError } from './corpus.ts';
+import { declaredHtmlCharset, decodeText } from './decode.ts';
+import { extractHtml } from './html.ts';
+import { type NormalizationForm, normalizeText } from './normalize.ts';
+import { type OffsetMap, type OffsetStep, rawSpanToTextSpan, serializeOffsetMap } from './offsets.ts';
+import { extractPdf } from './pdf.ts';
+
+export const DOCUMENTS_FILE = 'documents.parquet';
+
+/** One row of a `documents` artifact. */
+export interface DocumentRow {
+  /** sha256 of the relative path, 16 hex: stable while the file keeps its path. */
+  doc_id: string;
+  path: string;
+  format: DocFormat;
+  title: string;
+  /** sha256 of `text`. */
+  content_hash: string;
+  /** Extracted and normalised text: what chunks index into. */
+  text: string;
+  /** The decoded file text (for PDF: the extracted text) before normalisation. */
+  raw_text: string;
+  /** JSON offset map, raw_text → text (see offsets.ts). */
+  offset_map: string;
+  /** JSON array of page start offsets in `text` (PDF only). */
+  pages: string | null;
+}
+
+export type ReadResult = { ok: true; doc: DocumentRow; encoding: string } | { ok: false; reason: string };
+
+export function docId(path: string): string {
+  return sha256(path).slice(0, 16);
+}
+
+/** Read one corpus file into a document row, or say why it cannot be read. */
+export async function readDocument(file: CorpusFile, form: NormalizationForm): Promise<ReadResult> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await readFile(file.abs));
+  } catch (err) {
+    return { ok: false, reason: readError(err) };
+  }
+  if (bytes.length === 0) return { ok: false, reason: 'empty file' };
+
+  let raw: string;
+  let encoding = 'utf-8';
+  let steps: OffsetStep[] = [];
+  let extracted: string;
+  let title = '';
+  let pageStarts: number[] | undefined;
+  if (file.format === 'pdf') {
+    const pdf = await extractPdf(bytes);
+    if (!pdf.ok) return pdf;
+    raw = extracted = pdf.text;
+    title = pdf.title;
+    pageStarts = pdf.pageStarts;
+    encoding = 'pdf';
+  } else {
+    const decoded = decodeText(bytes, { declaredCharset: file.format === 'html' ? declaredHtmlCharset(bytes) : undefined });
+    if (!decoded.ok) return decoded;
+    raw = decoded.text;
+    encoding = decoded.encoding;
+    if (file.format === 'html') {
+      const html = extractHtml(raw);
+      extracted = html.text;
+      title = html.title;
+      steps = [html.step];
+    } else {
+      extracted = raw;
+    }
+  }
+  if (extracted.trim() === '') return { ok: false, reason: file.format === 'html' ? 'no main text' : 'no text (empty or whitespace only)' };
+
+  const norm = normalizeText(extracted, form);
+  steps.push(norm.step);
+  const map: OffsetMap = { steps };
+  const text = norm.text;
+  title = (title || guessTitle(text, file)).normalize(form === 'none' ? 'NFC' : form).slice(0, 300);
+  const pages = pageStarts ? JSON.stringify(pageStarts.map((p) => rawSpanToTextSpan({ steps: [norm.step] }, p, p)[0])) : null;
+  return {
+    ok: true,
+    encoding,
+    doc: {
+      doc_id: docId(file.path),
+      path: file.path,
+      format: file.format,
+      title,
+      content_hash: sha256(text),
+      text,
+      raw_text: raw,
+      offset_map: serializeOffsetMap(map),
+      pages,
+    },
+  };
+}
+
+/** Markdown: the first ATX heading; other formats: the first line, if it is short enough to be one. */
+function guessTitle(text: string, file: CorpusFile): string {
+  const heading = /^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$/m.exec(text.slice(0, 20_000))?.[1];
+  if (heading && file.format === 'md') return heading.trim();
+  const first = text.trimStart().split('\n', 1)[0]?.trim() ?? '';
+  if (first && first.length <= 120) return first;
+  return basename(file.path, extname(file.path));
+}
+
+const COLUMNS = ['doc_id', 'path', 'format', 'title', 'content_hash', 'text', 'raw_text', 'offset_map', 'pages'] as const;
+
+/** Rows as an Arrow table with plain Utf8 columns (pages nullable). */
+export function documentsTable(rows: DocumentRow[]): Table {
+  const cols: Record<string, Vector<Utf8>> = {};
+  for (const c of COLUMNS) cols[c] = vectorFromArray(rows.map((r) => r[c]), new Utf8());
+  return new Table(cols);
+}
