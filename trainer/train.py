@@ -1,0 +1,206 @@
+"""Fine-tune a sentence-transformers embedding model on the dataset artifact's (anchor, positive, negatives) rows.
+
+    python trainer/train.py --model ST_DIR --train train.parquet [--dev dev.parquet] --output-dir DIR \
+        [--export-dir OUT] [--loss mnrl|cached-mnrl|gist] [--max-steps N | --epochs E] [--batch-size B] ...
+
+stdout: JSON lines only (start, progress, checkpoint, eval, then done or error); stderr: everything else.
+Exit codes: 0 done, 2 bad configuration (TrainerConfigError), 3 out of memory, 1 any other failure.
+Checkpoints (DIR/checkpoint-N, complete when they hold embedflow-checkpoint.json) carry optimizer,
+scheduler and RNG state: `--resume-from DIR/checkpoint-N` continues the same run step for step.
+The trained model is saved to DIR/final and, with --export-dir, exported as a `model` artifact.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import traceback
+
+# No hub on the machines this runs on; never wait on one. Set before transformers is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from failures import KernelError, TrainerConfigError, is_out_of_memory, out_of_memory  # noqa: E402
+from json_lines import emit, reserve_stdout  # noqa: E402
+from parent_watch import exit_when_stdin_closes  # noqa: E402
+from train_config import TrainConfig, parse_config  # noqa: E402
+
+
+def make_loss(cfg: TrainConfig, model):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
+
+    if cfg.loss == "cached-mnrl":
+        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
+    if cfg.loss == "gist":
+        guide = SentenceTransformer(cfg.guide_model or cfg.model, device=model.device.type, local_files_only=True)
+        if cfg.max_seq_length:
+            guide.max_seq_length = cfg.max_seq_length
+        return losses.GISTEmbedLoss(model, guide)
+    return losses.MultipleNegativesRankingLoss(model)
+
+
+def save_final(model, output_dir: str) -> str:
+    """output_dir/final, replaced atomically: a reader sees the old model or the new one."""
+    final = os.path.join(output_dir, "final")
+    tmp = f"{final}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp)
+    old = f"{final}.old-{os.getpid()}"
+    if os.path.exists(final):
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def train(cfg: TrainConfig, device: str, precision: str) -> dict:
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from transformers import PrinterCallback
+
+    from checkpoints import CheckpointCallback
+    from dev_evaluator import build_dev_evaluator
+    from pairs import load_pairs
+    from progress import JsonProgressCallback
+
+    # 1. Model
+    model = SentenceTransformer(cfg.model, device=device, local_files_only=True)
+    model_max_seq_length = model.max_seq_length
+    if cfg.max_seq_length:
+        model.max_seq_length = cfg.max_seq_length
+
+    # 2. Data
+    train_dataset, dropped = load_pairs(cfg.train, "--train", cfg.num_negatives)
+    if len(train_dataset) < 2:
+        raise TrainerConfigError(f"{cfg.train} has {len(train_dataset)} usable row(s)", where="--train", hint="in-batch negatives need at least 2 rows")
+    if cfg.batch_size > len(train_dataset):
+        print(f"[train] batch size {cfg.batch_size} > {len(train_dataset)} rows: every batch is the whole dataset", file=sys.stderr)
+    prompts = {k: v for k, v in {"anchor": cfg.query_prefix, "positive": cfg.passage_prefix}.items() if v}
+    if cfg.passage_prefix:
+        prompts.update({c: cfg.passage_prefix for c in train_dataset.column_names if c.startswith("negative_")})
+
+    # 3. Loss
+    loss = make_loss(cfg, model)
+
+    # 4. Evaluator
+    evaluator = build_dev_evaluator(cfg.dev, cfg.query_prefix, cfg.passage_prefix, cfg.batch_size) if cfg.dev and cfg.evaluate else None
+    eval_dataset = load_pairs(cfg.dev, "--dev", cfg.num_negatives)[0] if evaluator is not None and cfg.eval_steps else None
+
+    # 5. Training arguments
+    args = SentenceTransformerTrainingArguments(
+        output_dir=cfg.output_dir,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=device == "cpu",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        # In-batch negatives: a duplicate text in a batch would be a false negative.
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        prompts=prompts or None,
+        eval_strategy="steps" if eval_dataset is not None else "no",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=None,  # rotation is CheckpointCallback's, after a checkpoint is complete
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+    # 6. Train
+    checkpoints = CheckpointCallback(cfg.keep_checkpoints, cfg.resume_from)
+    progress = JsonProgressCallback(cfg.batch_size, checkpoints)
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[checkpoints, progress],
+    )
+    trainer.remove_callback(PrinterCallback)
+    emit({"type": "start", "device": device, "precision": precision, "rows": len(train_dataset), "droppedRows": dropped, "resumeFrom": cfg.resume_from})
+    result = trainer.train(resume_from_checkpoint=cfg.resume_from)
+
+    # 7. Save (--max-seq-length bounds training cost only; the model keeps the length it supports)
+    model.max_seq_length = model_max_seq_length
+    final = save_final(model, cfg.output_dir)
+    metrics = {}
+    if evaluator is not None:
+        metrics = evaluator(model)
+        emit({"type": "eval", "step": trainer.state.global_step, "metrics": metrics, "final": True})
+
+    # 8. Export as a `model` artifact (st/, onnx/ fp32 + int8, model.json)
+    export = None
+    if cfg.export_dir:
+        from export_model import export_model
+
+        t0 = time.perf_counter()
+        export = export_model(final, cfg.export_dir, name=cfg.name or "finetuned", source=cfg.source or cfg.model, query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
+        export["seconds"] = round(time.perf_counter() - t0, 3)
+
+    return {
+        "type": "done",
+        "step": trainer.state.global_step,
+        "total": trainer.state.max_steps,
+        "stepsExecuted": progress.steps_executed,
+        "trainLoss": result.training_loss,
+        "trainSeconds": round(progress.train_seconds, 3),
+        "samplesPerSecond": round(progress.steps_executed * cfg.batch_size / progress.train_seconds, 2) if progress.train_seconds > 0 else None,
+        "checkpointSeconds": [round(s, 3) for s in checkpoints.save_seconds],
+        "lastCheckpoint": checkpoints.last_checkpoint,
+        "finalModel": final,
+        "device": device,
+        "precision": precision,
+        "rows": len(train_dataset),
+        "droppedRows": dropped,
+        "evalMetrics": metrics,
+        "export": export,
+    }
+
+
+def main(argv: list[str]) -> int:
+    reserve_stdout()
+    cfg: TrainConfig | None = None
+    device = "cpu"
+    try:
+        cfg = parse_config(argv)
+        if cfg.exit_with_stdin:
+            exit_when_stdin_closes()
+        from device import pick_device, pick_precision
+
+        device = pick_device(cfg.device)
+        emit(train(cfg, device, pick_precision(cfg.precision, device)))
+        return 0
+    except KernelError as err:
+        emit(err.to_json())
+        return err.exit_code
+    except BaseException as err:  # noqa: BLE001 — every failure must become one JSON error line
+        traceback.print_exc(file=sys.stderr)
+        if cfg is not None and is_out_of_memory(err):
+            oom = out_of_memory(err, cfg.batch_size, device, cfg.loss)
+            emit(oom.to_json())
+            return oom.exit_code
+        if type(err).__name__ == "ExportError":
+            emit({"type": "error", "error": "TrainerFailedError", "message": f"export failed: {err}", "where": "export"})
+            return 1
+        emit({"type": "error", "error": "TrainerFailedError", "message": f"{type(err).__name__}: {err}"[:2000]})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

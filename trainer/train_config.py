@@ -1,0 +1,132 @@
+"""The training kernel's command line: parsed and checked before anything heavy is imported.
+
+Every value a caller can get wrong is checked here, so a bad run fails in a second with a
+TrainerConfigError naming the flag, not ten minutes in with a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+from failures import TrainerConfigError
+
+LOSSES = ("mnrl", "cached-mnrl", "gist")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str
+    train: str
+    dev: str | None
+    output_dir: str
+    export_dir: str | None
+    name: str | None
+    source: str | None
+    loss: str
+    guide_model: str | None
+    mini_batch_size: int
+    epochs: float
+    max_steps: int | None
+    learning_rate: float
+    warmup_ratio: float
+    batch_size: int
+    seed: int
+    max_seq_length: int | None
+    num_negatives: int | None
+    query_prefix: str
+    passage_prefix: str
+    device: str
+    precision: str
+    save_steps: int
+    keep_checkpoints: int
+    logging_steps: int
+    eval_steps: int | None
+    evaluate: bool
+    resume_from: str | None
+    exit_with_stdin: bool
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with code 2 and prose on stderr; we want a TrainerConfigError instead."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise TrainerConfigError(message, hint="run `python trainer/train.py --help` for the flags")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="trainer/train.py", description="Fine-tune a sentence-transformers model on (anchor, positive, negatives...) pairs.")
+    p.add_argument("--model", required=True, help="sentence-transformers model directory to start from")
+    p.add_argument("--train", required=True, help="train.parquet: anchor, positive, negative_1..k")
+    p.add_argument("--dev", help="dev.parquet (same columns) for evaluation")
+    p.add_argument("--output-dir", required=True, help="checkpoints and the final model (final/) go here")
+    p.add_argument("--export-dir", help="also write a model artifact (st/, onnx/, model.json) here")
+    p.add_argument("--name", help="model name recorded in model.json")
+    p.add_argument("--source", help="where the model came from, recorded in model.json (default: --model)")
+    p.add_argument("--loss", default="mnrl", choices=LOSSES)
+    p.add_argument("--guide-model", help="guide model directory for --loss gist (default: the base model)")
+    p.add_argument("--mini-batch-size", type=int, default=32, help="GradCache mini-batch for --loss cached-mnrl")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, help="stop after this many optimisation steps (overrides --epochs)")
+    p.add_argument("--learning-rate", type=float, default=2e-5)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-seq-length", type=int, help="truncate inputs to this many tokens (default: the model's)")
+    p.add_argument("--num-negatives", type=int, help="use at most this many negative_* columns (default: all)")
+    p.add_argument("--query-prefix", default="", help="prepended to anchors, e.g. 'query: '")
+    p.add_argument("--passage-prefix", default="", help="prepended to positives and negatives, e.g. 'passage: '")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: bf16 (or fp16) on CUDA, fp32 on CPU")
+    p.add_argument("--save-steps", type=int, default=500, help="checkpoint every N optimisation steps (and at the end)")
+    p.add_argument("--keep-checkpoints", type=int, default=2, help="complete checkpoints kept on disk")
+    p.add_argument("--logging-steps", type=int, default=10, help="one JSON progress line every N steps")
+    p.add_argument("--eval-steps", type=int, help="evaluate on --dev every N steps (default: only at the end)")
+    p.add_argument("--no-evaluate", dest="evaluate", action="store_false", help="skip the dev-set evaluation")
+    p.add_argument("--resume-from", help="checkpoint directory to continue from (optimizer, scheduler and RNG state included)")
+    p.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the parent died)")
+    return p
+
+
+def _require(ok: bool, flag: str, message: str, hint: str) -> None:
+    if not ok:
+        raise TrainerConfigError(f"{flag}: {message}", where=flag, hint=hint)
+
+
+def _require_dir(path: str | None, flag: str, marker: str | None = None) -> None:
+    if path is None:
+        return
+    _require(os.path.isdir(path), flag, f"{path} is not a directory", "pass an existing directory")
+    if marker:
+        _require(
+            os.path.exists(os.path.join(path, marker)),
+            flag,
+            f"{path} has no {marker}",
+            "pass a sentence-transformers model directory" if marker == "modules.json" else "pass a complete checkpoint directory",
+        )
+
+
+def parse_config(argv: list[str]) -> TrainConfig:
+    a = _parser().parse_args(argv)
+    _require_dir(a.model, "--model", "modules.json")
+    _require_dir(a.guide_model, "--guide-model", "modules.json")
+    _require(os.path.isfile(a.train), "--train", f"{a.train} does not exist", "pass the dataset artifact's train.parquet")
+    _require(a.dev is None or os.path.isfile(a.dev), "--dev", f"{a.dev} does not exist", "pass dev.parquet or leave --dev out")
+    _require(a.guide_model is None or a.loss == "gist", "--guide-model", "only used by --loss gist", "drop --guide-model or use --loss gist")
+    _require(a.batch_size >= 1, "--batch-size", f"must be at least 1, got {a.batch_size}", "use e.g. 32 on CPU, 128 on a GPU")
+    _require(a.mini_batch_size >= 1, "--mini-batch-size", f"must be at least 1, got {a.mini_batch_size}", "use e.g. 32")
+    _require(a.epochs > 0, "--epochs", f"must be positive, got {a.epochs}", "use e.g. 1")
+    _require(a.max_steps is None or a.max_steps >= 1, "--max-steps", f"must be at least 1, got {a.max_steps}", "leave it out to train for --epochs")
+    _require(0 < a.learning_rate < 1, "--learning-rate", f"must be in (0, 1), got {a.learning_rate}", "use e.g. 2e-5")
+    _require(0 <= a.warmup_ratio < 1, "--warmup-ratio", f"must be in [0, 1), got {a.warmup_ratio}", "use e.g. 0.1")
+    _require(a.max_seq_length is None or a.max_seq_length >= 8, "--max-seq-length", f"must be at least 8, got {a.max_seq_length}", "use e.g. 256")
+    _require(a.num_negatives is None or a.num_negatives >= 0, "--num-negatives", f"must be >= 0, got {a.num_negatives}", "use e.g. 1")
+    _require(a.save_steps >= 1, "--save-steps", f"must be at least 1, got {a.save_steps}", "use e.g. 500")
+    _require(a.keep_checkpoints >= 1, "--keep-checkpoints", f"must be at least 1, got {a.keep_checkpoints}", "use e.g. 2")
+    _require(a.logging_steps >= 1, "--logging-steps", f"must be at least 1, got {a.logging_steps}", "use e.g. 10")
+    _require(a.eval_steps is None or a.eval_steps >= 1, "--eval-steps", f"must be at least 1, got {a.eval_steps}", "leave it out to evaluate only at the end")
+    _require_dir(a.resume_from, "--resume-from", "trainer_state.json")
+    return TrainConfig(**vars(a))
