@@ -8,6 +8,9 @@ torch_spec="${EMBEDFLOW_TORCH:-torch==2.13.0}"
 stamp="$venv/.embedflow-setup"
 want="$(cat "$root/trainer/requirements.txt" "$root/trainer/models.txt"; echo "$torch_spec"; python3 --version)"
 
+# Headless Chromium renders the HTML report in the tests (Debian's package; skipped when present).
+bash "$root/scripts/install-chromium.sh"
+
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/temporal" ]; then
   exit 0
 fi
