@@ -39,6 +39,10 @@ export class ArtifactCorruptError extends EmbedflowError {}
 export class ArtifactNotFoundError extends EmbedflowError {}
 export class StorePathError extends EmbedflowError {}
 export class DiskFullError extends EmbedflowError {}
+/** Object store: credentials refused, access denied, or the bucket does not exist. */
+export class StoreAccessError extends EmbedflowError {}
+/** Object store unreachable or failing (network, 5xx): retrying may help. */
+export class StoreUnavailableError extends EmbedflowError {}
 
 // LLM providers.
 export class LlmUnauthorizedError extends EmbedflowError {}
@@ -76,6 +80,7 @@ export const NON_RETRYABLE = [
   'EvalQuestionsError',
   'ArtifactNotFoundError',
   'StorePathError',
+  'StoreAccessError',
   'LlmUnauthorizedError',
   'LlmModelNotFoundError',
   'LlmConfigError',
