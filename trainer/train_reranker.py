@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,8 @@ def load_groups(train_path: Path, negatives: int, max_queries: int, seed: int) -
     for col in ("anchor", "positive"):
         if col not in names:
             raise RerankerError(f"{train_path} has no column {col!r} (columns: {names})")
-    neg_cols = sorted((c for c in names if c.startswith("negative_")), key=lambda c: int(c.split("_")[1]))
+    # negative_1..negative_k hold texts; negative_ids (a list of chunk ids) is not one of them.
+    neg_cols = sorted((c for c in names if re.fullmatch(r"negative_\d+", c)), key=lambda c: int(c.split("_")[1]))
     if not neg_cols:
         raise RerankerError(f"{train_path} has no negative_1.. columns: the reranker learns from hard negatives")
     rows = table.select(["anchor", "positive", *neg_cols]).to_pylist()

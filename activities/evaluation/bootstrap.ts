@@ -33,6 +33,20 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** `k` of the indices 0..n-1 chosen uniformly by a seeded shuffle, ascending; all of them when k ≥ n. */
+export function seededSample(n: number, k: number, seed: number): Int32Array {
+  const idx = Int32Array.from({ length: n }, (_, i) => i);
+  if (k >= n) return idx;
+  const rand = seededRandom(seed);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const t = idx[i]!;
+    idx[i] = idx[j]!;
+    idx[j] = t;
+  }
+  return idx.slice(0, k).sort();
+}
+
 function mean(values: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < values.length; i++) s += values[i]!;

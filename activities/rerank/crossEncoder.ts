@@ -138,10 +138,10 @@ export function restoreFinalSeparator(
   }
 }
 
-/** Reorder candidate ids by cross-encoder score, best first (stable for equal scores). */
-export function orderByScore(ids: readonly string[], scores: ArrayLike<number>): string[] {
-  return ids
-    .map((id, i) => ({ id, s: scores[i]!, i }))
+/** Reorder candidates by cross-encoder score, best first (stable for equal scores). */
+export function orderByScore<T>(items: readonly T[], scores: ArrayLike<number>): T[] {
+  return items
+    .map((item, i) => ({ item, s: scores[i]!, i }))
     .sort((a, b) => b.s - a.s || a.i - b.i)
-    .map((x) => x.id);
+    .map((x) => x.item);
 }

@@ -9,7 +9,7 @@ import { sha256 } from '../../artifacts/hash.ts';
 import { readParquet, writeParquet } from '../../artifacts/parquet.ts';
 import type { ArtifactStore } from '../../artifacts/store.ts';
 import { ingest } from '../../activities/ingest.ts';
-import { float64, int32, numberColumn, stringColumn, utf8 } from '../../activities/evaluation/tables.ts';
+import { float64, int32, numberColumn, stringColumn, utf8, utf8List } from '../../activities/evaluation/tables.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { filesArtifact, runStage } from '../support/runStage.ts';
 
@@ -144,4 +144,34 @@ export async function sentenceQueries(store: ArtifactStore, chunks: string, max 
   const writer = await store.newWriter();
   await writeParquet(await writer.file('queries.parquet'), table);
   return (await store.publish(writer, { kind: 'evalQueries', rows: { 'queries.parquet': rows.length }, lineage: { inputs: { chunks } } })).digest;
+}
+
+/**
+ * A `dataset` artifact (train.parquet: anchor, positive, negative_1..k) of first-sentence queries,
+ * each with k other chunks of the corpus as negatives (seeded).
+ */
+export async function sentenceDataset(store: ArtifactStore, chunks: string, negatives = 3): Promise<string> {
+  const all = await readChunks(store, chunks);
+  const rows = all
+    .map((c, i) => ({ c, i, anchor: c.text.split(/(?<=[。．.!?！？])/)[0]!.trim() }))
+    .filter((r) => r.anchor.length >= 8)
+    .map(({ c, i, anchor }) => {
+      const negs = Array.from({ length: negatives }, (_, k) => all[(i * 7 + 11 * (k + 1)) % all.length]!).filter((n) => n.chunk_id !== c.chunk_id);
+      return { anchor, positive: c.text, chunk_id: c.chunk_id, negs };
+    });
+  const columns: Record<string, ReturnType<typeof utf8>> = {
+    anchor: utf8(rows.map((r) => r.anchor)),
+    positive: utf8(rows.map((r) => r.positive)),
+  };
+  for (let k = 0; k < negatives; k++) columns[`negative_${k + 1}`] = utf8(rows.map((r) => r.negs[k]?.text ?? null));
+  const table = new Table({
+    ...columns,
+    query_id: utf8(rows.map((_, i) => `t${i}`)),
+    chunk_id: utf8(rows.map((r) => r.chunk_id)),
+    negative_ids: utf8List(rows.map((r) => r.negs.map((n) => n.chunk_id))),
+  });
+  const writer = await store.newWriter();
+  await writeParquet(await writer.file('train.parquet'), table);
+  await writeParquet(await writer.file('dev.parquet'), table.slice(0, 4));
+  return (await store.publish(writer, { kind: 'dataset', rows: { 'train.parquet': rows.length }, lineage: { inputs: { chunks } } })).digest;
 }

@@ -1,0 +1,94 @@
+import { z } from 'zod';
+import { Digest } from '../../artifacts/manifest.ts';
+import { Interval, PairedTest } from './bootstrap.ts';
+import { LatencySummary } from './latency.ts';
+import { METRIC_NAMES } from './metrics.ts';
+
+/**
+ * metrics.json of an `evaluation` artifact (copied into the `report` artifact), shaped for the CLI's
+ * --json: the eval sets are top-level keys, each mapping a system to its metrics with 95% CIs:
+ *   { "human": { "base": { "recall@1": {"value", "lo", "hi"}, …, "map@100": {…} }, "finetuned": {…} },
+ *     "generated": {…}, "pairedTests": {…}, "latency": {…}, "gate": {…} | null, "meta": {…} }
+ */
+
+export const EVAL_SETS = ['generated', 'human'] as const;
+export const EvalSetName = z.enum(EVAL_SETS);
+export type EvalSetName = z.infer<typeof EvalSetName>;
+
+/** 'base', 'finetuned', 'base+rerank@30', 'finetuned+rerank@50', … */
+export const SystemName = z.string().regex(/^(base|finetuned)(\+rerank@\d+)?$/, 'a system is base|finetuned[+rerank@N]');
+export type SystemName = z.infer<typeof SystemName>;
+
+export const MetricName = z.enum(METRIC_NAMES);
+export const MetricTable = z.record(MetricName, Interval);
+export type MetricTable = z.infer<typeof MetricTable>;
+export const SetMetrics = z.record(SystemName, MetricTable);
+export type SetMetrics = z.infer<typeof SetMetrics>;
+
+/** b compared with a on the queries both were scored on; per metric, b − a. */
+export const PairedComparison = z.object({
+  a: SystemName,
+  b: SystemName,
+  n: z.number().int().nonnegative(),
+  metrics: z.record(MetricName, PairedTest.omit({ n: true })),
+});
+export type PairedComparison = z.infer<typeof PairedComparison>;
+
+export const LatencyTable = z.object({
+  /** Per query: embed the query (batch of 1) and search the whole corpus, per model. */
+  'embed+search': z.partialRecord(z.enum(['base', 'finetuned']), LatencySummary),
+  /** Per query: cross-encoder scoring of the top N candidates, per depth ('rerank@30'...). */
+  rerank: z.record(z.string(), LatencySummary),
+});
+export type LatencyTable = z.infer<typeof LatencyTable>;
+
+export const GateResult = z.object({
+  metric: MetricName,
+  evalSet: EvalSetName,
+  minGain: z.number(),
+  diff: Interval,
+  passed: z.boolean(),
+  message: z.string(),
+});
+export type GateResult = z.infer<typeof GateResult>;
+
+export const EvalMeta = z.object({
+  /** Input name → artifact digest: the evaluation's lineage, part of its content. */
+  inputs: z.record(z.string(), Digest),
+  models: z.record(z.string(), z.object({ name: z.string(), digest: Digest, variant: z.string().optional() })),
+  corpus: z.object({ chunks: z.number().int(), documents: z.number().int() }),
+  evalSets: z.partialRecord(
+    EvalSetName,
+    z.object({
+      queries: z.number().int(),
+      /** Queries the rerank systems were scored on (a seeded sample when rerankMaxQueries is set). */
+      reranked: z.number().int(),
+      /** Queries left out: their relevant chunk is not in the corpus. */
+      skipped: z.number().int(),
+      relevantPerQuery: z.number(),
+    }),
+  ),
+  bootstrap: z.object({ samples: z.number().int(), seed: z.number().int(), alpha: z.number() }),
+  throughput: z.object({ queriesPerSecond: z.number(), queries: z.number().int(), seconds: z.number() }),
+  definitions: z.record(z.string(), z.string()),
+});
+export type EvalMeta = z.infer<typeof EvalMeta>;
+
+export const MetricsJson = z.object({
+  generated: SetMetrics.optional(),
+  human: SetMetrics.optional(),
+  pairedTests: z.partialRecord(EvalSetName, z.array(PairedComparison)),
+  latency: LatencyTable,
+  gate: GateResult.nullable(),
+  meta: EvalMeta,
+});
+export type MetricsJson = z.infer<typeof MetricsJson>;
+
+export const METRIC_DEFINITIONS: Record<string, string> = {
+  'recall@k': 'share of queries with at least one relevant chunk in the top k',
+  'mrr@10': 'mean of 1/rank of the first relevant chunk within the top 10 (0 if none)',
+  'ndcg@10': 'binary-gain nDCG over the top 10, ideal = min(|relevant|, 10) relevant chunks first',
+  'map@100': 'mean average precision over the top 100, normalised by min(|relevant|, 100)',
+  interval: '95% percentile bootstrap over queries (seeded)',
+  pairedTest: 'paired bootstrap interval of the per-query difference; p from a sign-flip permutation test',
+};

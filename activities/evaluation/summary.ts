@@ -1,0 +1,82 @@
+import { type BootstrapOptions, bootstrapMeans, pairedTest } from './bootstrap.ts';
+import { METRIC_NAMES, type MetricName, firstRelevantRank, queryMetrics } from './metrics.ts';
+import type { GateResult, MetricTable, PairedComparison } from './metricsJson.ts';
+
+/** One system's per-query results on one eval set. */
+export interface SystemScores {
+  system: string;
+  /** Positions of the scored queries in the eval set (all of them, or the reranked sample). */
+  queryIndex: Int32Array;
+  metrics: Record<MetricName, Float64Array>;
+  /** 1-based rank of the first relevant chunk in the top 100, or null. */
+  firstRank: Array<number | null>;
+  top10: string[][];
+  /** Milliseconds per query of what this system adds (embed+search, or the reranking). */
+  latencyMs: Float64Array | null;
+}
+
+export function scoreRankings(
+  system: string,
+  rankings: ReadonlyArray<readonly string[]>,
+  relevant: ReadonlyArray<ReadonlySet<string>>,
+  queryIndex: Int32Array,
+  latencyMs: Float64Array | null,
+): SystemScores {
+  const metrics = Object.fromEntries(METRIC_NAMES.map((m) => [m, new Float64Array(rankings.length)])) as Record<MetricName, Float64Array>;
+  const firstRank: Array<number | null> = [];
+  rankings.forEach((ranking, i) => {
+    const rel = relevant[queryIndex[i]!]!;
+    const m = queryMetrics(ranking, rel);
+    for (const name of METRIC_NAMES) metrics[name][i] = m[name];
+    firstRank.push(firstRelevantRank(ranking, rel));
+  });
+  return { system, queryIndex, metrics, firstRank, top10: rankings.map((r) => r.slice(0, 10)), latencyMs };
+}
+
+export function metricTable(s: SystemScores, opts: BootstrapOptions): MetricTable {
+  const intervals = bootstrapMeans(
+    METRIC_NAMES.map((m) => s.metrics[m]),
+    opts,
+  );
+  return Object.fromEntries(METRIC_NAMES.map((m, i) => [m, intervals[i]!])) as MetricTable;
+}
+
+/** b − a per metric, on the queries both systems were scored on. */
+export function compareSystems(a: SystemScores, b: SystemScores, opts: BootstrapOptions): PairedComparison {
+  const posInB = new Map<number, number>();
+  b.queryIndex.forEach((q, i) => posInB.set(q, i));
+  const pairs: Array<[number, number]> = [];
+  a.queryIndex.forEach((q, i) => {
+    const j = posInB.get(q);
+    if (j !== undefined) pairs.push([i, j]);
+  });
+  const metrics = Object.fromEntries(
+    METRIC_NAMES.map((m) => {
+      const av = Float64Array.from(pairs, ([i]) => a.metrics[m][i]!);
+      const bv = Float64Array.from(pairs, ([, j]) => b.metrics[m][j]!);
+      const { n: _n, ...rest } = pairedTest(av, bv, opts);
+      return [m, rest];
+    }),
+  ) as PairedComparison['metrics'];
+  return { a: a.system, b: b.system, n: pairs.length, metrics };
+}
+
+export interface GateSpec {
+  metric: MetricName;
+  evalSet: 'generated' | 'human';
+  minGain: number;
+}
+
+const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(2)} pts`;
+
+/** The quality gate: the fine-tuned model passes when the lower end of its gain's CI exceeds minGain. */
+export function gateCheck(spec: GateSpec, cmp: PairedComparison): GateResult {
+  const diff = cmp.metrics[spec.metric].diff;
+  const passed = diff.lo > spec.minGain;
+  const ci = `95% CI ${pct(diff.lo)} … ${pct(diff.hi)}, n=${cmp.n}`;
+  const message = passed
+    ? `fine-tuned beats base on ${spec.evalSet} ${spec.metric} by ${pct(diff.value)} (${ci})`
+    : `fine-tuned is not better than base on ${spec.evalSet} ${spec.metric} beyond the confidence interval: ` +
+      `${pct(diff.value)} (${ci}); the gate needs the interval's lower end above ${pct(spec.minGain)}`;
+  return { ...spec, diff, passed, message };
+}

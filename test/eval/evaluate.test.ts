@@ -1,0 +1,93 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readParquet } from '../../artifacts/parquet.ts';
+import type { LocalStore } from '../../artifacts/store.ts';
+import { QualityGateError } from '../../activities/errors.ts';
+import { evaluate } from '../../activities/evaluate.ts';
+import { METRIC_NAMES } from '../../activities/evaluation/metrics.ts';
+import { MetricsJson } from '../../activities/evaluation/metricsJson.ts';
+import { stringColumn } from '../../activities/evaluation/tables.ts';
+import { importQuestions } from '../../activities/importQuestions.ts';
+import { filesArtifact, runStage, tempStore } from '../support/runStage.ts';
+import { EXAMPLES, baseModel, ingestDir, sentenceQueries, windowChunks } from './fixtures.ts';
+
+let store: LocalStore;
+let model: string;
+let chunks: string;
+let evalQueries: string;
+let evalQuestions: string;
+
+beforeAll(async () => {
+  store = await tempStore('ef-eval-evaluate-');
+  model = await baseModel(store);
+  const documents = await ingestDir(store, join(EXAMPLES, 'corpus'));
+  chunks = await windowChunks(store, documents, 160, 80);
+  evalQueries = await sentenceQueries(store, chunks, 30);
+  const questions = await filesArtifact(store, join(EXAMPLES, 'questions.jsonl'), 'file');
+  evalQuestions = (await runStage(importQuestions, { store, inputs: { questions, documents, chunks } })).digest;
+});
+
+async function metricsOf(digest: string): Promise<MetricsJson> {
+  const file = (await store.open(digest)).file('metrics.json');
+  return MetricsJson.parse(JSON.parse(await readFile(file, 'utf8')));
+}
+
+describe('evaluate', () => {
+  it('scores base on generated and human eval sets with CIs, per-query Parquet and latency', async () => {
+    const { digest, stats } = await runStage(evaluate, {
+      store,
+      params: { bootstrapSamples: 200 },
+      inputs: { base: model, chunks, evalQueries, evalQuestions },
+    });
+    const m = await metricsOf(digest);
+    expect(Object.keys(m.generated!)).toEqual(['base']);
+    expect(Object.keys(m.human!)).toEqual(['base']);
+    for (const set of [m.generated!, m.human!]) {
+      const b = set['base']!;
+      for (const name of METRIC_NAMES) {
+        expect(b[name].lo).toBeLessThanOrEqual(b[name].value);
+        expect(b[name].hi).toBeGreaterThanOrEqual(b[name].value);
+        expect(b[name].value).toBeGreaterThanOrEqual(0);
+        expect(b[name].value).toBeLessThanOrEqual(1);
+      }
+      expect(b['recall@1'].value).toBeLessThanOrEqual(b['recall@5'].value);
+      expect(b['recall@5'].value).toBeLessThanOrEqual(b['recall@10'].value);
+      expect(b['recall@10'].value).toBeLessThanOrEqual(b['recall@50'].value);
+    }
+    // A query that is a chunk's own first sentence is easy even for the base model.
+    expect(m.generated!['base']!['recall@10'].value).toBeGreaterThan(0.5);
+    expect(m.meta.evalSets).toMatchObject({ generated: { queries: 30 }, human: { queries: 17 } });
+    expect(m.latency['embed+search'].base!.n).toBe(47);
+    expect(m.latency['embed+search'].base!.p50).toBeGreaterThan(0);
+    expect(m.latency['embed+search'].base!.p99).toBeGreaterThanOrEqual(m.latency['embed+search'].base!.p50);
+    expect(m.meta.inputs).toMatchObject({ base: model, chunks, evalQueries, evalQuestions });
+    expect(stats['human.queries']).toBe(17);
+
+    const where = (await store.open(digest)).file('per_query.parquet');
+    const t = await readParquet(where);
+    expect(t.numRows).toBe(47);
+    expect(new Set(stringColumn(t, 'query_id', where).filter((q) => q.startsWith('q')))).toHaveLength(17);
+  });
+
+  it('identical base and fine-tuned models: no difference, and the quality gate fails after publishing', async () => {
+    const err = await runStage(evaluate, {
+      store,
+      params: { bootstrapSamples: 200, gate: { metric: 'ndcg@10' } },
+      inputs: { base: model, finetuned: model, chunks, evalQuestions },
+    }).catch((e) => e);
+    expect(err).toBeInstanceOf(QualityGateError);
+    expect(err.message).toMatch(/not better than base on human ndcg@10/);
+    const digest = /evaluation artifact ([0-9a-f]{64})/.exec(err.where)![1]!;
+    // The evidence was kept: the evaluation is in the store, with the paired test that failed the gate.
+    const m = await metricsOf(digest);
+    expect(m.gate).toMatchObject({ passed: false, evalSet: 'human', metric: 'ndcg@10' });
+    const cmp = m.pairedTests.human!.find((c) => c.a === 'base' && c.b === 'finetuned')!;
+    for (const name of METRIC_NAMES) {
+      expect(cmp.metrics[name].diff).toEqual({ value: 0, lo: 0, hi: 0 });
+      expect(cmp.metrics[name].pValue).toBe(1);
+      expect(cmp.metrics[name].significant).toBe(false);
+    }
+    expect(m.human!['finetuned']).toEqual(m.human!['base']);
+  });
+});
