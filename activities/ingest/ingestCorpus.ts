@@ -21,9 +21,11 @@ export interface IngestSummary {
 }
 
 // Rows are handed to the Parquet writer in small batches so a corpus never sits in memory: at most
-// BATCH_DOCS documents or BATCH_BYTES of text (one huge document is a batch of its own).
+// BATCH_DOCS documents or BATCH_BYTES of text (one huge document is a batch of its own). Row groups
+// hold ROW_GROUP_DOCS documents: what a reader of the file (the chunk stage) holds at once.
 const BATCH_DOCS = 64;
 const BATCH_BYTES = 32 << 20;
+const ROW_GROUP_DOCS = 16;
 
 /**
  * Read every file of a corpus folder into `outPath` (a documents Parquet file), one document at a
@@ -32,7 +34,7 @@ const BATCH_BYTES = 32 << 20;
  */
 export async function ingestCorpus(root: string, outPath: string, opts: IngestOptions): Promise<IngestSummary> {
   const { files, skipped } = await listCorpus(root);
-  const writer = await ParquetStreamWriter.open(outPath, documentsTable([]).schema, { rowGroupSize: BATCH_DOCS });
+  const writer = await ParquetStreamWriter.open(outPath, documentsTable([]).schema, { rowGroupSize: ROW_GROUP_DOCS });
   const summary: IngestSummary = { documents: 0, skipped, textBytes: 0, encodings: {} };
   let batch: DocumentRow[] = [];
   let batchBytes = 0;
