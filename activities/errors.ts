@@ -54,6 +54,8 @@ export class LlmUnavailableError extends EmbedflowError {}
 export class TrainerFailedError extends EmbedflowError {}
 export class TrainerConfigError extends EmbedflowError {}
 export class OutOfMemoryError extends EmbedflowError {}
+/** A model cannot be exported to the `model` artifact (unsupported layout, ONNX disagrees with PyTorch). */
+export class ModelExportError extends EmbedflowError {}
 
 // Evaluation.
 export class QualityGateError extends EmbedflowError {}
@@ -86,6 +88,7 @@ export const NON_RETRYABLE = [
   'LlmConfigError',
   'TrainerConfigError',
   'OutOfMemoryError',
+  'ModelExportError',
   'QualityGateError',
   'WorkerCodeMismatchError',
   'ConfigError',
