@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { Context } from '@temporalio/activity';
 import { stageCacheKey } from '../artifacts/cacheKey.ts';
@@ -78,16 +79,34 @@ export function createActivities({ store, env }: EngineDeps) {
           hint: 'deploy the same embedflow version to the workers and the machine that starts runs',
         });
       }
-      if (!stage.volatile) {
-        const hit = await cachedOutcome(key);
-        if (hit) return { digest: hit.digest, stats: hit.stats ?? {}, seconds: 0, reused: true };
-      }
       let last: Progress | undefined = ctx.info.heartbeatDetails as Progress | undefined;
       const resume = last;
       // Heartbeat on a timer as well, so a live worker is never taken for dead between progress reports,
       // a dead one is noticed within the heartbeat timeout, and cancellation is delivered.
-      const everyMs = Math.max(1000, Math.min(10_000, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
-      const timer = setInterval(() => ctx.heartbeat(last), everyMs);
+      const everyMs = Math.max(1000, Math.min(LEASE_RENEW_MS, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
+      // One run id never has two live executions, so an older lease of the same run and stage is a dead attempt.
+      const group = `${ctx.info.workflowExecution?.workflowId ?? runId}:${stage.id}`;
+      const owner = { id: `${hostname()}:${process.pid}:${group}:${ctx.info.attempt}`, group };
+      if (!stage.volatile) {
+        // Concurrent runs needing this same stage: one computes it, the others wait and reuse it.
+        for (;;) {
+          const hit = await cachedOutcome(key);
+          if (hit) return { digest: hit.digest, stats: hit.stats ?? {}, seconds: 0, reused: true };
+          if (await store.acquireLease(key, owner, LEASE_TTL_MS)) {
+            // The previous holder may have published just before releasing: check again under the lease.
+            const late = await cachedOutcome(key);
+            if (!late) break;
+            await store.releaseLease(key, owner.id);
+            return { digest: late.digest, stats: late.stats ?? {}, seconds: 0, reused: true };
+          }
+          ctx.heartbeat({ ...last, done: last?.done ?? 0, message: 'waiting: another run is computing this stage' });
+          await sleepUnlessCancelled(1000, ctx.cancellationSignal);
+        }
+      }
+      const timer = setInterval(() => {
+        ctx.heartbeat(last);
+        if (!stage.volatile) void store.renewLease(key, owner.id);
+      }, everyMs);
       try {
         const outcome = await runStageKind(
           { runId, stageId: stage.id, kind, params: stage.params, inputs, cacheKey: key, fingerprint },
@@ -106,6 +125,7 @@ export function createActivities({ store, env }: EngineDeps) {
         return { digest: outcome.digest, stats: outcome.stats, seconds: outcome.seconds, reused: false };
       } finally {
         clearInterval(timer);
+        if (!stage.volatile) await store.releaseLease(key, owner.id);
       }
     },
 
@@ -117,6 +137,25 @@ export function createActivities({ store, env }: EngineDeps) {
 }
 
 export type EngineActivities = ReturnType<typeof createActivities>;
+
+/** A lease not renewed for this long belongs to a dead worker. */
+const LEASE_TTL_MS = 60_000;
+const LEASE_RENEW_MS = 10_000;
+
+function sleepUnlessCancelled(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 /** The kind from the registry, or from the module that defined it (a pipeline's own stage kinds). */
 async function findKind(stage: PlannedStage): Promise<StageKind> {

@@ -67,6 +67,11 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
 
   const out = await rt.store.newWriter();
   const workDir = await rt.store.workDir(inv.cacheKey);
+  // Record the memo namespaces the stage uses, in its manifest: `gc` keeps the memo of kept artifacts.
+  const memoUsed = new Set<string>();
+  const store: ArtifactStore = Object.create(rt.store, {
+    memo: { value: <V>(ns: string) => (memoUsed.add(ns), rt.store.memo<V>(ns)) },
+  }) as ArtifactStore;
   const ctx: StageContext<z.output<typeof kind.params>> = {
     runId: inv.runId,
     stageId: inv.stageId,
@@ -74,7 +79,7 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
     inputs: inputs as StageContext<unknown>['inputs'],
     out,
     workDir,
-    store: rt.store,
+    store,
     signal: rt.signal,
     resume: rt.resume,
     env: rt.env,
@@ -93,7 +98,7 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
   const manifest = await rt.store.publish(out, {
     kind: kind.output,
     rows: result.rows,
-    meta: { ...result.meta, stats },
+    meta: { ...result.meta, stats, ...(memoUsed.size ? { memoNamespaces: [...memoUsed].sort() } : {}) },
     lineage: {
       stageId: inv.stageId,
       stageKind: kind.kind,

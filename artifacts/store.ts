@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 import {
   ArtifactCorruptError,
@@ -74,6 +74,22 @@ export interface ArtifactStore {
   /** A persistent scratch directory for one cache key: checkpoints survive retries and resumes. */
   workDir(key: string): Promise<string>;
   removeWorkDir(key: string): Promise<void>;
+  /**
+   * Take the lease on computing one cache key, so concurrent runs that need the same stage compute it
+   * once. Returns false while another live owner holds it. A lease not renewed within `ttlMs` is stale
+   * and taken over; so is one held by an earlier attempt of the same `group` (a retried activity).
+   */
+  acquireLease(key: string, owner: { id: string; group: string }, ttlMs: number): Promise<boolean>;
+  renewLease(key: string, ownerId: string): Promise<void>;
+  releaseLease(key: string, ownerId: string): Promise<void>;
+  /** Remove an artifact (gc). Returns the bytes freed. */
+  deleteArtifact(digest: string): Promise<number>;
+  /** Every memo namespace with its size. */
+  listMemo(): Promise<Array<{ namespace: string; bytes: number }>>;
+  deleteMemo(namespace: string): Promise<void>;
+  /** Staging folders left behind by crashed writers, older than `olderThanMs`. */
+  listStale(olderThanMs: number): Promise<string[]>;
+  removeStale(olderThanMs: number): Promise<number>;
   /** Small JSON documents beside the artifacts (run records, schedules). */
   putDoc(name: string, value: unknown): Promise<void>;
   getDoc<T = unknown>(name: string): Promise<T | undefined>;
@@ -384,6 +400,135 @@ export class LocalStore implements ArtifactStore {
 
   async removeWorkDir(key: string): Promise<void> {
     await rm(join(this.root, 'work', safeName(key, 'work key')), { recursive: true, force: true });
+  }
+
+  private leasePath(key: string): string {
+    return join(this.root, 'locks', `${safeName(key, 'lease key')}.lock`);
+  }
+
+  async acquireLease(key: string, owner: { id: string; group: string }, ttlMs: number): Promise<boolean> {
+    const path = this.leasePath(key);
+    await mkdir(dirname(path), { recursive: true });
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const fh = await open(path, 'wx');
+        await fh.writeFile(JSON.stringify({ ...owner, pid: process.pid, at: new Date().toISOString() }));
+        await fh.close();
+        return true;
+      } catch (err) {
+        if (!isErrno(err, 'EEXIST')) throw err;
+      }
+      let held: { id?: string; group?: string } = {};
+      let mtimeMs = 0;
+      try {
+        held = JSON.parse(await readFile(path, 'utf8')) as typeof held;
+        mtimeMs = (await stat(path)).mtimeMs;
+      } catch {
+        continue; // released (or half-written) meanwhile: try again
+      }
+      const stale = Date.now() - mtimeMs > ttlMs || held.group === owner.group;
+      if (!stale) return false;
+      // Take over atomically: only one contender's rename succeeds.
+      const aside = `${path}.stale-${randomId(3)}`;
+      try {
+        await rename(path, aside);
+        await rm(aside, { force: true });
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
+    }
+    return false;
+  }
+
+  async renewLease(key: string, ownerId: string): Promise<void> {
+    const path = this.leasePath(key);
+    try {
+      const held = JSON.parse(await readFile(path, 'utf8')) as { id?: string };
+      if (held.id === ownerId) await utimes(path, new Date(), new Date());
+    } catch {
+      // Lost or released: the publish is atomic either way.
+    }
+  }
+
+  async releaseLease(key: string, ownerId: string): Promise<void> {
+    const path = this.leasePath(key);
+    try {
+      const held = JSON.parse(await readFile(path, 'utf8')) as { id?: string };
+      if (held.id === ownerId) await rm(path, { force: true });
+    } catch {
+      // Already gone.
+    }
+  }
+
+  async deleteArtifact(digest: string): Promise<number> {
+    let bytes = 0;
+    try {
+      bytes = (await this.readManifest(digest)).files.reduce((n, f) => n + f.bytes, 0);
+    } catch {
+      // A broken artifact is deleted all the same.
+    }
+    this.verified.delete(digest);
+    // Rename first so a reader never sees a half-deleted artifact.
+    const doomed = join(this.root, 'tmp', `del-${digest}-${randomId(3)}`);
+    await mkdir(dirname(doomed), { recursive: true });
+    try {
+      await rename(this.artifactDir(digest), doomed);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return 0;
+      throw err;
+    }
+    await rm(doomed, { recursive: true, force: true });
+    return bytes;
+  }
+
+  async listMemo(): Promise<Array<{ namespace: string; bytes: number }>> {
+    const base = join(this.root, 'memo');
+    const out: Array<{ namespace: string; bytes: number }> = [];
+    const walk = async (dir: string, parts: string[]): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) return;
+        throw err;
+      }
+      let bytes = 0;
+      let segments = 0;
+      for (const e of entries) {
+        if (e.isDirectory()) await walk(join(dir, e.name), [...parts, e.name]);
+        else if (e.name.endsWith('.jsonl')) {
+          segments++;
+          bytes += (await stat(join(dir, e.name))).size;
+        }
+      }
+      if (segments) out.push({ namespace: parts.join('/'), bytes });
+    };
+    await walk(base, []);
+    return out.sort((a, b) => a.namespace.localeCompare(b.namespace));
+  }
+
+  async deleteMemo(namespace: string): Promise<void> {
+    const dir = join(this.root, 'memo', safeNamespace(namespace));
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (name.endsWith('.jsonl')) await rm(join(dir, name), { force: true });
+    }
+  }
+
+  async listStale(olderThanMs: number): Promise<string[]> {
+    const dir = join(this.root, 'tmp');
+    const cutoff = Date.now() - olderThanMs;
+    const out: string[] = [];
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const st = await stat(join(dir, name)).catch(() => undefined);
+      if (st && st.mtimeMs < cutoff) out.push(join(dir, name));
+    }
+    return out;
+  }
+
+  async removeStale(olderThanMs: number): Promise<number> {
+    const stale = await this.listStale(olderThanMs);
+    for (const p of stale) await rm(p, { recursive: true, force: true });
+    return stale.length;
   }
 
   private docPath(name: string): string {

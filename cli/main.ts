@@ -7,7 +7,9 @@ import { loadPipeline } from '../pipelines/load.ts';
 import type { Plan, StageState } from '../pipelines/plan.ts';
 import { loadConfig, taskQueues } from '../workers/config.ts';
 import { stopDevServer } from '../workers/devServer.ts';
-import { connectRuntime, type Runtime, type RunningWorkers, startWorkers } from '../workers/runtime.ts';
+import { connectRuntime, openStore, type Runtime, type RunningWorkers, startWorkers } from '../workers/runtime.ts';
+import { type OverlapName, OVERLAP, createSchedule, describeSchedule, listSchedules, scheduleAction } from './schedules.ts';
+import { exportArtifact, gc, verifyStore } from './storeOps.ts';
 import { ProgressPrinter, onCallReport } from './render.ts';
 import { type RunOutcome, describeRun, followRun, listRuns, planOfRun, runIdFor, snapshotPlanInputs, startRun } from './runs.ts';
 
@@ -20,7 +22,13 @@ const USAGE = `embedflow — domain-specific embedding models as durable pipelin
   embedflow runs [--json]                list runs
   embedflow cancel <runId>
   embedflow artifacts show <digest>      manifest and lineage
-  embedflow worker [--queue cpu|gpu|workflow ...] [--pipeline FILE ...]
+  embedflow artifacts export <digest> <dir>
+  embedflow schedule create <name> <pipeline.ts> [--corpus DIR ...] (--cron EXPR | --every DURATION)
+                [--overlap skip|buffer-one|allow-all|cancel-other] [--catchup-window 1h]
+  embedflow schedule list | describe <name> | pause <name> | unpause <name> | trigger <name> | delete <name>
+  embedflow gc [--keep N] [--apply]      free artifacts and memo unreachable from the last N runs
+  embedflow store verify                 re-hash every artifact, report corrupt or orphaned ones
+  embedflow worker [--queue cpu|gpu|workflow ...] [--pipeline FILE ...] [--concurrency N] [--grace 2s]
   embedflow dev stop                     stop the embedded Temporal dev server
 
 Environment: EMBEDFLOW_HOME (state folder, default ./.embedflow), EMBEDFLOW_STORE,
@@ -53,6 +61,12 @@ async function main(argv: string[]): Promise<number> {
       return cmdArtifacts(rest);
     case 'worker':
       return cmdWorker(rest);
+    case 'schedule':
+      return cmdSchedule(rest);
+    case 'gc':
+      return cmdGc(rest);
+    case 'store':
+      return cmdStore(rest);
     case 'dev':
       return cmdDev(rest);
     case undefined:
@@ -82,21 +96,21 @@ async function withWorkers<T>(rt: Runtime, pipelines: string[], fn: () => Promis
   }
 }
 
-async function cmdRun(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      corpus: { type: 'string' },
-      'eval-questions': { type: 'string' },
-      input: { type: 'string', multiple: true },
-      set: { type: 'string', multiple: true },
-      json: { type: 'boolean' },
-    },
-  });
-  const file = positionals[0];
-  if (!file) throw new EmbedflowError('run needs a pipeline file', { hint: 'embedflow run pipelines/quickstart.ts' });
-  const cfg = loadConfig();
+const PLAN_OPTIONS = {
+  corpus: { type: 'string' },
+  'eval-questions': { type: 'string' },
+  input: { type: 'string', multiple: true },
+  set: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+} as const;
+
+/** The plan for a pipeline file and the run options shared by `run` and `schedule create`. */
+async function planFromArgs(
+  file: string | undefined,
+  values: { corpus?: string; 'eval-questions'?: string; input?: string[]; set?: string[] },
+  cfg: ReturnType<typeof loadConfig>,
+): Promise<Plan> {
+  if (!file) throw new EmbedflowError('a pipeline file is needed', { hint: 'e.g. pipelines/quickstart.ts' });
   const pipeline = await loadPipeline(file);
   const inputs: Record<string, string> = {};
   if (values.corpus) inputs.corpus = values.corpus;
@@ -106,11 +120,13 @@ async function cmdRun(args: string[]): Promise<number> {
     if (eq <= 0) throw new EmbedflowError(`--input ${kv} is not NAME=PATH`);
     inputs[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
-  const plan = await buildPlan(pipeline, {
-    overrides: (values.set ?? []).map(parseOverride),
-    inputs,
-    taskQueues: taskQueues(cfg),
-  });
+  return buildPlan(pipeline, { overrides: (values.set ?? []).map(parseOverride), inputs, taskQueues: taskQueues(cfg) });
+}
+
+async function cmdRun(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: PLAN_OPTIONS });
+  const cfg = loadConfig();
+  const plan = await planFromArgs(positionals[0], values, cfg);
   const rt = await connectRuntime(cfg);
   try {
     const snapped = await snapshotPlanInputs(rt, plan);
@@ -264,11 +280,14 @@ async function cmdCancel(args: string[]): Promise<number> {
 }
 
 async function cmdArtifacts(args: string[]): Promise<number> {
-  const [sub, digest] = args;
-  if (sub !== 'show' || !digest) throw new EmbedflowError('usage: embedflow artifacts show <digest>');
-  const cfg = loadConfig();
-  const { openStore } = await import('../workers/runtime.ts');
-  const store = openStore(cfg.storeUrl);
+  const [sub, digest, dest] = args;
+  const store = openStore(loadConfig().storeUrl);
+  if (sub === 'export' && digest && dest) {
+    const n = await exportArtifact(store, digest, dest);
+    process.stderr.write(`exported ${n} file(s) of ${digest} to ${dest}\n`);
+    return 0;
+  }
+  if (sub !== 'show' || !digest) throw new EmbedflowError('usage: embedflow artifacts show <digest> | artifacts export <digest> <dir>');
   const manifest = await store.readManifest(digest);
   const lineage: string[] = [];
   const walk = async (d: string, depth: number): Promise<void> => {
@@ -292,6 +311,7 @@ async function cmdWorker(args: string[]): Promise<number> {
       queue: { type: 'string', multiple: true },
       pipeline: { type: 'string', multiple: true },
       concurrency: { type: 'string' },
+      grace: { type: 'string', default: '2s' },
     },
   });
   const queues = (values.queue ?? ['workflow', 'cpu']).map((q) => {
@@ -300,7 +320,13 @@ async function cmdWorker(args: string[]): Promise<number> {
   });
   const rt = await connectRuntime(loadConfig());
   const concurrency = values.concurrency ? Number(values.concurrency) : undefined;
-  const workers = await startWorkers(rt, { queues, pipelines: values.pipeline, cpuConcurrency: concurrency, gpuConcurrency: concurrency });
+  const workers = await startWorkers(rt, {
+    queues,
+    pipelines: values.pipeline,
+    cpuConcurrency: concurrency,
+    gpuConcurrency: concurrency,
+    shutdownGraceTime: values.grace,
+  });
   process.stderr.write(`worker polling ${queues.join(', ')} on ${rt.address} (store ${rt.store.location})\n`);
   const stop = () => {
     process.stderr.write('shutting down: cancelling running activities so they are retried elsewhere\n');
@@ -311,6 +337,99 @@ async function cmdWorker(args: string[]): Promise<number> {
   await workers.done;
   await rt.close();
   return 0;
+}
+
+async function cmdSchedule(args: string[]): Promise<number> {
+  const [sub, name, ...rest] = args;
+  const cfg = loadConfig();
+  if (sub === 'create') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        ...PLAN_OPTIONS,
+        cron: { type: 'string' },
+        every: { type: 'string' },
+        overlap: { type: 'string', default: 'skip' },
+        'catchup-window': { type: 'string', default: '1h' },
+        paused: { type: 'boolean' },
+      },
+    });
+    if (!name) throw new EmbedflowError('schedule create needs a name and a pipeline file');
+    if (!(values.overlap in OVERLAP)) throw new EmbedflowError(`--overlap ${values.overlap}: use ${Object.keys(OVERLAP).join(', ')}`);
+    const plan = await planFromArgs(positionals[0], values, cfg);
+    const rt = await connectRuntime(cfg);
+    try {
+      await createSchedule(rt, {
+        name,
+        plan,
+        cron: values.cron,
+        every: values.every,
+        overlap: values.overlap as OverlapName,
+        catchupWindow: values['catchup-window'],
+        paused: values.paused,
+      });
+      process.stderr.write(`schedule ${name} created; runs are served by \`embedflow worker\` processes\n`);
+      return 0;
+    } finally {
+      await rt.close();
+    }
+  }
+  const rt = await connectRuntime(cfg);
+  try {
+    if (sub === 'list') {
+      for (const s of await listSchedules(rt)) {
+        process.stdout.write(`${s.name.padEnd(24)} ${s.paused ? 'paused ' : 'active '} ${s.spec}  next: ${s.nextRuns[0] ?? '-'}\n`);
+      }
+      return 0;
+    }
+    if (!name) throw new EmbedflowError(`usage: embedflow schedule ${sub ?? '<list|describe|pause|unpause|trigger|delete>'} <name>`);
+    if (sub === 'describe') {
+      process.stdout.write(`${JSON.stringify(await describeSchedule(rt, name), null, 2)}\n`);
+      return 0;
+    }
+    if (sub === 'pause' || sub === 'unpause' || sub === 'trigger' || sub === 'delete') {
+      await scheduleAction(rt, name, sub);
+      process.stderr.write(`schedule ${name}: ${sub}\n`);
+      return 0;
+    }
+    throw new EmbedflowError(`unknown schedule command "${sub}"`);
+  } finally {
+    await rt.close();
+  }
+}
+
+async function cmdGc(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { keep: { type: 'string', default: '3' }, apply: { type: 'boolean' }, json: { type: 'boolean' } } });
+  const keep = Number(values.keep);
+  if (!Number.isInteger(keep) || keep < 1) throw new EmbedflowError(`--keep ${values.keep}: a whole number ≥ 1`);
+  const rt = await connectRuntime(loadConfig());
+  try {
+    const report = await gc(rt, { keep, apply: values.apply ?? false });
+    if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+    const mb = (report.bytes / 1e6).toFixed(1);
+    process.stderr.write(
+      `${report.applied ? 'freed' : 'would free'} ${mb} MB: ${report.deleteArtifacts.length} artifact(s), ${report.deleteMemo.length} memo namespace(s), ` +
+        `${report.staleStaging} stale staging folder(s); keeping ${report.keptArtifacts} artifact(s) of ${report.keptRuns.length} run(s)\n` +
+        (report.applied ? '' : 'dry run: add --apply to delete\n'),
+    );
+    return 0;
+  } finally {
+    await rt.close();
+  }
+}
+
+async function cmdStore(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  if (positionals[0] !== 'verify') throw new EmbedflowError('usage: embedflow store verify [--json]');
+  const report = await verifyStore(openStore(loadConfig().storeUrl));
+  if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+  for (const c of report.corrupt) process.stderr.write(`CORRUPT ${c.digest}: ${c.problems.join('; ')}\n`);
+  for (const k of report.danglingCache) process.stderr.write(`DANGLING cache entry ${k}\n`);
+  for (const p of report.staleStaging) process.stderr.write(`STALE staging folder ${p}\n`);
+  const bad = report.corrupt.length + report.danglingCache.length;
+  process.stderr.write(`${report.artifacts} artifact(s) checked, ${report.corrupt.length} corrupt, ${report.danglingCache.length} dangling cache entr(ies)\n`);
+  return bad ? 1 : 0;
 }
 
 async function cmdDev(args: string[]): Promise<number> {

@@ -7,10 +7,11 @@ import { createActivities } from '../activities/engine.ts';
 import { ConfigError } from '../activities/errors.ts';
 import { writeFileAtomic } from '../artifacts/fsutil.ts';
 import { sha256 } from '../artifacts/hash.ts';
+import { S3Store } from '../artifacts/s3Store.ts';
 import { type ArtifactStore, LocalStore } from '../artifacts/store.ts';
 import { codeFingerprint } from '../pipelines/fingerprint.ts';
 import { loadPipeline } from '../pipelines/load.ts';
-import { type Config, PROJECT_ROOT, stageEnv, taskQueues } from './config.ts';
+import { type Config, PROJECT_ROOT, loadConfig, stageEnv, taskQueues } from './config.ts';
 import { ensureDevServer } from './devServer.ts';
 import '../activities/builtin.ts';
 
@@ -27,10 +28,12 @@ export interface Runtime {
 
 const WORKFLOWS = join(PROJECT_ROOT, 'workflows', 'index.ts');
 
-export function openStore(url: string): ArtifactStore {
-  if (url.startsWith('s3://')) {
-    throw new ConfigError(`S3 stores are not available in this build: ${url}`, { hint: 'use a filesystem path for EMBEDFLOW_STORE' });
-  }
+/**
+ * `s3://bucket/prefix` opens an S3Store (AWS_* environment, EMBEDFLOW_S3_ENDPOINT for S3-compatible
+ * servers; its local cache under `<home>/s3cache`); anything else is a filesystem path.
+ */
+export function openStore(url: string, home: string = loadConfig().home): ArtifactStore {
+  if (url.startsWith('s3://')) return S3Store.fromUrl(url, { env: process.env, home });
   return new LocalStore(url.startsWith('file://') ? new URL(url).pathname : url);
 }
 
@@ -143,7 +146,8 @@ export async function startWorkers(rt: Runtime, opts: WorkerOptions): Promise<Ru
   const connection = await NativeConnection.connect(native);
   const activities = createActivities({ store: rt.store, env: stageEnv(rt.cfg) });
   const queues = taskQueues(rt.cfg);
-  const grace = opts.shutdownGraceTime ?? '10s';
+  // Short: a long stage is cancelled promptly on shutdown and continues elsewhere from its checkpoint.
+  const grace = opts.shutdownGraceTime ?? '2s';
   const workers: Worker[] = [];
   if (opts.queues.includes('workflow')) {
     workers.push(
