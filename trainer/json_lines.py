@@ -12,6 +12,7 @@ import os
 import sys
 
 _channel = None
+_log = None
 
 
 def reserve_stdout() -> None:
@@ -22,6 +23,13 @@ def reserve_stdout() -> None:
     _channel = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+
+
+def also_log_to(path: str) -> None:
+    """Append every line to a file too: a record of all attempts that survives a crash of the parent."""
+    global _log
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _log = open(path, "a", buffering=1, encoding="utf-8")
 
 
 def _clean(v: object) -> object:
@@ -36,6 +44,9 @@ def _clean(v: object) -> object:
 
 
 def emit(line: dict) -> None:
+    text = json.dumps(_clean(line), ensure_ascii=False, separators=(",", ":")) + "\n"
     out = _channel if _channel is not None else sys.stdout
-    out.write(json.dumps(_clean(line), ensure_ascii=False, separators=(",", ":")) + "\n")
+    out.write(text)
     out.flush()
+    if _log is not None:
+        _log.write(text)

@@ -13,7 +13,6 @@ import sys
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datasets import Dataset
 
 from failures import TrainerConfigError
 
@@ -27,8 +26,17 @@ def read_table(path: str, flag: str) -> pa.Table:
         raise TrainerConfigError(f"cannot read {path} as Parquet: {err}", where=flag, hint="pass the dataset artifact's Parquet file") from err
 
 
-def text_columns(table: pa.Table, path: str, num_negatives: int | None) -> list[str]:
-    names = table.column_names
+def check_columns(path: str, flag: str, num_negatives: int | None) -> None:
+    """Fail in a second, before torch loads, on a file without the columns training needs."""
+    try:
+        schema = pq.read_schema(path)
+    except Exception as err:
+        raise TrainerConfigError(f"cannot read {path} as Parquet: {err}", where=flag, hint="pass the dataset artifact's Parquet file") from err
+    text_columns(schema, path, num_negatives)
+
+
+def text_columns(table: pa.Table | pa.Schema, path: str, num_negatives: int | None) -> list[str]:
+    names = table.names if isinstance(table, pa.Schema) else table.column_names
     for col in ("anchor", "positive"):
         if col not in names:
             raise TrainerConfigError(
@@ -50,6 +58,8 @@ def text_columns(table: pa.Table, path: str, num_negatives: int | None) -> list[
 
 def load_pairs(path: str, flag: str, num_negatives: int | None) -> tuple[Dataset, int]:
     """The training columns as a Dataset, and how many rows were dropped for a missing text."""
+    from datasets import Dataset
+
     table = read_table(path, flag)
     cols = text_columns(table, path, num_negatives)
     table = table.select(cols)

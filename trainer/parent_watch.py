@@ -15,7 +15,9 @@ import threading
 def exit_when_stdin_closes() -> None:
     def watch() -> None:
         try:
-            while sys.stdin.buffer.read(65536):
+            # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader holds its lock,
+            # and interpreter shutdown aborts on that lock.
+            while os.read(0, 65536):
                 pass
         finally:
             print("[train] stdin closed: the parent process is gone, stopping", file=sys.stderr, flush=True)

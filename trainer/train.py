@@ -3,7 +3,8 @@
     python trainer/train.py --model ST_DIR --train train.parquet [--dev dev.parquet] --output-dir DIR \
         [--export-dir OUT] [--loss mnrl|cached-mnrl|gist] [--max-steps N | --epochs E] [--batch-size B] ...
 
-stdout: JSON lines only (start, progress, checkpoint, eval, then done or error); stderr: everything else.
+stdout: JSON lines only (start, status, progress, checkpoint, eval, then done or error), also appended to
+DIR/progress.jsonl (every attempt's record, kept across crashes); stderr: everything else.
 Exit codes: 0 done, 2 bad configuration (TrainerConfigError), 3 out of memory, 1 any other failure.
 Checkpoints (DIR/checkpoint-N, complete when they hold embedflow-checkpoint.json) carry optimizer,
 scheduler and RNG state: `--resume-from DIR/checkpoint-N` continues the same run step for step.
@@ -25,7 +26,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from failures import KernelError, TrainerConfigError, is_out_of_memory, out_of_memory  # noqa: E402
-from json_lines import emit, reserve_stdout  # noqa: E402
+from json_lines import also_log_to, emit, reserve_stdout  # noqa: E402
 from parent_watch import exit_when_stdin_closes  # noqa: E402
 from train_config import TrainConfig, parse_config  # noqa: E402
 
@@ -61,6 +62,7 @@ def save_final(model, output_dir: str) -> str:
 def train(cfg: TrainConfig, device: str, precision: str) -> dict:
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
+    import torch
     from transformers import PrinterCallback
 
     from checkpoints import CheckpointCallback
@@ -68,7 +70,12 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
     from pairs import load_pairs
     from progress import JsonProgressCallback
 
+    if cfg.threads:
+        # On a shared machine, fewer threads than cores avoids OpenMP threads spinning against each other.
+        torch.set_num_threads(cfg.threads)
+
     # 1. Model
+    emit({"type": "status", "message": f"loading {cfg.model} on {device} ({precision})"})
     model = SentenceTransformer(cfg.model, device=device, local_files_only=True)
     model_max_seq_length = model.max_seq_length
     if cfg.max_seq_length:
@@ -141,6 +148,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
     final = save_final(model, cfg.output_dir)
     metrics = {}
     if evaluator is not None:
+        emit({"type": "status", "message": "evaluating on the dev split"})
         metrics = evaluator(model)
         emit({"type": "eval", "step": trainer.state.global_step, "metrics": metrics, "final": True})
 
@@ -149,6 +157,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
     if cfg.export_dir:
         from export_model import export_model
 
+        emit({"type": "status", "message": "exporting: sentence-transformers dir, ONNX fp32 and int8"})
         t0 = time.perf_counter()
         export = export_model(final, cfg.export_dir, name=cfg.name or "finetuned", source=cfg.source or cfg.model, query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
         export["seconds"] = round(time.perf_counter() - t0, 3)
@@ -179,6 +188,7 @@ def main(argv: list[str]) -> int:
     device = "cpu"
     try:
         cfg = parse_config(argv)
+        also_log_to(os.path.join(cfg.output_dir, "progress.jsonl"))
         if cfg.exit_with_stdin:
             exit_when_stdin_closes()
         from device import pick_device, pick_precision

@@ -40,6 +40,7 @@ class TrainConfig:
     query_prefix: str
     passage_prefix: str
     device: str
+    threads: int | None
     precision: str
     save_steps: int
     keep_checkpoints: int
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--query-prefix", default="", help="prepended to anchors, e.g. 'query: '")
     p.add_argument("--passage-prefix", default="", help="prepended to positives and negatives, e.g. 'passage: '")
     p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: bf16 (or fp16) on CUDA, fp32 on CPU")
     p.add_argument("--save-steps", type=int, default=500, help="checkpoint every N optimisation steps (and at the end)")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="complete checkpoints kept on disk")
@@ -124,9 +126,15 @@ def parse_config(argv: list[str]) -> TrainConfig:
     _require(0 <= a.warmup_ratio < 1, "--warmup-ratio", f"must be in [0, 1), got {a.warmup_ratio}", "use e.g. 0.1")
     _require(a.max_seq_length is None or a.max_seq_length >= 8, "--max-seq-length", f"must be at least 8, got {a.max_seq_length}", "use e.g. 256")
     _require(a.num_negatives is None or a.num_negatives >= 0, "--num-negatives", f"must be >= 0, got {a.num_negatives}", "use e.g. 1")
+    _require(a.threads is None or a.threads >= 1, "--threads", f"must be at least 1, got {a.threads}", "leave it out to use every core")
     _require(a.save_steps >= 1, "--save-steps", f"must be at least 1, got {a.save_steps}", "use e.g. 500")
     _require(a.keep_checkpoints >= 1, "--keep-checkpoints", f"must be at least 1, got {a.keep_checkpoints}", "use e.g. 2")
     _require(a.logging_steps >= 1, "--logging-steps", f"must be at least 1, got {a.logging_steps}", "use e.g. 10")
     _require(a.eval_steps is None or a.eval_steps >= 1, "--eval-steps", f"must be at least 1, got {a.eval_steps}", "leave it out to evaluate only at the end")
     _require_dir(a.resume_from, "--resume-from", "trainer_state.json")
+    from pairs import check_columns
+
+    check_columns(a.train, "--train", a.num_negatives)
+    if a.dev:
+        check_columns(a.dev, "--dev", a.num_negatives)
     return TrainConfig(**vars(a))

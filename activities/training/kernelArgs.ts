@@ -1,0 +1,83 @@
+import { z } from 'zod';
+
+export const TrainParams = z.strictObject({
+  loss: z
+    .enum(['mnrl', 'cached-mnrl', 'gist'])
+    .default('mnrl')
+    .describe('MultipleNegativesRankingLoss; its GradCache version (big batches in bounded memory); GISTEmbed (guided in-batch negatives)'),
+  epochs: z.number().positive().default(1),
+  maxSteps: z.number().int().positive().optional().describe('stop after this many optimisation steps (overrides epochs)'),
+  learningRate: z.number().positive().lt(1).default(2e-5),
+  warmupRatio: z.number().min(0).lt(1).default(0.1),
+  batchSize: z.number().int().positive().default(32).describe('in-batch negatives: bigger is better, memory permitting'),
+  miniBatchSize: z.number().int().positive().default(32).describe("GradCache mini-batch for loss 'cached-mnrl'"),
+  seed: z.number().int().min(0).default(42),
+  maxSeqLength: z.number().int().min(8).optional().describe("truncate training inputs (default: the model's limit)"),
+  numNegatives: z.number().int().min(0).optional().describe('use at most this many mined negatives per row (default: all)'),
+  device: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe("'cuda' needs the stage on queue 'gpu'"),
+  cpuThreads: z.number().int().positive().optional().describe('torch CPU threads (default: one per core); fewer helps on a shared machine'),
+  precision: z.enum(['auto', 'fp32', 'bf16', 'fp16']).default('auto').describe('auto: bf16 (fp16 on older GPUs) on CUDA, fp32 on CPU'),
+  checkpointEvery: z.number().int().positive().default(500).describe('steps between checkpoints (also written at the end)'),
+  keepCheckpoints: z.number().int().positive().default(2),
+  logEvery: z.number().int().positive().default(10).describe('steps between progress reports'),
+  evaluate: z.boolean().default(true).describe('retrieval metrics on the dataset’s dev split after training'),
+  evalEvery: z.number().int().positive().optional().describe('also evaluate every N steps'),
+  name: z.string().min(1).optional().describe('model name in model.json (default: "<base name>-ft")'),
+});
+export type TrainParams = z.output<typeof TrainParams>;
+
+export interface KernelPaths {
+  model: string;
+  train: string;
+  dev?: string;
+  guide?: string;
+  outputDir: string;
+  /** Where the `model` artifact is exported; without it the kernel only trains (tests, benchmarks). */
+  exportDir?: string;
+  resumeFrom?: string;
+}
+
+export interface KernelModelInfo {
+  name: string;
+  source: string;
+  queryPrefix: string;
+  passagePrefix: string;
+}
+
+/** The stage's parameters as trainer/train.py flags. */
+export function kernelArgs(p: TrainParams, paths: KernelPaths, info: KernelModelInfo): string[] {
+  const flags: Array<[string, string | number | undefined]> = [
+    ['model', paths.model],
+    ['train', paths.train],
+    ['dev', paths.dev],
+    ['output-dir', paths.outputDir],
+    ['export-dir', paths.exportDir],
+    ['resume-from', paths.resumeFrom],
+    ['name', info.name],
+    ['source', info.source],
+    ['query-prefix', info.queryPrefix],
+    ['passage-prefix', info.passagePrefix],
+    ['loss', p.loss],
+    ['guide-model', paths.guide],
+    ['mini-batch-size', p.miniBatchSize],
+    ['epochs', p.epochs],
+    ['max-steps', p.maxSteps],
+    ['learning-rate', p.learningRate],
+    ['warmup-ratio', p.warmupRatio],
+    ['batch-size', p.batchSize],
+    ['seed', p.seed],
+    ['max-seq-length', p.maxSeqLength],
+    ['num-negatives', p.numNegatives],
+    ['device', p.device],
+    ['threads', p.cpuThreads],
+    ['precision', p.precision],
+    ['save-steps', p.checkpointEvery],
+    ['keep-checkpoints', p.keepCheckpoints],
+    ['logging-steps', p.logEvery],
+    ['eval-steps', p.evalEvery],
+  ];
+  // --flag=value: a value starting with '-' (a prefix, a name) is never taken for a flag.
+  const args = flags.filter(([, v]) => v !== undefined).map(([k, v]) => `--${k}=${v}`);
+  if (!p.evaluate) args.push('--no-evaluate');
+  return args;
+}

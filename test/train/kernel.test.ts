@@ -1,0 +1,106 @@
+import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../../activities/errors.ts';
+import { latestCheckpoint } from '../../activities/training/checkpoints.ts';
+import { TrainParams, kernelArgs } from '../../activities/training/kernelArgs.ts';
+import type { KernelLine } from '../../activities/training/kernelLines.ts';
+import { runKernel } from '../../activities/training/runKernel.ts';
+import { PROJECT_ROOT } from '../../workers/config.ts';
+import { pairRows, syntheticRows, writePairsParquet } from './fixtures.ts';
+import { PYTHON, TINY, baseModelDir, mean, memoryCappedPython, tempDir } from './support.ts';
+
+// The training kernel (trainer/train.py) driven exactly as the train stage drives it (same flags,
+// same runner), without Temporal: learning, determinism, exact resume, and its failure modes.
+
+const INFO = { name: 'tiny-ft', source: 'test', queryPrefix: '', passagePrefix: '' };
+let model: string;
+let dir: string;
+let train: string;
+
+beforeAll(async () => {
+  model = await baseModelDir();
+  dir = await tempDir('ef-kernel-');
+  train = join(dir, 'train.parquet');
+  // 24 rows, batch 8: 3 steps an epoch.
+  await writePairsParquet(train, pairRows(1).filter((_, i) => i % 8 < 3));
+});
+
+async function kernel(outputDir: string, params: Record<string, unknown>, more: { resumeFrom?: string; python?: string; trainPath?: string; modelDir?: string } = {}) {
+  const lines: KernelLine[] = [];
+  const done = await runKernel({
+    python: more.python ?? PYTHON,
+    projectRoot: PROJECT_ROOT,
+    args: kernelArgs(
+      TrainParams.parse({ ...TINY, evaluate: false, ...params }),
+      { model: more.modelDir ?? model, train: more.trainPath ?? train, outputDir, resumeFrom: more.resumeFrom },
+      INFO,
+    ),
+    env: process.env,
+    signal: new AbortController().signal,
+    onLine: (l) => lines.push(l),
+  });
+  const curve = lines.flatMap((l) => (l.type === 'progress' ? [[l.step, l.loss!] as const] : []));
+  return { done, lines, curve };
+}
+
+describe('training kernel', () => {
+  it('learns on CPU (loss goes down), and the same seed gives the same loss curve twice', async () => {
+    const params = { epochs: 2, learningRate: 1e-4, checkpointEvery: 3 };
+    // Two identical runs side by side: one thread each on a two-core machine.
+    const [a, b] = await Promise.all([kernel(join(dir, 'a'), params), kernel(join(dir, 'b'), params)]);
+    expect(a.curve.map(([s]) => s)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(b.curve).toEqual(a.curve);
+    const losses = a.curve.map(([, l]) => l);
+    // Epoch 2 sees the same rows as epoch 1 (reshuffled): the model has learnt them.
+    expect(mean(losses.slice(3))).toBeLessThan(0.8 * mean(losses.slice(0, 3)));
+    expect(a.done).toMatchObject({ step: 6, total: 6, stepsExecuted: 6, device: 'cpu', precision: 'fp32' });
+    expect(a.done.lastCheckpoint).toBe(join(dir, 'a', 'checkpoint-6'));
+    expect(a.lines.filter((l) => l.type === 'checkpoint').map((l) => (l as { step: number }).step)).toEqual([3, 6]);
+  });
+
+  it('resumes from a checkpoint exactly: optimizer, scheduler and RNG state restored, same losses as the uninterrupted run', async () => {
+    const params = { epochs: 2, learningRate: 1e-4, checkpointEvery: 2 };
+    const full = await kernel(join(dir, 'full'), params);
+    // A run that got as far as checkpoint-4: only that checkpoint is on disk.
+    const resumed = join(dir, 'resumed');
+    await mkdir(resumed, { recursive: true });
+    await cp(join(dir, 'full', 'checkpoint-4'), join(resumed, 'checkpoint-4'), { recursive: true });
+    const from = await latestCheckpoint(resumed);
+    expect(from?.step).toBe(4);
+    const rest = await kernel(resumed, params, { resumeFrom: from!.path });
+    expect(rest.done.stepsExecuted).toBe(2);
+    expect(rest.curve).toEqual(full.curve.slice(4));
+  });
+
+  it('a bad parameter fails at once with a TrainerConfigError naming it', async () => {
+    const started = Date.now();
+    const err = await kernel(join(dir, 'bad'), { numNegatives: 3 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrainerConfigError);
+    expect((err as Error).message).toMatch(/--num-negatives 3 but .* has only 1 negative_\* columns/);
+    expect((err as TrainerConfigError).hint).toMatch(/use at most 1/);
+    expect(Date.now() - started).toBeLessThan(60_000);
+  });
+
+  it('an absurd batch on a machine without the memory is an OutOfMemoryError with a batch size to try', async () => {
+    const big = join(dir, 'big.parquet');
+    await writePairsParquet(big, syntheticRows(1024));
+    // 2.5 GB of address space: enough to load torch and the model, not for 1024 x 2 texts of 128 tokens.
+    const python = await memoryCappedPython(dir, 2500);
+    const err = await kernel(join(dir, 'oom'), { batchSize: 1024, maxSeqLength: 128, maxSteps: 1 }, { python, trainPath: big }).catch((e: unknown) => e);
+    expect(err, String(err)).toBeInstanceOf(OutOfMemoryError);
+    expect((err as Error).message).toMatch(/out of CPU memory at batch size 1024.*try batchSize 512/);
+  });
+
+  it('a kernel crash is a TrainerFailedError carrying the last lines of its stderr', async () => {
+    const broken = join(dir, 'broken-model');
+    await cp(model, broken, { recursive: true });
+    await writeFile(join(broken, 'model.safetensors'), 'not a safetensors file');
+    const err = await kernel(join(dir, 'crash'), { maxSteps: 1 }, { modelDir: broken }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrainerFailedError);
+    const msg = (err as Error).message;
+    expect(msg).toMatch(/its last stderr lines:/);
+    expect(msg).toMatch(/Traceback|Error/);
+    expect(msg).toMatch(/safetensors|header|deserializ/i);
+  });
+});

