@@ -5,6 +5,7 @@ import type { Progress, StageContext, StageEnv, StageKind, StageLogger, StageRes
 import { inputArtifactKind, isOptionalInput } from '../pipelines/stage.ts';
 import { z } from 'zod';
 import { ArtifactCorruptError, InvalidInputError, StageParamsError } from './errors.ts';
+import { asDiskFull } from '../artifacts/fsutil.ts';
 
 export interface StageInvocation {
   runId: string;
@@ -92,7 +93,7 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
     rt.signal.throwIfAborted();
   } catch (err) {
     await rt.store.discard(out);
-    throw err;
+    throw asDiskFull(err, `stage "${inv.stageId}" writing its output`);
   }
   const stats = result.stats ?? {};
   const manifest = await rt.store.publish(out, {
