@@ -620,8 +620,13 @@ export class S3Store implements ArtifactStore {
     const dir = join(this.cacheRoot, 'memo-open', `${Date.now()}-${randomId()}`);
     await mkdir(dir, { recursive: true });
     const mirror = new MemoMirror(this.memoIo(ns), dir, join(this.cacheRoot, 'memo', ns));
-    await mirror.pull();
-    return mirror.attach(await Memo.open<V>(dir));
+    try {
+      await mirror.pull();
+      return mirror.attach(await Memo.open<V>(dir));
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   private memoIo(ns: string): MemoIo {
@@ -775,6 +780,12 @@ export class S3Store implements ArtifactStore {
       return new StoreUnavailableError(`${what}: the object store answered ${name} (HTTP ${status})`, {
         where: this.endpointLabel,
         hint: 'the server is failing or throttling; the stage is retried',
+      });
+    }
+    if (name === 'CredentialsProviderError') {
+      return new StoreAccessError(`${what}: no AWS credentials found`, {
+        where: this.endpointLabel,
+        hint: 'set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or run where an instance role applies',
       });
     }
     if (name === 'NoSuchBucket') {
@@ -1035,7 +1046,11 @@ class MemoMirror {
     };
     memo.close = async () => {
       await closeLocal();
+      // Everything is uploaded: the folder goes. A Memo used after close starts a new own file.
       await rm(this.dir, { recursive: true, force: true });
+      this.linked.clear();
+      this.own = undefined;
+      this.uploaded = 0;
     };
     return memo;
   }

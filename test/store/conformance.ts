@@ -285,6 +285,10 @@ export function storeConformance(name: string, make: () => Promise<StoreUnderTes
       const memo = await store.memo<number>('embed/m1');
       memo.put('k', 1);
       await memo.close();
+      // A memo used again after close keeps working.
+      memo.put('k2', 2);
+      await memo.close();
+      expect((await (await reopen()).memo('embed/m1')).size).toBe(2);
       const listed = await store.listMemo();
       expect(listed).toEqual([{ namespace: 'embed/m1', bytes: expect.any(Number) }]);
       expect(listed[0]!.bytes).toBeGreaterThan(0);
