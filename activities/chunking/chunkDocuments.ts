@@ -1,6 +1,6 @@
 import { ParquetStreamWriter, readParquetBatches } from '../../artifacts/parquet.ts';
 import { chunksTable } from './chunks.ts';
-import { type ChunkRow, type SplitDocument, type SplitOptions, splitDocument } from './splitter.ts';
+import { type ChunkRow, iterateChunks, type SplitDocument, type SplitOptions } from './splitter.ts';
 import type { TokenCounter } from './tokenizer.ts';
 
 export interface ChunkSummary {
@@ -32,18 +32,18 @@ export async function chunkDocuments(
       for (const row of batch) {
         hooks.signal?.throwIfAborted();
         const doc = row.toJSON() as unknown as SplitDocument;
-        for (const c of splitDocument(doc, counter, opts)) {
+        for (const c of iterateChunks(doc, counter, opts)) {
           pending.push(c);
           summary.tokens += c.tokens;
           summary.maxChunkTokens = Math.max(summary.maxChunkTokens, c.tokens);
+          if (pending.length >= WRITE_BATCH) {
+            summary.chunks += pending.length;
+            await writer.write(chunksTable(pending));
+            pending = [];
+          }
         }
         summary.documents++;
         summary.textBytes += Buffer.byteLength(doc.text);
-        if (pending.length >= WRITE_BATCH) {
-          summary.chunks += pending.length;
-          await writer.write(chunksTable(pending));
-          pending = [];
-        }
         hooks.onDocument?.(summary.documents);
       }
     }

@@ -56,31 +56,69 @@ const CLAUSE_END = new Set(['、', '，', ',', ';', '；', ':', '：', '､']);
  * so an unchanged document always yields the same chunks with the same ids.
  */
 export function splitDocument(doc: SplitDocument, counter: TokenCounter, opts: SplitOptions): ChunkRow[] {
+  return [...iterateChunks(doc, counter, opts)];
+}
+
+/**
+ * The chunks of a document one by one, so a huge document never has all its chunks in memory at once:
+ * sections longer than BLOCK_CHARS are worked through in blocks cut at a paragraph or line break.
+ */
+export function* iterateChunks(doc: SplitDocument, counter: TokenCounter, opts: SplitOptions): Generator<ChunkRow> {
   const budget = checkSplitOptions(counter, opts);
   const text = doc.text;
   const pageStarts = doc.pages ? (JSON.parse(doc.pages) as number[]) : undefined;
-  const spans: Array<{ start: number; end: number; tokens: number; heading: string }> = [];
+  let ordinal = 0;
   for (const section of splitSections(text, doc.format === 'md' || doc.format === 'html')) {
     const heading = section.headings.join(' > ');
-    for (const seg of boundedSegments(text, section.start, section.end, counter, budget)) {
-      for (const c of packSegment(text, seg, counter, budget, opts.overlap)) spans.push({ ...c, heading });
+    for (const [blockStart, blockEnd] of blocks(text, section.start, section.end)) {
+      for (const seg of boundedSegments(text, blockStart, blockEnd, counter, budget)) {
+        for (const s of packSegment(text, seg, counter, budget, opts.overlap)) {
+          const chunkText = text.slice(s.start, s.end);
+          yield {
+            chunk_id: chunkId(doc.content_hash, s.start, s.end, chunkText),
+            doc_id: doc.doc_id,
+            path: doc.path,
+            ordinal: ordinal++,
+            text: chunkText,
+            start: s.start,
+            end: s.end,
+            heading,
+            page: pageStarts ? pageOf(pageStarts, s.start) : null,
+            tokens: s.tokens + counter.special,
+          };
+        }
+      }
     }
   }
-  return spans.map((s, ordinal) => {
-    const chunkText = text.slice(s.start, s.end);
-    return {
-      chunk_id: chunkId(doc.content_hash, s.start, s.end, chunkText),
-      doc_id: doc.doc_id,
-      path: doc.path,
-      ordinal,
-      text: chunkText,
-      start: s.start,
-      end: s.end,
-      heading: s.heading,
-      page: pageStarts ? pageOf(pageStarts, s.start) : null,
-      tokens: s.tokens + counter.special,
-    };
-  });
+}
+
+/** Sections are processed in blocks of about this many characters (bounds the per-block arrays). */
+const BLOCK_CHARS = 1 << 20;
+
+/**
+ * Cut [start, end) into blocks of at most about BLOCK_CHARS, each ending after a paragraph break
+ * when there is one in the block's second half, else after a line break, else after whitespace, else
+ * anywhere outside a surrogate pair. Ordinary documents are one block.
+ */
+function blocks(text: string, start: number, end: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let s = start;
+  while (end - s > BLOCK_CHARS) {
+    const limit = s + BLOCK_CHARS;
+    const half = s + BLOCK_CHARS / 2;
+    const para = text.lastIndexOf('\n\n', limit);
+    const line = text.lastIndexOf('\n', limit);
+    let cut = para >= half ? para + 2 : line >= half ? line + 1 : -1;
+    if (cut < 0) {
+      cut = limit;
+      while (cut > half && !isWhitespaceCode(text.charCodeAt(cut - 1))) cut--;
+      if (cut <= half) cut = isHighSurrogate(text.charCodeAt(limit - 1)) ? limit - 1 : limit;
+    }
+    out.push([s, cut]);
+    s = cut;
+  }
+  out.push([s, end]);
+  return out;
 }
 
 /** The content-token budget of a chunk; options the model's special tokens leave no room for are refused. */

@@ -219,3 +219,15 @@ describe('chunk parameters', () => {
     expect(checkSplitOptions(counter, { maxTokens: 10, overlap: 7 })).toBe(8);
   });
 });
+
+describe('huge sections', () => {
+  it('are worked through in blocks (cut at paragraph breaks) with the same invariants', () => {
+    const paragraph = `${SENTENCES.join('')}\n${SENTENCES.slice(3).join('')}\n\n`;
+    const text = paragraph.repeat(Math.ceil(1_100_000 / paragraph.length));
+    const doc = textDoc(text);
+    const opts = { maxTokens: 256, overlap: 32 };
+    const chunks = splitDocument(doc, counter, opts);
+    expect(text.length).toBeGreaterThan(1 << 20);
+    expectChunkInvariants(doc, chunks, opts, ref, 50);
+  });
+});

@@ -24,14 +24,21 @@ const WS = /^\s*$/;
  * reference tokenizer's (special tokens included) and within the bound; consecutive chunks cover the
  * text with at most `overlap` tokens repeated and nothing but whitespace left out.
  */
-export function expectChunkInvariants(doc: SplitDocument, chunks: ChunkRow[], opts: SplitOptions, ref: PreTrainedTokenizer): void {
+export function expectChunkInvariants(
+  doc: SplitDocument,
+  chunks: ChunkRow[],
+  opts: SplitOptions,
+  ref: PreTrainedTokenizer,
+  /** Compare token counts with the reference for every n-th chunk (the reference is slow on big texts). */
+  every = 1,
+): void {
   expect(chunks.length).toBeGreaterThan(0);
   const content = (s: string): number => ref.encode(s, { add_special_tokens: false }).length;
   chunks.forEach((c, i) => {
     expect(c.ordinal).toBe(i);
     expect(doc.text.slice(c.start, c.end)).toBe(c.text);
     expect(c.text.trim()).toBe(c.text);
-    expect(c.tokens, `chunk ${i} of ${doc.path}`).toBe(ref.encode(c.text).length);
+    if (i % every === 0) expect(c.tokens, `chunk ${i} of ${doc.path}`).toBe(ref.encode(c.text).length);
     expect(c.tokens).toBeLessThanOrEqual(opts.maxTokens);
   });
   expect(WS.test(doc.text.slice(0, chunks[0]!.start))).toBe(true);
@@ -43,7 +50,9 @@ export function expectChunkInvariants(doc: SplitDocument, chunks: ChunkRow[], op
     expect(next.end).toBeGreaterThan(prev.end);
     if (next.start < prev.end) {
       expect(next.heading).toBe(prev.heading);
-      expect(content(doc.text.slice(next.start, prev.end)), `overlap of chunks ${i - 1} and ${i}`).toBeLessThanOrEqual(opts.overlap);
+      if (i % every === 0) {
+        expect(content(doc.text.slice(next.start, prev.end)), `overlap of chunks ${i - 1} and ${i}`).toBeLessThanOrEqual(opts.overlap);
+      }
     } else {
       expect(WS.test(doc.text.slice(prev.end, next.start)), `gap before chunk ${i} of ${doc.path}`).toBe(true);
     }
