@@ -3,7 +3,8 @@
     out_dir/
       st/                  the sentence-transformers directory (tokenizer.json etc. included)
       onnx/model.onnx      fp32 graph: inputs as the tokenizer names them, outputs
-                           `sentence_embedding` (pooled and normalised) and `token_embeddings`
+                           `sentence_embedding` (pooled and normalised) and `token_embeddings`;
+                           BERT-family layers fused into onnxruntime contrib ops (com.microsoft)
       onnx/model_int8.onnx the same graph with int8 dynamic quantisation of its weights
       model.json           what a loader needs: dim, pooling, normalize, maxSeqLength, prefixes...
 
@@ -121,19 +122,50 @@ def _export_fp32(model, onnx_path: Path, opset: int) -> list[str]:
     return input_names
 
 
+def _optimize(raw_path: Path, out_path: Path, config) -> bool:
+    """Fuse the transformer's subgraphs (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm) into
+    onnxruntime's contrib ops: the fused graph runs markedly faster on CPU than the traced one, and the
+    export check below still compares it with PyTorch. Returns False (raw graph kept) for architectures
+    the fuser does not know."""
+    if getattr(config, "model_type", None) not in _FUSABLE:
+        shutil.copyfile(raw_path, out_path)
+        return False
+    from onnxruntime.transformers import optimizer
+
+    fused = optimizer.optimize_model(
+        str(raw_path),
+        model_type="bert",
+        num_heads=int(config.num_attention_heads),
+        hidden_size=int(config.hidden_size),
+        opt_level=0,
+    )
+    fused.save_model_to_file(str(out_path))
+    return True
+
+
+# Encoder families whose layers match onnxruntime's BERT fusion patterns.
+_FUSABLE = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert"}
+
+
 def _quantize_int8(fp32_path: Path, int8_path: Path) -> None:
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Dynamic quantisation: int8 weights, activations quantised per batch at run time. MatMul only:
-    # the embedding Gather stays fp32 (quantising it costs accuracy and saves no compute).
-    # per_channel keeps the per-column weight range, which keeps recall close to fp32.
+    # Dynamic quantisation: weights int8 per output channel, activations quantised per batch at run time.
+    # Unsigned weights (u8u8): on CPUs without VNNI the u8s8 kernels can saturate, which cost ~1 point of
+    # cosine on Japanese text here. The embedding lookup stays fp32 (quantising it saves no compute).
     quantize_dynamic(
         str(fp32_path),
         str(int8_path),
-        weight_type=QuantType.QInt8,
+        weight_type=QuantType.QUInt8,
         per_channel=True,
-        op_types_to_quantize=["MatMul"],
+        op_types_to_quantize=["MatMul", "Attention"],
+        nodes_to_exclude=_QUANT_EXCLUDE,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
+
+
+_QUANT_EXCLUDE: list[str] = []
 
 
 def _check(model, onnx_path: Path, input_names: list[str], floor: float) -> float:
@@ -185,7 +217,10 @@ def export_model(
 
     fp32 = out_dir / "onnx" / "model.onnx"
     int8 = out_dir / "onnx" / "model_int8.onnx"
-    input_names = _export_fp32(model, fp32, opset)
+    raw = out_dir / "onnx" / "traced.onnx"
+    input_names = _export_fp32(model, raw, opset)
+    fused = _optimize(raw, fp32, model[0].auto_model.config)
+    raw.unlink()
     _quantize_int8(fp32, int8)
     with torch.no_grad():
         cos_fp32 = _check(model, fp32, input_names, MIN_COSINE_FP32)
@@ -197,7 +232,7 @@ def export_model(
         **info,
         "inputNames": input_names,
         "outputName": "sentence_embedding",
-        "onnx": {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx", "opset": opset},
+        "onnx": {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx", "opset": opset, "fused": fused},
         "exportCheck": {"minCosineFp32": round(cos_fp32, 6), "minCosineInt8": round(cos_int8, 6)},
     }
     (out_dir / "model.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -213,7 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--query-prefix", help="override the model's query prompt")
     p.add_argument("--passage-prefix", help="override the model's document/passage prompt")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the parent is gone)")
     a = p.parse_args(argv)
+    if a.exit_with_stdin:
+        from parent_watch import exit_when_stdin_closes
+
+        exit_when_stdin_closes()
     try:
         meta = export_model(
             a.model,

