@@ -1,0 +1,81 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CHECKPOINT_MARKER, latestCheckpoint, removeIncompleteCheckpoints } from '../../activities/training/checkpoints.ts';
+import { TrainParams, kernelArgs } from '../../activities/training/kernelArgs.ts';
+import { LineSplitter, TailBuffer, parseKernelLine } from '../../activities/training/kernelLines.ts';
+import { spawnGroup } from '../../activities/training/processGroup.ts';
+import { isAlive, tempDir } from './support.ts';
+
+describe('kernel lines', () => {
+  it('reassembles lines split across chunks, multi-byte characters included', () => {
+    const s = new LineSplitter();
+    const bytes = new TextEncoder().encode('{"type":"status","message":"学習中"}\n{"type":"sta');
+    expect(s.push(bytes.subarray(0, 30))).toEqual([]);
+    expect(s.push(bytes.subarray(30))).toEqual(['{"type":"status","message":"学習中"}']);
+    expect(s.push('tus","message":"x"}')).toEqual([]);
+    expect(s.end()).toEqual(['{"type":"status","message":"x"}']);
+  });
+
+  it('parses known lines and ignores anything else', () => {
+    expect(parseKernelLine('{"type":"progress","step":3,"total":10,"epoch":0.3,"loss":0.5,"lr":1e-5,"samplesPerSecond":12.5,"lastCheckpoint":null}')).toMatchObject({
+      type: 'progress',
+      step: 3,
+      loss: 0.5,
+    });
+    // A diverged loss is null on the wire (JSON has no NaN), still a progress line.
+    expect(parseKernelLine('{"type":"progress","step":4,"total":10,"epoch":0.4,"loss":null,"samplesPerSecond":null,"lastCheckpoint":"/x/checkpoint-2"}')?.type).toBe('progress');
+    expect(parseKernelLine('Loading weights: 100%')).toBeUndefined();
+    expect(parseKernelLine('{"type":"something-new"}')).toBeUndefined();
+    expect(parseKernelLine('{not json')).toBeUndefined();
+  });
+
+  it('keeps the last lines of stderr, progress-bar redraws collapsed', () => {
+    const t = new TailBuffer(2);
+    t.push('one\ntwo\r\rbar 10%\rbar 100%\nthree');
+    expect(t.text()).toBe('bar 100%\nthree');
+  });
+});
+
+describe('checkpoint discovery', () => {
+  it('only a checkpoint with its completion marker counts; half-written ones are removed', async () => {
+    const dir = await tempDir();
+    const make = async (step: number, complete: boolean) => {
+      await mkdir(join(dir, `checkpoint-${step}`), { recursive: true });
+      await writeFile(join(dir, `checkpoint-${step}`, 'optimizer.pt'), 'x');
+      if (complete) await writeFile(join(dir, `checkpoint-${step}`, CHECKPOINT_MARKER), JSON.stringify({ step }));
+    };
+    expect(await latestCheckpoint(join(dir, 'missing'))).toBeUndefined();
+    await make(5, true);
+    await make(10, true);
+    await make(15, false); // killed while saving
+    await mkdir(join(dir, 'final'));
+    expect(await latestCheckpoint(dir)).toEqual({ step: 10, path: join(dir, 'checkpoint-10') });
+    expect(await removeIncompleteCheckpoints(dir)).toEqual([join(dir, 'checkpoint-15')]);
+    expect(await latestCheckpoint(dir)).toEqual({ step: 10, path: join(dir, 'checkpoint-10') });
+  });
+});
+
+describe('kernel flags', () => {
+  it('maps every parameter and keeps values that start with "-" as values', () => {
+    const p = TrainParams.parse({ maxSteps: 7, cpuThreads: 1, evaluate: false });
+    const args = kernelArgs(p, { model: '/m', train: '/t.parquet', outputDir: '/o' }, { name: '-odd', source: 's', queryPrefix: 'query: ', passagePrefix: '' });
+    expect(args).toEqual(expect.arrayContaining(['--max-steps=7', '--threads=1', '--name=-odd', '--query-prefix=query: ', '--passage-prefix=', '--loss=mnrl', '--no-evaluate']));
+    expect(args.some((a) => a.startsWith('--dev=') || a.startsWith('--resume-from=') || a.startsWith('--export-dir='))).toBe(false);
+    expect(() => TrainParams.parse({ batchsize: 8 })).toThrow(/batchsize/);
+  });
+});
+
+describe('process group', () => {
+  it('terminate() stops the leader and everything it started', async () => {
+    // A shell that starts a background grandchild and waits: killing only the shell would leave it.
+    const g = await spawnGroup('/bin/sh', ['-c', 'sleep 300 & echo $!; wait'], { cwd: '/', env: process.env });
+    const grandchild = await new Promise<number>((resolve) => g.child.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
+    expect(isAlive(grandchild)).toBe(true);
+    const exit = await g.terminate(2000);
+    expect(exit.signal).toBe('SIGTERM');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(isAlive(g.pid)).toBe(false);
+    expect(isAlive(grandchild)).toBe(false);
+  });
+});
