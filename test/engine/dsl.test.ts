@@ -105,7 +105,7 @@ describe('pipeline validation at load', () => {
     const p = definePipeline({
       name: 'p',
       inputs: corpus,
-      // @ts-expect-error -- sleepMs must be a number
+      // Types allow any number; the schema's bound (≥ 0) is checked when the plan is built.
       stages: [stage({ id: 'w', kind: countWords, params: { sleepMs: -5 }, inputs: { corpus: 'corpus' } })],
     });
     await expect(buildPlan(p, { taskQueues: queues })).rejects.toThrow(StageParamsError);
