@@ -1,0 +1,172 @@
+import { z } from 'zod';
+import { hashJson } from '../../artifacts/hash.ts';
+import type { StageEnv } from '../../pipelines/stage.ts';
+import { DEFAULT_GGUF } from './gguf.ts';
+import { IctProvider } from './ict.ts';
+import { LlmQueryProvider } from './llmQueries.ts';
+import { LocalChatBackend } from './local.ts';
+import { OpenAiCompatibleBackend } from './openaiCompatible.ts';
+import { type TemplateName, templateSet } from './prompts.ts';
+import { type Language, type QueryProvider, STYLES, type Sampling } from './types.ts';
+
+/**
+ * Parameters shared by the generateQueries and generateEvalQueries stages, and the one place that
+ * turns them into a provider. Secrets are never parameters: the API key is read at run time from
+ * the environment variable `llm.apiKeyEnv` names.
+ */
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const SECRET_FIELD = /(?:^|_|-)?(?:api_?key|apikey|key|token|secret|password|authorization)$/i;
+
+const LocalSpec = z
+  .object({
+    provider: z.literal('local'),
+    /** `package:<name>` (a GGUF shipped as a Python package) or a path to a .gguf file. */
+    model: z.string().min(1).default(DEFAULT_GGUF),
+    mode: z.enum(['completion', 'chat']).default('completion'),
+    threads: z.number().int().min(1).max(256).optional(),
+    contextSize: z.number().int().min(256).max(131072).default(2048),
+    gpu: z.boolean().default(false),
+  })
+  .strict();
+
+const OpenAiSpec = z
+  .object({
+    provider: z.literal('openai'),
+    baseUrl: z.url({ protocol: /^https?$/ }),
+    model: z.string().min(1),
+    apiKeyEnv: z.string().regex(ENV_NAME, 'an environment variable name').default('EMBEDFLOW_LLM_API_KEY'),
+    timeoutMs: z.number().int().min(100).max(3_600_000).default(120_000),
+    maxRetries: z.number().int().min(0).max(50).default(8),
+    requestsPerMinute: z.number().positive().optional(),
+    tokensPerMinute: z.number().positive().optional(),
+    backoffInitialMs: z.number().int().min(1).default(500),
+    backoffMaxMs: z.number().int().min(1).default(30_000),
+    /** Extra request fields a server understands (e.g. vLLM's repetition_penalty). */
+    extraBody: z.record(z.string(), z.json()).optional(),
+  })
+  .strict();
+
+const IctSpec = z.object({ provider: z.literal('ict') }).strict();
+
+/** Refuse secrets in parameters (they would be kept in the run's history and the artifact's lineage). */
+export const LlmSpec = z.preprocess(
+  (value, ctx) => {
+    if (value && typeof value === 'object' && !Array.isArray(value)) {
+      for (const k of Object.keys(value)) {
+        if (k !== 'apiKeyEnv' && SECRET_FIELD.test(k)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [k],
+            message:
+              'secrets are never stage parameters: put the key in an environment variable of the worker and name it with apiKeyEnv (default EMBEDFLOW_LLM_API_KEY)',
+          });
+        }
+      }
+    }
+    return value;
+  },
+  z.discriminatedUnion('provider', [LocalSpec, OpenAiSpec, IctSpec]),
+);
+export type LlmSpec = z.output<typeof LlmSpec>;
+
+const Prompts = z
+  .object({ question: z.string(), keyword: z.string(), request: z.string(), repair: z.string() })
+  .partial()
+  .strict();
+
+export const GenerationParams = z.object({
+  llm: LlmSpec.prefault({ provider: 'local' }),
+  /** 'auto' picks the corpus language from the chunks' scripts. */
+  language: z.enum(['auto', 'ja', 'en']).default('auto'),
+  queriesPerChunk: z.number().int().min(1).max(200).default(3),
+  /** The styles queries are spread over, in this order (N = 4 over three styles: 2, 1, 1). */
+  styles: z
+    .array(z.enum(STYLES))
+    .min(1)
+    .refine((s) => new Set(s).size === s.length, 'each style once')
+    .default([...STYLES]),
+  temperature: z.number().min(0).max(2).default(0.7),
+  topP: z.number().gt(0).max(1).default(0.95),
+  maxTokens: z.number().int().min(8).max(8192).default(160),
+  seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
+  /** Chunks in flight at once (parallel requests; parallel sequences for the local model). */
+  concurrency: z.number().int().min(1).max(512).default(1),
+  /** Only this many chunks, picked by hash of their id (a stable sample). */
+  maxChunks: z.number().int().min(1).optional(),
+  /** Inline templates replacing the built-in ones (format: activities/llm/prompts/en/question.txt). */
+  prompts: Prompts.optional(),
+});
+export type GenerationParams = z.output<typeof GenerationParams>;
+
+/** How one chunk's N queries are spread over the styles. */
+export function stylePlan(n: number, styles: readonly (typeof STYLES)[number][]) {
+  return styles.map((style, i) => ({ style, count: Math.floor(n / styles.length) + (i < n % styles.length ? 1 : 0) }));
+}
+
+export interface OpenedProvider {
+  provider: QueryProvider;
+  /** Everything that determines a chunk's answer besides its text: the memo's namespace and key. */
+  identity: Record<string, unknown>;
+}
+
+export async function openProvider(
+  params: GenerationParams,
+  language: Language,
+  env: StageEnv,
+  signal?: AbortSignal,
+): Promise<OpenedProvider> {
+  const llm = params.llm;
+  const plan = stylePlan(params.queriesPerChunk, params.styles);
+  if (llm.provider === 'ict') {
+    return { provider: new IctProvider(), identity: { provider: 'ict', n: params.queriesPerChunk, seed: params.seed } };
+  }
+  const templates = templateSet(language, params.prompts ?? {});
+  const used: TemplateName[] = [...plan.filter((p) => p.count > 0).map((p) => p.style), 'repair'];
+  const sampling: Sampling = { temperature: params.temperature, topP: params.topP, maxTokens: params.maxTokens };
+  const common = {
+    templates: Object.fromEntries(used.map((t) => [t, templates[t].hash])),
+    sampling,
+    plan,
+    seed: params.seed,
+  };
+  if (llm.provider === 'local') {
+    const backend = await LocalChatBackend.open(
+      { python: env.python, home: env.home },
+      {
+        model: llm.model,
+        mode: llm.mode,
+        parallel: params.concurrency,
+        templates: plan.filter((p) => p.count > 0).length,
+        contextSize: llm.contextSize, threads: llm.threads,
+        gpu: llm.gpu,
+      },
+    );
+    return {
+      provider: new LlmQueryProvider(backend, templates, sampling),
+      identity: { ...common, provider: 'local', model: llm.model, modelBytes: backend.fileBytes, mode: llm.mode },
+    };
+  }
+  const backend = new OpenAiCompatibleBackend({
+    baseUrl: llm.baseUrl,
+    model: llm.model,
+    apiKey: env.vars[llm.apiKeyEnv] || undefined,
+    apiKeyEnv: llm.apiKeyEnv,
+    timeoutMs: llm.timeoutMs,
+    maxRetries: llm.maxRetries,
+    requestsPerMinute: llm.requestsPerMinute,
+    tokensPerMinute: llm.tokensPerMinute,
+    backoff: { initialMs: llm.backoffInitialMs, maxMs: llm.backoffMaxMs },
+    extraBody: llm.extraBody,
+  });
+  await backend.checkModel(signal);
+  return {
+    provider: new LlmQueryProvider(backend, templates, sampling),
+    // The server's address is not part of it: the same model behind another URL answers the same.
+    identity: { ...common, provider: 'openai', model: llm.model, extraBody: llm.extraBody },
+  };
+}
+
+export function identityHash(identity: Record<string, unknown>): string {
+  return hashJson({ v: 1, ...identity });
+}
