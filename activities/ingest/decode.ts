@@ -19,6 +19,8 @@ export function decodeText(bytes: Uint8Array, opts: { declaredCharset?: string |
   const bom = bomEncoding(bytes);
   if (bom) return checked(new TextDecoder(bom).decode(bytes), bom);
   if (bytes.indexOf(0) !== -1) return { ok: false, reason: 'binary file (contains NUL bytes)' };
+  // ISO-2022-JP is 7-bit, so valid UTF-8 too: its escape sequences give it away.
+  if (bytes.indexOf(0x1b) !== -1 && Encoding.detect(bytes) === 'JIS') return checked(new TextDecoder('iso-2022-jp').decode(bytes), 'iso-2022-jp');
   try {
     return checked(new TextDecoder('utf-8', { fatal: true }).decode(bytes), 'utf-8');
   } catch {

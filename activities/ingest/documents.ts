@@ -98,10 +98,10 @@ export async function readDocument(file: CorpusFile, form: NormalizationForm): P
   };
 }
 
-/** Markdown: the first ATX heading; other formats: the first line, if it is short enough to be one. */
+/** Markdown (and HTML, whose headings arrive as Markdown): the first heading; else the first line, if short. */
 function guessTitle(text: string, file: CorpusFile): string {
   const heading = /^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$/m.exec(text.slice(0, 20_000))?.[1];
-  if (heading && file.format === 'md') return heading.trim();
+  if (heading && (file.format === 'md' || file.format === 'html')) return heading.trim();
   const first = text.trimStart().split('\n', 1)[0]?.trim() ?? '';
   if (first && first.length <= 120) return first;
   return basename(file.path, extname(file.path));
