@@ -28,7 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from failures import KernelError, TrainerConfigError, is_out_of_memory, out_of_memory  # noqa: E402
 from json_lines import also_log_to, emit, reserve_stdout  # noqa: E402
 from parent_watch import exit_when_stdin_closes  # noqa: E402
-from train_config import TrainConfig, parse_config  # noqa: E402
+from train_config import TrainConfig, output_dir_of, parse_config  # noqa: E402
 
 
 def make_loss(cfg: TrainConfig, model):
@@ -187,8 +187,9 @@ def main(argv: list[str]) -> int:
     cfg: TrainConfig | None = None
     device = "cpu"
     try:
+        if output_dir := output_dir_of(argv):
+            also_log_to(os.path.join(output_dir, "progress.jsonl"))
         cfg = parse_config(argv)
-        also_log_to(os.path.join(cfg.output_dir, "progress.jsonl"))
         if cfg.exit_with_stdin:
             exit_when_stdin_closes()
         from device import pick_device, pick_precision

