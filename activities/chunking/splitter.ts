@@ -30,6 +30,7 @@ export interface ChunkRow {
   end: number;
   heading: string;
   page: number | null;
+  /** Tokens as the model sees the chunk: its special tokens ([CLS], [SEP]) included. */
   tokens: number;
 }
 

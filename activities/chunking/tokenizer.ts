@@ -70,15 +70,20 @@ const MEMO_KEY_MAX = 64;
  * This is checked against whole-text encoding on a probe at load; any other tokenizer is counted whole.
  */
 export async function loadTokenCounter(modelDir: string): Promise<TokenCounter> {
-  const jsonPath = join(modelDir, 'tokenizer.json');
-  let raw: string;
-  try {
-    raw = await readFile(jsonPath, 'utf8');
-  } catch (err) {
-    throw new ModelNotFoundError(`no tokenizer.json in ${modelDir}`, {
-      where: jsonPath,
+  // A sentence-transformers folder has tokenizer.json at its root; a `model` artifact keeps it in st/.
+  let raw: string | undefined;
+  let dir = modelDir;
+  for (const candidate of [modelDir, join(modelDir, 'st')]) {
+    raw = await readFile(join(candidate, 'tokenizer.json'), 'utf8').catch(() => undefined);
+    if (raw !== undefined) {
+      dir = candidate;
+      break;
+    }
+  }
+  if (raw === undefined) {
+    throw new ModelNotFoundError(`no tokenizer.json in ${modelDir} (nor in its st/ folder)`, {
+      where: modelDir,
       hint: 'pass a model directory that has its tokenizer (a sentence-transformers or Hugging Face model folder)',
-      cause: err,
     });
   }
   const config = JSON.parse(raw) as TokenizerJson;
@@ -86,7 +91,7 @@ export async function loadTokenCounter(modelDir: string): Promise<TokenCounter> 
   env.allowLocalModels = true;
   // transformers.js joins localModelPath and the id: '/' lets an absolute directory be the id.
   env.localModelPath = '/';
-  const tok = await AutoTokenizer.from_pretrained(modelDir, { local_files_only: true });
+  const tok = await AutoTokenizer.from_pretrained(dir, { local_files_only: true });
   const encode = (text: string): number => tok.encode(text, { add_special_tokens: false }).length;
   const special = tok.encode('', { add_special_tokens: true }).length;
   const bertLike = config.normalizer?.type === 'BertNormalizer' && config.pre_tokenizer?.type === 'BertPreTokenizer';

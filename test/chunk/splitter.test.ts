@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkParams } from '../../activities/chunk.ts';
-import { StageParamsError } from '../../activities/errors.ts';
+import { ModelNotFoundError, StageParamsError } from '../../activities/errors.ts';
 import { checkSplitOptions, chunkId, type SplitDocument, splitDocument } from '../../activities/chunking/splitter.ts';
 import { loadTokenCounter, type TokenCounter } from '../../activities/chunking/tokenizer.ts';
 import { DOCUMENTS_FILE, type DocumentRow } from '../../activities/ingest/documents.ts';
@@ -78,6 +78,16 @@ describe('token counting with the model tokenizer', () => {
     }
     // Text holding the tokenizer's own special-token strings is never summed piecewise.
     expect(counter.pieces('a [SEP] b', 0, 9).additive).toBe(false);
+  });
+
+  it('finds the tokenizer of a model artifact in st/, and says clearly when there is none', async () => {
+    const artifact = join(work, 'model-artifact');
+    await mkdir(join(artifact, 'st'), { recursive: true });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) await copyFile(join(await modelDir(), f), join(artifact, 'st', f));
+    const c = await loadTokenCounter(artifact);
+    expect(c.fingerprint).toBe(counter.fingerprint);
+    expect(c.count('図書館で本を借りる。')).toBe(counter.count('図書館で本を借りる。'));
+    await expect(loadTokenCounter(work)).rejects.toThrow(ModelNotFoundError);
   });
 
   it.runIf(existsSync(JAQUAD_DEV))('counts exactly on real Japanese Wikipedia articles (jaquad-dev)', async () => {
