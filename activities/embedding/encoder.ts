@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { AutoTokenizer, env as hfEnv, type PreTrainedTokenizer } from '@huggingface/transformers';
 import * as ort from 'onnxruntime-node';
 import { InvalidInputError } from '../errors.ts';
+import { restoreFinalSeparator } from '../rerank/crossEncoder.ts';
 import { type ModelInfo, type ModelVariant, readModelInfo } from './modelInfo.ts';
 
 // Models come from local artifact directories only; never let the tokenizer loader go to a hub.
@@ -124,6 +125,9 @@ export class Encoder {
       string,
       { data: BigInt64Array; dims: number[] }
     >;
+    // transformers.js cuts a long text's ids without keeping the closing [SEP]; Python keeps it.
+    const sepId = this.tokenizer.sep_token_id;
+    if (typeof sepId === 'number' && enc.attention_mask) restoreFinalSeparator(enc.input_ids!, enc.attention_mask, sepId);
     const feeds: Record<string, ort.Tensor> = {};
     const shape = (enc.input_ids as { dims: number[] }).dims;
     for (const name of this.info.inputNames) {
