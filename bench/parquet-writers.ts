@@ -196,6 +196,7 @@ except Exception as e:
 try:
     con = duckdb.connect()
     con.execute("SET threads = 1")
+    con.execute("SET enable_progress_bar = false")
     r = con.execute('select chunk_id, text, heading, ordinal, start, "end", page, tokens, vector from read_parquet(?)', [path]).fetchall()
     out["duckdb"] = dig(*[list(c) for c in zip(*r)])
 except Exception as e:
@@ -226,7 +227,8 @@ try {
       const same = (d: Digest | { error: string }): string =>
         'error' in d ? `no (${d.error.slice(0, 60)})` : JSON.stringify(d) === JSON.stringify(expected) ? 'exact' : `differs (${(['rows', 'strings', 'ints', 'vectors'] as const).filter((k) => d[k] !== expected[k]).join(', ')})`;
       const own = await w.read(path).catch((e: unknown) => ({ error: String(e) }));
-      const py = JSON.parse(execFileSync(python, ['-c', PY, path], { encoding: 'utf8', maxBuffer: 1 << 26 })) as Record<string, Digest | { error: string }>;
+      const pyOut = execFileSync(python, ['-c', PY, path], { encoding: 'utf8', maxBuffer: 1 << 26 }).trim().split('\n');
+      const py = JSON.parse(pyOut.at(-1)!) as Record<string, Digest | { error: string }>;
       console.log(`| ${w.name} | ${codec.toLowerCase()} | ${(mb / s).toFixed(1)} | ${size.toFixed(2)} | ${same(own)} | ${same(py.pyarrow!)} | ${same(py.duckdb!)} |`);
     }
   }

