@@ -7,6 +7,7 @@ import { readParquet, writeParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader } from '../artifacts/store.ts';
 import { type StageContext, defineStage } from '../pipelines/stage.ts';
 import { Encoder } from './embedding/encoder.ts';
+import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';
 import { InvalidInputError, QualityGateError } from './errors.ts';
 import { seededSample } from './evaluation/bootstrap.ts';
 import { summarizeLatency } from './evaluation/latency.ts';
@@ -159,13 +160,17 @@ export const evaluate = defineStage({
     const candidates = new Map<string, Int32Array[]>();
     const latency: LatencyTable = { 'embed+search': {}, rerank: {} };
     const modelMeta: MetricsJson['meta']['models'] = {};
+    let corpusMemoHits = 0;
 
     for (const { role, reader } of models) {
       const enc = await Encoder.load(reader.dir, { variant: p.variant });
       try {
         modelMeta[role] = { name: enc.info.name, digest: reader.digest, variant: p.variant };
         let last = 0;
-        const emb = await enc.encode(corpus.texts, {
+        // Through the shared embedding memo: chunks the mining stage (or an earlier evaluation)
+        // embedded with this model are not embedded again.
+        const memo = await openEmbeddingMemo(ctx.store, reader.digest, p.variant);
+        const { embeddings: emb, memoHits } = await embedWithMemo(enc, memo, corpus.texts, {
           kind: 'passage',
           batchSize: p.batchSize,
           signal: ctx.signal,
@@ -173,7 +178,8 @@ export const evaluate = defineStage({
             tick(n - last, `${role}: embedding the corpus`);
             last = n;
           },
-        });
+        }).finally(() => memo.close());
+        corpusMemoHits += memoHits;
         const index = new ExactIndex(emb.data, emb.dim);
         const search = async (text: string) => index.search((await enc.encode([text], { kind: 'query' })).data, RANKING_DEPTH).indices;
         for (const text of sets[0]!.texts.slice(0, WARMUP_QUERIES)) await search(text);
@@ -264,7 +270,11 @@ export const evaluate = defineStage({
     const perQuery = perQueryTable(sets, scores);
     await writeParquet(await ctx.out.file('per_query.parquet'), perQuery);
 
-    const stats: Record<string, number | string | boolean> = { chunks: corpus.ids.length, seconds: Number(seconds.toFixed(1)) };
+    const stats: Record<string, number | string | boolean> = {
+      chunks: corpus.ids.length,
+      corpusMemoHits,
+      seconds: Number(seconds.toFixed(1)),
+    };
     for (const set of sets) {
       stats[`${set.name}.queries`] = set.queryIds.length;
       for (const [system, table] of Object.entries(metrics[set.name]!)) {

@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { defineStage } from '../pipelines/stage.ts';
 import { TrainerConfigError, TrainerFailedError } from './errors.ts';
 import { RerankerInfo } from './rerank/crossEncoder.ts';
+import { LineSplitter, TailBuffer } from './training/kernelLines.ts';
+import { spawnGroup } from './training/processGroup.ts';
 
 /**
  * A small domain cross-encoder for the reranker comparison, trained from the same synthetic pairs
@@ -56,9 +56,10 @@ export const trainReranker = defineStage({
       '--max-length', String(p.maxLength),
       '--lr', String(p.lr),
       '--seed', String(p.seed),
+      '--exit-with-stdin',
     ];
     const started = performance.now();
-    await runTrainer(ctx.env.python, args, ctx.signal, (ev) =>
+    await runTrainer(ctx.env.python, args, ctx.env.projectRoot, ctx.signal, (ev) =>
       ctx.progress({ done: ev.step, total: ev.total, unit: 'steps', message: `loss ${ev.loss.toFixed(4)}` }),
     );
     const info = RerankerInfo.passthrough().parse(JSON.parse(await readFile(join(ctx.out.dir, 'reranker.json'), 'utf8')));
@@ -75,47 +76,53 @@ export const trainReranker = defineStage({
   },
 });
 
-/** Run the Python trainer, forwarding its JSON progress lines; killed when the stage is cancelled. */
-function runTrainer(python: string, args: string[], signal: AbortSignal, onProgress: (p: z.infer<typeof Progress>) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    signal.throwIfAborted();
-    const child = spawn(python, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
-    const stderr: string[] = [];
-    const kill = () => {
-      child.kill('SIGTERM');
-      setTimeout(() => child.exitCode === null && child.kill('SIGKILL'), 5000).unref();
-    };
-    signal.addEventListener('abort', kill, { once: true });
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      if (!line.startsWith('{')) return;
-      let json: unknown;
-      try {
-        json = JSON.parse(line);
-      } catch {
-        return;
-      }
-      const ev = Progress.safeParse(json);
-      if (ev.success) onProgress(ev.data);
-    });
-    createInterface({ input: child.stderr }).on('line', (line) => {
-      stderr.push(line);
-      if (stderr.length > 40) stderr.shift();
-    });
-    child.on('error', (err) => reject(new TrainerFailedError(`could not start ${python}`, { cause: err, hint: 'run scripts/setup.sh' })));
-    child.on('close', (code, sig) => {
-      signal.removeEventListener('abort', kill);
-      if (signal.aborted) return reject(signal.reason);
-      if (code === 0) return resolve();
-      const configLine = stderr.find((l) => l.startsWith('RerankerError: '));
-      if (code === 2 && configLine) {
-        return reject(new TrainerConfigError(configLine.slice('RerankerError: '.length), { where: 'trainer/train_reranker.py' }));
-      }
-      reject(
-        new TrainerFailedError(`train_reranker.py exited with ${sig ?? `code ${code}`}`, {
-          where: 'trainer/train_reranker.py',
-          hint: `its last output:\n${stderr.slice(-15).join('\n')}`,
-        }),
-      );
-    });
+/**
+ * Run the Python trainer in its own process group (see training/processGroup.ts: cancellation kills
+ * the group; if this process dies, the trainer sees its stdin close and exits), forwarding its JSON
+ * progress lines.
+ */
+async function runTrainer(
+  python: string,
+  args: string[],
+  projectRoot: string,
+  signal: AbortSignal,
+  onProgress: (p: z.infer<typeof Progress>) => void,
+): Promise<void> {
+  signal.throwIfAborted();
+  const proc = await spawnGroup(python, args, { cwd: projectRoot, env: { ...process.env, PYTHONUNBUFFERED: '1' } }).catch((err: unknown) => {
+    throw new TrainerFailedError(`could not start ${python}: ${(err as Error).message}`, { hint: 'run scripts/setup.sh', cause: err });
+  });
+  const onAbort = () => void proc.terminate();
+  signal.addEventListener('abort', onAbort, { once: true });
+  const stdout = new LineSplitter();
+  const stderr = new TailBuffer(40);
+  const handle = (line: string) => {
+    if (!line.startsWith('{')) return;
+    let json: unknown;
+    try {
+      json = JSON.parse(line);
+    } catch {
+      return;
+    }
+    const ev = Progress.safeParse(json);
+    if (ev.success) onProgress(ev.data);
+  };
+  proc.child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk).forEach(handle));
+  proc.child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+  const exit = await proc.exited;
+  signal.removeEventListener('abort', onAbort);
+  stdout.end().forEach(handle);
+  if (signal.aborted) throw signal.reason;
+  if (exit.code === 0) return;
+  const tail = stderr.text();
+  const configLine = tail.split('\n').find((l) => l.startsWith('RerankerError: '));
+  if (exit.code === 2 && configLine) {
+    throw new TrainerConfigError(configLine.slice('RerankerError: '.length), { where: 'trainer/train_reranker.py' });
+  }
+  // `status` shows the message only, so it carries the trainer's last words.
+  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+  throw new TrainerFailedError(`train_reranker.py ${how}; its last stderr lines:\n${tail.split('\n').slice(-15).join('\n')}`, {
+    where: 'trainer/train_reranker.py',
+    hint: 'see the stderr lines above; a retry trains again from the start',
   });
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs Debian's headless-capable Chromium for the report-rendering test (test/eval). Idempotent:
-# returns at once when /usr/bin/chromium (or $EMBEDFLOW_CHROMIUM) is already there.
+# Installs Debian's headless-capable Chromium (and a Japanese font, so the report's screenshot shows
+# the corpus text instead of empty boxes) for the report-rendering test (test/eval). Idempotent:
+# returns at once when $EMBEDFLOW_CHROMIUM (default /usr/bin/chromium) and a Japanese font are there.
 set -euo pipefail
 chromium="${EMBEDFLOW_CHROMIUM:-/usr/bin/chromium}"
-if [ -x "$chromium" ]; then
+have_ja_font() { command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=ja 2>/dev/null)" ]; }
+if [ -x "$chromium" ] && have_ja_font; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -17,8 +19,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
   fi
 fi
-echo "install-chromium: installing chromium with apt-get (one time)" >&2
+echo "install-chromium: installing chromium and fonts-ipafont-gothic with apt-get (one time)" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
-"$chromium" --version >&2
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium fonts-ipafont-gothic fontconfig >/dev/null
+"$chromium" --version >&2 2>/dev/null || true

@@ -26,6 +26,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parent_watch import exit_when_stdin_closes  # noqa: E402
+
 # Pairs to check the ONNX export against PyTorch (Japanese and Latin, one truncated).
 _CHECK_PAIRS = [
     ("東京の人口は?", "東京都の人口は約1400万人で、日本の首都である。"),
@@ -186,8 +189,11 @@ def main() -> int:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the parent process is gone)")
     a = ap.parse_args()
 
+    if a.exit_with_stdin:
+        exit_when_stdin_closes()
     random.seed(a.seed)
     np.random.seed(a.seed)
     torch.manual_seed(a.seed)

@@ -1,6 +1,8 @@
 /**
- * Exact (brute-force) cosine search over the whole chunk corpus. Evaluation must not depend on an
- * approximate index's recall, and a few thousand chunks take well under a millisecond per query.
+ * Exact (brute-force) cosine search over the whole chunk corpus, one query at a time, as a search
+ * service answers them: the evaluation times each query's embed + search. Evaluation must not depend
+ * on an approximate index's recall, and a few thousand chunks take about a millisecond per query.
+ * (Batch top-k over many queries at once, for mining, is embedding/search.ts.)
  */
 
 export interface SearchHits {

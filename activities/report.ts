@@ -1,0 +1,264 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { writeFileAtomic } from '../artifacts/fsutil.ts';
+import { readParquet } from '../artifacts/parquet.ts';
+import type { ArtifactReader, ArtifactStore } from '../artifacts/store.ts';
+import { defineStage } from '../pipelines/stage.ts';
+import { InvalidInputError } from './errors.ts';
+import { recallCurve, RANKING_DEPTH } from './evaluation/metrics.ts';
+import { EVAL_SETS, type EvalSetName, MetricsJson } from './evaluation/metricsJson.ts';
+import type { ExampleQuery, ExampleSection, LineageNode, ReportData } from './evaluation/reportModel.ts';
+import { deepestBaseReranker, orderSystems } from './evaluation/reportModel.ts';
+import { renderReportHtml } from './evaluation/reportHtml.ts';
+import { renderSummaryMd } from './evaluation/summaryMd.ts';
+import { nullableNumberColumn, stringColumn, stringListColumn } from './evaluation/tables.ts';
+
+/**
+ * The evaluation as people read it: report.html (self-contained, opens from disk), summary.md (what
+ * the CLI prints) and metrics.json (for --json and scripts). Lineage, dataset counts, query and chunk
+ * texts and training curves are read from the artifacts the evaluation names in its metrics.json
+ * (meta.inputs), so the report is a function of the evaluation's content and caches with it.
+ */
+
+const Params = z
+  .object({
+    /** Example queries per list (most improved, most regressed, misses, sample) and eval set. */
+    examples: z.number().int().min(0).max(50).default(5),
+  })
+  .strict();
+
+const LossLine = z.object({ step: z.number(), loss: z.number() });
+const MAX_LINEAGE = 80;
+
+export const report = defineStage({
+  kind: 'report',
+  description: 'Self-contained HTML report, Markdown summary and metrics.json of an evaluation.',
+  params: Params,
+  inputs: { evaluation: 'evaluation' },
+  output: 'report',
+  defaults: { queue: 'cpu', startToCloseTimeout: '30m', retry: { maximumAttempts: 2 } },
+  async run(ctx) {
+    const ev = ctx.inputs.evaluation;
+    const metricsText = await readFile(ev.file('metrics.json'), 'utf8');
+    const parsed = MetricsJson.safeParse(JSON.parse(metricsText));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new InvalidInputError(`metrics.json does not match this version of the report: ${issue?.path.join('.')}: ${issue?.message}`, {
+        where: `evaluation ${ev.digest}`,
+        hint: 'rerun the evaluate stage with the current code',
+      });
+    }
+    const metrics = parsed.data;
+    const perQuery = await readPerQuery(ev);
+    const lineage = await walkLineage(ctx.store, ev.digest);
+    const { training, note } = await trainingCurves(ctx.store, metrics);
+    const data: ReportData = {
+      metrics,
+      evaluation: { digest: ev.digest, createdAt: ev.manifest.createdAt, runId: ev.manifest.lineage.runId },
+      curves: curvesOf(perQuery),
+      training,
+      trainingNote: note,
+      lineage,
+      examples: await examplesOf(ctx.store, metrics, perQuery, ctx.params.examples),
+    };
+    const html = renderReportHtml(data);
+    const summary = renderSummaryMd(metrics);
+    await writeFileAtomic(await ctx.out.file('report.html'), html);
+    await writeFileAtomic(await ctx.out.file('summary.md'), summary);
+    await writeFileAtomic(await ctx.out.file('metrics.json'), metricsText);
+    return {
+      stats: {
+        evalSets: EVAL_SETS.filter((s) => metrics[s]).length,
+        lineageArtifacts: lineage.length,
+        trainingCurves: training.length,
+        htmlKB: Math.round(Buffer.byteLength(html) / 1024),
+      },
+      meta: { summary },
+    };
+  },
+});
+
+interface PerQueryRow {
+  evalSet: EvalSetName;
+  system: string;
+  queryId: string;
+  rank: number | null;
+  top10: string[];
+  relevant: string[];
+}
+
+async function readPerQuery(ev: ArtifactReader): Promise<PerQueryRow[]> {
+  const where = ev.file('per_query.parquet');
+  const t = await readParquet(where, ['eval_set', 'system', 'query_id', 'first_relevant_rank', 'top10', 'relevant_chunk_ids']);
+  const sets = stringColumn(t, 'eval_set', where);
+  const systems = stringColumn(t, 'system', where);
+  const ids = stringColumn(t, 'query_id', where);
+  const ranks = nullableNumberColumn(t, 'first_relevant_rank', where);
+  const top10 = stringListColumn(t, 'top10', where);
+  const relevant = stringListColumn(t, 'relevant_chunk_ids', where);
+  return ids.map((queryId, i) => ({
+    evalSet: sets[i] as EvalSetName,
+    system: systems[i]!,
+    queryId,
+    rank: ranks[i]!,
+    top10: top10[i]!,
+    relevant: relevant[i]!,
+  }));
+}
+
+function curvesOf(rows: PerQueryRow[]): ReportData['curves'] {
+  const ranks = new Map<string, Array<number | null>>();
+  for (const r of rows) {
+    const key = `${r.evalSet}\u0000${r.system}`;
+    const list = ranks.get(key);
+    if (list) list.push(r.rank);
+    else ranks.set(key, [r.rank]);
+  }
+  const out: ReportData['curves'] = {};
+  for (const [key, list] of ranks) {
+    const [set, system] = key.split('\u0000') as [EvalSetName, string];
+    (out[set] ??= {})[system] = recallCurve(list, RANKING_DEPTH);
+  }
+  return out;
+}
+
+/** Every artifact the evaluation was built from, breadth first from the evaluation itself. */
+async function walkLineage(store: ArtifactStore, root: string): Promise<LineageNode[]> {
+  const seen = new Set<string>([root]);
+  const queue = [root];
+  const out: LineageNode[] = [];
+  while (queue.length && out.length < MAX_LINEAGE) {
+    const digest = queue.shift()!;
+    try {
+      const m = await store.readManifest(digest);
+      const stats = m.meta['stats'];
+      out.push({
+        digest,
+        kind: m.kind,
+        stageId: m.lineage.stageId,
+        stageKind: m.lineage.stageKind,
+        rows: m.rows,
+        stats: stats && typeof stats === 'object' ? (stats as Record<string, unknown>) : {},
+        inputs: m.lineage.inputs,
+      });
+      for (const d of Object.values(m.lineage.inputs)) {
+        if (!seen.has(d)) {
+          seen.add(d);
+          queue.push(d);
+        }
+      }
+    } catch {
+      out.push({ digest, kind: '?', rows: {}, stats: {}, inputs: {}, missing: true });
+    }
+  }
+  return out;
+}
+
+async function trainingCurves(store: ArtifactStore, metrics: MetricsJson): Promise<{ training: ReportData['training']; note?: string }> {
+  const training: ReportData['training'] = [];
+  const notes: string[] = [];
+  for (const [role, label] of [
+    ['finetuned', 'fine-tuned model'],
+    ['reranker', 'reranker'],
+  ] as const) {
+    const digest = metrics.meta.inputs[role];
+    if (!digest) continue;
+    const manifest = await store.readManifest(digest).catch(() => undefined);
+    if (!manifest?.files.some((f) => f.path === 'training_log.jsonl')) {
+      notes.push(`the ${label} artifact has no training_log.jsonl`);
+      continue;
+    }
+    const text = await readFile((await store.open(digest)).file('training_log.jsonl'), 'utf8');
+    const points: Array<[number, number]> = [];
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        const p = LossLine.safeParse(JSON.parse(line));
+        if (p.success && Number.isFinite(p.data.loss)) points.push([p.data.step, p.data.loss]);
+      } catch {
+        // A torn last line of a crashed run: the points before it still make a curve.
+      }
+    }
+    if (points.length) training.push({ name: `${label} (${metrics.meta.models[role]?.name ?? digest.slice(0, 8)})`, points });
+    else notes.push(`the ${label}'s training_log.jsonl holds no loss values`);
+  }
+  if (!metrics.meta.inputs['finetuned']) notes.unshift('no fine-tuned model was evaluated');
+  return { training, note: notes.length ? `No training curve for: ${notes.join('; ')}.` : undefined };
+}
+
+async function textsOf(store: ArtifactStore, digest: string | undefined, file: string, key: string, columns: string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (!digest || !(await store.has(digest))) return out;
+  const where = (await store.open(digest)).file(file);
+  const t = await readParquet(where, [key, ...columns]);
+  const keys = stringColumn(t, key, where);
+  const cols = columns.map((c) => stringColumn(t, c, where));
+  keys.forEach((k, i) => out.set(k, cols.map((c) => c[i]!)));
+  return out;
+}
+
+/**
+ * Queries where the fine-tuned model moved the first relevant chunk up (or down) the most, by
+ * reciprocal rank; the best model's worst misses; and the first queries of the set. Shows the texts
+ * involved, which is where document and query strings enter the report (escaped by the renderer).
+ */
+async function examplesOf(store: ArtifactStore, metrics: MetricsJson, rows: PerQueryRow[], count: number): Promise<ReportData['examples']> {
+  if (count === 0) return {};
+  const inputs = metrics.meta.inputs;
+  const chunks = await textsOf(store, inputs['chunks'], 'chunks.parquet', 'chunk_id', ['text', 'path']);
+  if (chunks.size === 0) return {};
+  const queries = await textsOf(store, inputs['evalQueries'], 'queries.parquet', 'query_id', ['text']);
+  const questions = await textsOf(store, inputs['evalQuestions'], 'questions.parquet', 'query_id', ['text']);
+  const out: ReportData['examples'] = {};
+  for (const set of EVAL_SETS) {
+    const ofSet = rows.filter((r) => r.evalSet === set);
+    if (ofSet.length === 0) continue;
+    const bySystem = new Map<string, Map<string, PerQueryRow>>();
+    for (const r of ofSet) {
+      if (!bySystem.has(r.system)) bySystem.set(r.system, new Map());
+      bySystem.get(r.system)!.set(r.queryId, r);
+    }
+    const texts = set === 'human' ? questions : queries;
+    const hasFt = bySystem.has('finetuned');
+    const shown = orderSystems([...bySystem.keys()]).filter((s) => s === 'base' || s === 'finetuned' || s === deepestBaseReranker([...bySystem.keys()]));
+    const rr = (r: PerQueryRow | undefined) => (r?.rank ? 1 / r.rank : 0);
+    const base = bySystem.get('base')!;
+    const toExample = (queryId: string): ExampleQuery => {
+      const b = base.get(queryId)!;
+      const rel = chunks.get(b.relevant[0] ?? '');
+      return {
+        queryId,
+        query: texts.get(queryId)?.[0] ?? '',
+        relevant: rel?.[0] ?? '',
+        relevantPath: rel?.[1] ?? '',
+        ranks: shown.map((system) => {
+          const r = bySystem.get(system)?.get(queryId);
+          return { system, scored: r !== undefined, rank: r ? r.rank : null, top1: chunks.get(r?.top10[0] ?? '')?.[0] ?? '' };
+        }),
+      };
+    };
+    const byGain = (a: { q: string; gain: number }, b: { q: string; gain: number }) => b.gain - a.gain || a.q.localeCompare(b.q);
+    const section: ExampleSection = [];
+    if (hasFt) {
+      const ft = bySystem.get('finetuned')!;
+      const gains = [...base.keys()].map((q) => ({ q, gain: rr(ft.get(q)) - rr(base.get(q)) }));
+      section.push(
+        { label: 'Most improved by fine-tuning', queries: gains.filter((g) => g.gain > 0).sort(byGain).slice(0, count).map((g) => toExample(g.q)) },
+        {
+          label: 'Most regressed by fine-tuning',
+          queries: gains.filter((g) => g.gain < 0).sort((a, b) => byGain(b, a)).slice(0, count).map((g) => toExample(g.q)),
+        },
+      );
+    }
+    const best = bySystem.get(hasFt ? 'finetuned' : 'base')!;
+    const misses = [...best.values()]
+      .filter((r) => r.rank === null || r.rank > 10)
+      .sort((a, b) => (b.rank ?? 1e9) - (a.rank ?? 1e9) || a.queryId.localeCompare(b.queryId));
+    section.push(
+      { label: `Missed by ${hasFt ? 'the fine-tuned model' : 'base'} (relevant chunk not in the top 10)`, queries: misses.slice(0, count).map((r) => toExample(r.queryId)) },
+      { label: 'Sample (the first queries of the set)', queries: [...base.keys()].slice(0, count).map(toExample) },
+    );
+    out[set] = section;
+  }
+  return out;
+}
