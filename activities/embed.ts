@@ -55,7 +55,7 @@ export const embed = defineStage({
       });
       await writeEmbeddings(await ctx.out.file(EMBEDDINGS_FILE), source.ids, r.embeddings);
       return {
-        stats: { texts: source.texts.length, embeddingsComputed: r.computed, memoHits: r.memoHits, dim: encoder.dim },
+        stats: { texts: source.texts.length, embeddingsComputed: encoder.modelCalls, memoHits: r.memoHits, dim: encoder.dim },
         rows: { [EMBEDDINGS_FILE]: source.texts.length },
         meta: { model: encoder.info.name, modelDigest: model.digest, variant: ctx.params.variant, kind: source.kind },
       };

@@ -119,7 +119,7 @@ export const mineNegatives = defineStage({
           removedByMargin: s.removedByMargin,
           removedPositives: s.removedPositives,
           removedDuplicates: s.removedDuplicates,
-          embeddingsComputed: c.computed + q.computed,
+          embeddingsComputed: encoder.modelCalls,
           memoHits: c.memoHits + q.memoHits,
         },
         rows: { [NEGATIVES_FILE]: r.length },
