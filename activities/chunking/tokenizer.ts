@@ -86,6 +86,20 @@ export async function loadTokenCounter(modelDir: string): Promise<TokenCounter> 
       hint: 'pass a model directory that has its tokenizer (a sentence-transformers or Hugging Face model folder)',
     });
   }
+  const fingerprint = sha256(raw);
+  // One counter per tokenizer per process: a long-lived worker keeps its word memo warm across runs.
+  let counter = loaded.get(fingerprint);
+  if (!counter) {
+    counter = createCounter(dir, raw, fingerprint);
+    loaded.set(fingerprint, counter);
+    counter.catch(() => loaded.delete(fingerprint));
+  }
+  return counter;
+}
+
+const loaded = new Map<string, Promise<TokenCounter>>();
+
+async function createCounter(dir: string, raw: string, fingerprint: string): Promise<TokenCounter> {
   const config = JSON.parse(raw) as TokenizerJson;
   env.allowRemoteModels = false;
   env.allowLocalModels = true;
@@ -153,7 +167,7 @@ export async function loadTokenCounter(modelDir: string): Promise<TokenCounter> 
   const fast = bertLike && probeAgrees(pieces, encode);
   return {
     special,
-    fingerprint: sha256(raw),
+    fingerprint,
     count: encode,
     pieces(text, start, end) {
       return pieces(text, start, end, fast && !containsAdded(text.slice(start, end)));
