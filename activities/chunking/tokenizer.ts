@@ -253,39 +253,59 @@ function speedUpWordPiece(tok: object, encode: (text: string) => number): void {
   }
   const before = PROBE.split('\n').map(encode);
   const original = m.encode;
+  const max = m.max_input_chars_per_word;
   m.encode = (tokens: string[]): string[] => {
     const out: string[] = [];
     for (const token of tokens) {
-      const chars = [...token];
-      if (chars.length > m.max_input_chars_per_word) {
+      const n = token.length;
+      if (codePoints(token) > max) {
         out.push(m.unk_token);
         continue;
       }
-      const sub: string[] = [];
+      const mark = out.length;
       let start = 0;
-      while (start < chars.length) {
+      while (start < n) {
         const kind = start > 0 ? 'next' : 'first';
-        let piece = '';
         let best = -1;
-        let bestPiece = '';
-        for (let end = start; end < chars.length; end++) {
-          piece += chars[end]!;
+        let end = start;
+        while (end < n) {
+          end += isHighSurrogate(token.charCodeAt(end)) && isLowSurrogate(token.charCodeAt(end + 1)) ? 2 : 1;
+          const piece = token.slice(start, end);
           if (!prefixes[kind].has(piece)) break;
-          if (vocab[kind].has(piece)) {
-            best = end + 1;
-            bestPiece = piece;
-          }
+          if (vocab[kind].has(piece)) best = end;
         }
         if (best < 0) break;
-        sub.push(start > 0 ? prefix + bestPiece : bestPiece);
+        out.push(start > 0 ? prefix + token.slice(start, best) : token.slice(0, best));
         start = best;
       }
-      if (start < chars.length) out.push(m.unk_token);
-      else for (const t of sub) out.push(t);
+      if (start < n) {
+        out.length = mark;
+        out.push(m.unk_token);
+      }
     }
     return out;
   };
   if (PROBE.split('\n').some((line, i) => encode(line) !== before[i])) m.encode = original;
+}
+
+function isHighSurrogate(c: number): boolean {
+  return c >= 0xd800 && c <= 0xdbff;
+}
+
+function isLowSurrogate(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
+}
+
+/** Length in code points, as `[...s].length` (a lone surrogate counts as one). */
+function codePoints(s: string): number {
+  let n = s.length;
+  for (let i = 0; i + 1 < s.length; i++) {
+    if (isHighSurrogate(s.charCodeAt(i)) && isLowSurrogate(s.charCodeAt(i + 1))) {
+      n--;
+      i++;
+    }
+  }
+  return n;
 }
 
 // Mixed scripts, accents, full-width forms, punctuation runs and brackets: where a wrong cut would show.
