@@ -14,7 +14,7 @@ export const FilterParams = z
     /** 'auto': the corpus language (from the chunks); 'any': no check. */
     language: z.enum(['auto', 'ja', 'en', 'any']).default('auto'),
     /** Trigram Jaccard similarity from which a query duplicates an earlier one; null turns it off. */
-    nearDuplicateThreshold: z.number().gt(0).max(1).nullable().default(0.8),
+    nearDuplicateThreshold: z.number().gt(0).max(1).nullable().default(0.7),
     /** Keep a query only if the base model (input `model`) ranks its own chunk in the top k; null: off. */
     roundTripTopK: z.number().int().min(1).nullable().default(null),
   })

@@ -10,7 +10,7 @@ export const EvalGenerationParams = GenerationParams.extend({
   /** Not the training seed: the same settings would write the same queries, all removed as duplicates. */
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(1),
   /** Trigram Jaccard similarity from which a query duplicates a training query (or an earlier eval query). */
-  nearDuplicateThreshold: z.number().gt(0).max(1).default(0.8),
+  nearDuplicateThreshold: z.number().gt(0).max(1).default(0.7),
   minChars: z.number().int().min(1).default(4),
   maxChars: z.number().int().min(1).default(200),
 });

@@ -29,10 +29,11 @@ export function detectLanguage(text: string): Language | undefined {
   const c = scriptCounts(text);
   const letters = c.kana + c.han + c.latin + c.other;
   if (letters === 0) return undefined;
-  // Japanese mixes in Latin words (product names, "API"); half its letters being kana/kanji is plenty.
-  if ((c.kana + c.han) / letters >= 0.5) return 'ja';
-  if (c.kana === 0 && c.han === 0 && c.latin / letters >= 0.9) return 'en';
-  return undefined;
+  // Japanese mixes in Latin words (product names, "API") and may be all kanji ("東大寺 大仏"); kana
+  // is what tells it from Chinese, so with kana a quarter of the letters is enough.
+  if (c.kana > 0) return (c.kana + c.han) / letters >= 0.25 ? 'ja' : undefined;
+  if (c.han > 0) return c.han / letters >= 0.5 ? 'ja' : undefined;
+  return c.latin / letters >= 0.9 ? 'en' : undefined;
 }
 
 /** A corpus's language from (a sample of) its chunks: Japanese as soon as a fair share of text is. */

@@ -3,7 +3,7 @@ import { normalizeQuery } from './textNorm.ts';
 /**
  * Reads an LLM's answer into queries. The prompts ask for a numbered list; models also answer with
  * bullets, labelled lines ("質問1: …", "Q: …"), a JSON array or object, or wrap any of these in a code
- * fence. Anything that yields no query is malformed (the caller sends the repair prompt once, then
+ * fence; text comes out NFKC-normalised like the corpus. Anything that yields no query is malformed (the caller sends the repair prompt once, then
  * counts and skips it). Never throws.
  */
 
@@ -13,7 +13,7 @@ export interface ParsedAnswer {
 }
 
 const NUMBERED = /^\s*(?:\(?\d{1,2}(?:[.．](?!\d)|[)）:：、])|[①-⑳])\s*(.+)$/;
-const BULLET = /^\s*[-*・•●]\s+(.+)$/;
+const BULLET = /^\s*(?:[-*]\s+|[・•●]\s*)(.+)$/;
 const LABELLED =
   /^\s*(?:質問|キーワード|検索キーワード|依頼|依頼文|クエリ|query|question|keyword|keywords|request|q)\s*\d{0,2}\s*[:：]\s*(.+)$/i;
 // An echo of the prompt's own scaffolding is not a query.
@@ -25,8 +25,9 @@ const MAX_QUERY_CHARS = 400;
  * and a copy is no query about this passage.
  */
 export function parseAnswer(answer: string, count: number, examples: ReadonlySet<string> = new Set()): ParsedAnswer {
-  const text = stripFence(answer).trim();
-  const candidates = fromJson(text) ?? fromLines(text);
+  // NFKC, as the ingest stage normalises the corpus: full-width digits and marks become plain ones.
+  const text = stripFence(answer).normalize('NFKC').trim();
+  const candidates = fromJson(text) ?? (/^[[{]/.test(text) ? [] : fromLines(text));
   const seen = new Set<string>();
   const queries: string[] = [];
   for (const c of candidates) {

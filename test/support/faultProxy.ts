@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -25,6 +26,8 @@ export interface FaultPlan {
 export interface ProxiedRequest {
   fate: Fate;
   at: number;
+  /** sha256 of the request body: a retry of the same request has the same one. */
+  body: string;
 }
 
 export class FaultProxy {
@@ -85,7 +88,7 @@ export class FaultProxy {
     const rest = (req.url ?? '/').slice(upstreamPath.length);
     const isCompletion = req.method === 'POST' && rest.startsWith('/chat/completions');
     const fate: Fate = isCompletion ? this.fate() : 'forward';
-    if (isCompletion) this.log.push({ fate, at: performance.now() });
+    if (isCompletion) this.log.push({ fate, at: performance.now(), body: createHash('sha256').update(body).digest('hex') });
     if (fate === 'error500') {
       res.writeHead(500, { 'content-type': 'application/json' });
       return void res.end('{"error":{"message":"injected internal error"}}');
@@ -104,7 +107,17 @@ export class FaultProxy {
     for (const [k, v] of Object.entries(req.headers)) {
       if (typeof v === 'string' && !['host', 'content-length', 'connection'].includes(k)) headers[k] = v;
     }
-    const up = await fetch(`${this.upstream}${rest}`, { method: req.method, headers, body: req.method === 'GET' ? undefined : body });
+    // A client that gave up (timed out) cancels the upstream request too, as a real proxy would.
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    const up = await fetch(`${this.upstream}${rest}`, {
+      method: req.method,
+      headers,
+      body: req.method === 'GET' ? undefined : body,
+      signal: gone.signal,
+    });
     let text = await up.text();
     if (fate === 'malformed') text = text.slice(0, Math.floor(text.length / 2));
     res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'application/json' });
