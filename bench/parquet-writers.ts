@@ -78,9 +78,14 @@ async function buildRows(): Promise<Row[]> {
   await chunkDocuments(docs, chunks, counter, { maxTokens: 256, overlap: 32 });
   const table = await readParquet(chunks);
   const limit = values.rows ? Number(values.rows) : table.numRows;
-  // Deterministic pseudo-random vectors, including values that do not survive a float64 → float32 → text trip.
+  // Deterministic pseudo-random vectors (mulberry32): like real embeddings, their mantissas barely compress.
   let seed = 12345;
-  const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+  const rand = (): number => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return (((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * 2 - 1;
+  };
   return table
     .toArray()
     .slice(0, limit)

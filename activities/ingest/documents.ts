@@ -36,50 +36,27 @@ export function docId(path: string): string {
   return sha256(path).slice(0, 16);
 }
 
+interface Source {
+  raw: string;
+  extracted: string;
+  encoding: string;
+  title: string;
+  steps: OffsetStep[];
+  pageStarts?: number[];
+}
+
 /** Read one corpus file into a document row, or say why it cannot be read. */
 export async function readDocument(file: CorpusFile, form: NormalizationForm): Promise<ReadResult> {
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(await readFile(file.abs));
-  } catch (err) {
-    return { ok: false, reason: readError(err) };
-  }
-  if (bytes.length === 0) return { ok: false, reason: 'empty file' };
-
-  let raw: string;
-  let encoding = 'utf-8';
-  let steps: OffsetStep[] = [];
-  let extracted: string;
-  let title = '';
-  let pageStarts: number[] | undefined;
-  if (file.format === 'pdf') {
-    const pdf = await extractPdf(bytes);
-    if (!pdf.ok) return pdf;
-    raw = extracted = pdf.text;
-    title = pdf.title;
-    pageStarts = pdf.pageStarts;
-    encoding = 'pdf';
-  } else {
-    const decoded = decodeText(bytes, { declaredCharset: file.format === 'html' ? declaredHtmlCharset(bytes) : undefined });
-    if (!decoded.ok) return decoded;
-    raw = decoded.text;
-    encoding = decoded.encoding;
-    if (file.format === 'html') {
-      const html = extractHtml(raw);
-      extracted = html.text;
-      title = html.title;
-      steps = [html.step];
-    } else {
-      extracted = raw;
-    }
-  }
-  if (extracted.trim() === '') return { ok: false, reason: file.format === 'html' ? 'no main text' : 'no text (empty or whitespace only)' };
+  const src = await readSource(file);
+  if ('reason' in src) return { ok: false, reason: src.reason };
+  const { raw, extracted, encoding, steps, pageStarts } = src;
+  if (!/\S/.test(extracted)) return { ok: false, reason: file.format === 'html' ? 'no main text' : 'no text (empty or whitespace only)' };
 
   const norm = normalizeText(extracted, form);
   steps.push(norm.step);
   const map: OffsetMap = { steps };
   const text = norm.text;
-  title = (title || guessTitle(text, file)).normalize(form === 'none' ? 'NFC' : form).slice(0, 300);
+  const title = (src.title || guessTitle(text, file)).normalize(form === 'none' ? 'NFC' : form).slice(0, 300);
   const pages = pageStarts ? JSON.stringify(pageStarts.map((p) => rawSpanToTextSpan({ steps: [norm.step] }, p, p)[0])) : null;
   return {
     ok: true,
@@ -96,6 +73,27 @@ export async function readDocument(file: CorpusFile, form: NormalizationForm): P
       pages,
     },
   };
+}
+
+/** The file's text before normalisation (its bytes are dropped here: a huge file is held once, not twice). */
+async function readSource(file: CorpusFile): Promise<Source | { reason: string }> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await readFile(file.abs));
+  } catch (err) {
+    return { reason: readError(err) };
+  }
+  if (bytes.length === 0) return { reason: 'empty file' };
+  if (file.format === 'pdf') {
+    const pdf = await extractPdf(bytes);
+    if (!pdf.ok) return pdf;
+    return { raw: pdf.text, extracted: pdf.text, encoding: 'pdf', title: pdf.title, steps: [], pageStarts: pdf.pageStarts };
+  }
+  const decoded = decodeText(bytes, { declaredCharset: file.format === 'html' ? declaredHtmlCharset(bytes) : undefined });
+  if (!decoded.ok) return decoded;
+  if (file.format !== 'html') return { raw: decoded.text, extracted: decoded.text, encoding: decoded.encoding, title: '', steps: [] };
+  const html = extractHtml(decoded.text);
+  return { raw: decoded.text, extracted: html.text, encoding: decoded.encoding, title: html.title, steps: [html.step] };
 }
 
 /** Markdown (and HTML, whose headings arrive as Markdown): the first heading; else the first line, if short. */
