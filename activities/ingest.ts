@@ -29,7 +29,7 @@ export const ingest = defineStage({
     });
     for (const s of summary.skipped) ctx.log.warn(`skipped ${s.path}: ${s.reason}`);
     return {
-      stats: { documents: summary.documents, skipped: summary.skipped.length, textMB: +(summary.textBytes / 1e6).toFixed(2) },
+      stats: { documents: summary.documents, skipped: summary.skipped.length, textMB: +(summary.textBytes / 1e6).toFixed(3) },
       rows: { [DOCUMENTS_FILE]: summary.documents },
       meta: { skipped: summary.skipped, encodings: summary.encodings },
     };
