@@ -104,7 +104,7 @@ export const train = defineStage({
     const onLine = (line: KernelLine) => {
       switch (line.type) {
         case 'start':
-          beat(resume?.step ?? 0, { message: `training on ${line.device} (${line.precision}), ${line.rows} rows` });
+          beat(resume?.step ?? 0, { message: `training on ${line.gpu ?? line.device} (${line.precision}), ${line.rows} rows` });
           if (line.droppedRows) ctx.log.warn(`${line.droppedRows} training rows had an empty text and were left out`);
           break;
         case 'status':
@@ -157,6 +157,7 @@ export const train = defineStage({
         ...(ndcg != null ? { devNdcg10: round(ndcg, 4) } : {}),
         device: done.device,
         precision: done.precision,
+        ...(done.peakGpuMemoryMB != null ? { peakGpuMemoryMB: done.peakGpuMemoryMB } : {}),
       },
       meta: {
         base: { name: base.name, digest: ctx.inputs.model.digest },

@@ -22,13 +22,11 @@ class JsonProgressCallback(TrainerCallback):
         self.steps_executed = 0
         self._last_step = 0
         self._last_time = time.perf_counter()
-        self.train_seconds = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.first_step = state.global_step
         self._last_step = state.global_step
         self._last_time = time.perf_counter()
-        self._train_start = self._last_time
 
     def on_step_end(self, args, state, control, **kwargs):
         self.steps_executed += 1
@@ -71,6 +69,3 @@ class JsonProgressCallback(TrainerCallback):
                 "seconds": round(self.checkpoints.last_save_seconds or 0.0, 3),
             }
         )
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.train_seconds = time.perf_counter() - self._train_start

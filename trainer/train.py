@@ -140,8 +140,15 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         callbacks=[checkpoints, progress],
     )
     trainer.remove_callback(PrinterCallback)
-    emit({"type": "start", "device": device, "precision": precision, "rows": len(train_dataset), "droppedRows": dropped, "resumeFrom": cfg.resume_from})
+    start = {"type": "start", "device": device, "precision": precision, "rows": len(train_dataset), "droppedRows": dropped, "resumeFrom": cfg.resume_from}
+    if device == "cuda":
+        start["gpu"] = torch.cuda.get_device_name()
+    emit(start)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=cfg.resume_from)
+    train_seconds = time.perf_counter() - t0
 
     # 7. Save (--max-seq-length bounds training cost only; the model keeps the length it supports)
     model.max_seq_length = model_max_seq_length
@@ -168,8 +175,9 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         "total": trainer.state.max_steps,
         "stepsExecuted": progress.steps_executed,
         "trainLoss": result.training_loss,
-        "trainSeconds": round(progress.train_seconds, 3),
-        "samplesPerSecond": round(progress.steps_executed * cfg.batch_size / progress.train_seconds, 2) if progress.train_seconds > 0 else None,
+        "trainSeconds": round(train_seconds, 3),
+        "samplesPerSecond": round(progress.steps_executed * cfg.batch_size / train_seconds, 2) if train_seconds > 0 else None,
+        "peakGpuMemoryMB": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
         "checkpointSeconds": [round(s, 3) for s in checkpoints.save_seconds],
         "lastCheckpoint": checkpoints.last_checkpoint,
         "finalModel": final,

@@ -8,6 +8,8 @@ const num = z.number().nullable();
 export const StartLine = z.object({
   type: z.literal('start'),
   device: z.string(),
+  /** The GPU's name, on CUDA. */
+  gpu: z.string().optional(),
   precision: z.string(),
   rows: z.number().int(),
   droppedRows: z.number().int(),
@@ -50,6 +52,7 @@ export const DoneLine = z.object({
   trainLoss: num,
   trainSeconds: z.number(),
   samplesPerSecond: num,
+  peakGpuMemoryMB: num.optional(),
   checkpointSeconds: z.array(z.number()),
   lastCheckpoint: z.string().nullable(),
   finalModel: z.string(),
