@@ -26,10 +26,3 @@ export function summarizeLatency(ms: ArrayLike<number>): LatencySummary {
     max: n ? sorted[n - 1]! : Number.NaN,
   };
 }
-
-/** Wall-clock milliseconds of `fn`, measured with the monotonic high-resolution clock. */
-export async function timed<T>(fn: () => Promise<T> | T): Promise<{ value: T; ms: number }> {
-  const t0 = process.hrtime.bigint();
-  const value = await fn();
-  return { value, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
-}

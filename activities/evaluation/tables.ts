@@ -1,4 +1,4 @@
-import { Bool, Field, Float64, Int32, List, type Table, Utf8, vectorFromArray } from 'apache-arrow';
+import { Field, Float64, Int32, List, type Table, Utf8, vectorFromArray } from 'apache-arrow';
 import { InvalidInputError } from '../errors.ts';
 
 /**
@@ -38,7 +38,6 @@ export function stringListColumn(table: Table, name: string, where: string): str
 export const utf8 = (values: ReadonlyArray<string | null>) => vectorFromArray([...values], new Utf8());
 export const int32 = (values: ReadonlyArray<number | null>) => vectorFromArray([...values], new Int32());
 export const float64 = (values: ReadonlyArray<number | null>) => vectorFromArray([...values], new Float64());
-export const bool = (values: ReadonlyArray<boolean>) => vectorFromArray([...values], new Bool());
 export const utf8List = (values: ReadonlyArray<readonly string[]>) =>
   vectorFromArray(
     values.map((v) => [...v]),
