@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AutoTokenizer, env } from '@huggingface/transformers';
+import { loadTransformers } from '../heavyLibs.ts';
 import { sha256 } from '../../artifacts/hash.ts';
 import { ModelNotFoundError } from '../errors.ts';
 
@@ -101,8 +101,7 @@ const loaded = new Map<string, Promise<TokenCounter>>();
 
 async function createCounter(dir: string, raw: string, fingerprint: string): Promise<TokenCounter> {
   const config = JSON.parse(raw) as TokenizerJson;
-  env.allowRemoteModels = false;
-  env.allowLocalModels = true;
+  const { AutoTokenizer, env } = await loadTransformers();
   // transformers.js joins localModelPath and the id: '/' lets an absolute directory be the id.
   env.localModelPath = '/';
   const tok = await AutoTokenizer.from_pretrained(dir, { local_files_only: true });

@@ -1,14 +1,14 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { AutoTokenizer, env as hfEnv, type PreTrainedTokenizer } from '@huggingface/transformers';
-import * as ort from 'onnxruntime-node';
+import type { PreTrainedTokenizer } from '@huggingface/transformers';
+import type * as Ort from 'onnxruntime-node';
+import { loadOnnxRuntime, loadTransformers } from '../heavyLibs.ts';
 import { InvalidInputError } from '../errors.ts';
 import { restoreFinalSeparator } from '../rerank/crossEncoder.ts';
 import { type ModelInfo, type ModelVariant, readModelInfo } from './modelInfo.ts';
 
-// Models come from local artifact directories only; never let the tokenizer loader go to a hub.
-hfEnv.allowRemoteModels = false;
-hfEnv.allowLocalModels = true;
+/** Set by the first Encoder.load; tokenize() builds tensors with it. */
+let ort: typeof Ort;
 
 export type TextKind = 'query' | 'passage';
 
@@ -48,9 +48,9 @@ export class Encoder {
   /** Texts run through the model since load (the memo tests count these). */
   modelCalls = 0;
   private readonly tokenizer: PreTrainedTokenizer;
-  private readonly session: ort.InferenceSession;
+  private readonly session: Ort.InferenceSession;
 
-  private constructor(info: ModelInfo, variant: ModelVariant, tokenizer: PreTrainedTokenizer, session: ort.InferenceSession) {
+  private constructor(info: ModelInfo, variant: ModelVariant, tokenizer: PreTrainedTokenizer, session: Ort.InferenceSession) {
     this.info = info;
     this.variant = variant;
     this.tokenizer = tokenizer;
@@ -60,12 +60,16 @@ export class Encoder {
   static async load(modelDir: string, opts: EncoderOptions = {}): Promise<Encoder> {
     const info = await readModelInfo(modelDir);
     const variant = opts.variant ?? 'fp32';
-    const tokenizer = await AutoTokenizer.from_pretrained(join(modelDir, 'st'));
+    ort = await loadOnnxRuntime();
+    const tokenizer = await (await loadTransformers()).AutoTokenizer.from_pretrained(join(modelDir, 'st'));
     const session = await ort.InferenceSession.create(join(modelDir, info.onnx[variant]), {
       intraOpNumThreads: opts.threads ?? availableParallelism(),
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
+      // Idle pool threads sleep instead of spinning: workers share their cores with other stages,
+      // and spinning threads burn them for nothing between runs.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
     });
     for (const name of info.inputNames) {
       if (!session.inputNames.includes(name)) {
@@ -102,10 +106,10 @@ export class Encoder {
     for (let b = 0; b < batches.length; b++) {
       opts.signal?.throwIfAborted();
       const ids = batches[b] as number[];
-      const running = this.session.run(feeds as Record<string, ort.Tensor>, [this.info.outputName]);
+      const running = this.session.run(feeds as Record<string, Ort.Tensor>, [this.info.outputName]);
       feeds = b + 1 < batches.length ? this.tokenize(batches[b + 1] as number[], texts, opts.kind) : undefined;
       const result = await running;
-      const emb = result[this.info.outputName] as ort.Tensor;
+      const emb = result[this.info.outputName] as Ort.Tensor;
       const data = emb.data as Float32Array;
       if (emb.dims[1] !== dim) {
         throw new InvalidInputError(`the model returns ${emb.dims[1]}-dimensional vectors, model.json says ${dim}`);
@@ -119,7 +123,7 @@ export class Encoder {
     return { dim, count: texts.length, data: out };
   }
 
-  private tokenize(ids: number[], texts: readonly string[], kind: TextKind): Record<string, ort.Tensor> {
+  private tokenize(ids: number[], texts: readonly string[], kind: TextKind): Record<string, Ort.Tensor> {
     const batch = ids.map((i) => this.prefixed(texts[i] as string, kind));
     const enc = this.tokenizer(batch, { padding: true, truncation: true, max_length: this.info.maxSeqLength }) as Record<
       string,
@@ -128,7 +132,7 @@ export class Encoder {
     // transformers.js cuts a long text's ids without keeping the closing [SEP]; Python keeps it.
     const sepId = this.tokenizer.sep_token_id;
     if (typeof sepId === 'number' && enc.attention_mask) restoreFinalSeparator(enc.input_ids!, enc.attention_mask, sepId);
-    const feeds: Record<string, ort.Tensor> = {};
+    const feeds: Record<string, Ort.Tensor> = {};
     const shape = (enc.input_ids as { dims: number[] }).dims;
     for (const name of this.info.inputNames) {
       const t = enc[name];

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
-import * as ort from 'onnxruntime-node';
-import usearch from 'usearch';
+import type * as Ort from 'onnxruntime-node';
+import { loadOnnxRuntime, loadUsearch } from '../heavyLibs.ts';
 import type { Embeddings } from './encoder.ts';
 import { topkGraphBytes } from './topkGraph.ts';
 
@@ -61,12 +61,13 @@ export async function exactTopK(queries: Embeddings, corpus: Embeddings, k: numb
   const budget = opts.maxBlockScores ?? 16 * 1024 * 1024;
   const corpusBlock = Math.max(1, Math.min(corpus.count, Math.floor(budget / 64)));
   const queryBlock = Math.max(1, Math.min(queries.count, 2048, Math.floor(budget / corpusBlock)));
+  const ort = await loadOnnxRuntime();
   const session = await ort.InferenceSession.create(topkGraphBytes(), {
     intraOpNumThreads: opts.threads ?? availableParallelism(),
     interOpNumThreads: 1,
   });
   try {
-    const corpusTensors: Array<{ start: number; tensor: ort.Tensor; kb: number }> = [];
+    const corpusTensors: Array<{ start: number; tensor: Ort.Tensor; kb: number }> = [];
     for (let c0 = 0; c0 < corpus.count; c0 += corpusBlock) {
       const n = Math.min(corpusBlock, corpus.count - c0);
       const kb = Math.min(k, n);
@@ -138,6 +139,7 @@ export async function approximateTopK(queries: Embeddings, corpus: Embeddings, k
   const out = emptyTopK(queries.count, k);
   if (queries.count === 0 || corpus.count === 0 || k === 0) return out;
   const threads = opts.threads ?? availableParallelism();
+  const usearch = await loadUsearch();
   const index = new usearch.Index({
     dimensions: corpus.dim,
     metric: usearch.MetricKind.IP,

@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { AutoTokenizer, env as hfEnv, type PreTrainedTokenizer } from '@huggingface/transformers';
-import * as ort from 'onnxruntime-node';
+import type { PreTrainedTokenizer } from '@huggingface/transformers';
+import type * as Ort from 'onnxruntime-node';
+import { loadOnnxRuntime, loadTransformers } from '../heavyLibs.ts';
 import { z } from 'zod';
 import { exists } from '../../artifacts/fsutil.ts';
 import { ModelNotFoundError } from '../errors.ts';
@@ -58,10 +59,10 @@ export async function loadCrossEncoder(dir: string, opts: CrossEncoderOptions = 
   const infoPath = join(dir, 'reranker.json');
   const info = (await exists(infoPath)) ? RerankerInfo.parse(JSON.parse(await readFile(infoPath, 'utf8'))) : {};
 
-  hfEnv.allowRemoteModels = false;
+  const [ort, hf] = await Promise.all([loadOnnxRuntime(), loadTransformers()]);
   // An absolute directory is then read as-is (transformers.js joins localModelPath + the id).
-  hfEnv.localModelPath = '/';
-  const tokenizer: PreTrainedTokenizer = await AutoTokenizer.from_pretrained(join(tokenizerDir, '..'));
+  hf.env.localModelPath = '/';
+  const tokenizer: PreTrainedTokenizer = await hf.AutoTokenizer.from_pretrained(join(tokenizerDir, '..'));
   const session = await ort.InferenceSession.create(onnxPath, {
     executionProviders: ['cpu'],
     intraOpNumThreads: opts.threads ?? availableParallelism(),
@@ -82,7 +83,7 @@ export async function loadCrossEncoder(dir: string, opts: CrossEncoderOptions = 
       { text_pair: [...passages], padding: true, truncation: true, max_length: maxLength },
     ) as Record<string, { data: BigInt64Array; dims: number[] }>;
     restoreFinalSeparator(enc.input_ids!, enc.attention_mask!, sepId);
-    const feeds: Record<string, ort.Tensor> = {};
+    const feeds: Record<string, Ort.Tensor> = {};
     for (const name of session.inputNames) {
       const t = enc[name];
       if (!t) {
