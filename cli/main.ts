@@ -149,6 +149,7 @@ async function execute(rt: Runtime, plan: Plan, runId: string, json: boolean): P
 
 async function finish(rt: Runtime, runId: string, outcome: RunOutcome, json: boolean): Promise<number> {
   const { metrics, report } = await reportOf(rt, outcome.stages);
+  await printSkipped(rt, outcome.stages);
   const ran = outcome.stages.filter((s) => s.status === 'ran').length;
   const cached = outcome.stages.filter((s) => s.status === 'cached').length;
   process.stderr.write(`\n${outcome.status.toUpperCase()}: ${ran} stage(s) ran, ${cached} cached\n`);
@@ -199,6 +200,21 @@ async function reportOf(rt: Runtime, stages: StageState[]): Promise<{ metrics: R
     if (files.has('report.html')) report = reader.file('report.html');
   }
   return { metrics, report };
+}
+
+/** Files a stage could not use, with the reason (e.g. a scanned PDF without a text layer). */
+async function printSkipped(rt: Runtime, stages: StageState[]): Promise<void> {
+  for (const s of stages) {
+    if (!s.artifact) continue;
+    const manifest = await rt.store.readManifest(s.artifact).catch(() => undefined);
+    const skipped = manifest?.meta.skipped;
+    if (!Array.isArray(skipped) || skipped.length === 0) continue;
+    process.stderr.write(`${s.id}: skipped ${skipped.length} file(s):\n`);
+    for (const item of skipped.slice(0, 50) as Array<{ path?: string; reason?: string }>) {
+      process.stderr.write(`  ${item.path ?? '?'}: ${item.reason ?? 'unreadable'}\n`);
+    }
+    if (skipped.length > 50) process.stderr.write(`  ... and ${skipped.length - 50} more (embedflow artifacts show ${s.artifact})\n`);
+  }
 }
 
 async function cmdResume(args: string[]): Promise<number> {
