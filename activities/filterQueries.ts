@@ -8,7 +8,7 @@ import { QUERIES_FILE, type QueryRow, readChunkTexts, readQueries } from './llm/
 import { roundTripConsistent } from './llm/roundTrip.ts';
 
 export const FilterParams = z
-  .object({
+  .strictObject({
     minChars: z.number().int().min(1).default(4),
     maxChars: z.number().int().min(1).default(200),
     /** 'auto': the corpus language (from the chunks); 'any': no check. */

@@ -3,11 +3,11 @@ import { hashJson } from '../../artifacts/hash.ts';
 import type { StageEnv } from '../../pipelines/stage.ts';
 import { DEFAULT_GGUF } from './gguf.ts';
 import { IctProvider } from './ict.ts';
-import { LlmQueryProvider } from './llmQueries.ts';
+import { LlmQueryProvider, type QuerySampling } from './llmQueries.ts';
 import { LocalChatBackend } from './local.ts';
 import { OpenAiCompatibleBackend } from './openaiCompatible.ts';
 import { type TemplateName, templateSet } from './prompts.ts';
-import { type Language, type QueryProvider, STYLES, type Sampling } from './types.ts';
+import { type Language, type QueryProvider, STYLES } from './types.ts';
 
 /**
  * Parameters shared by the generateQueries and generateEvalQueries stages, and the one place that
@@ -75,7 +75,7 @@ const Prompts = z
   .partial()
   .strict();
 
-export const GenerationParams = z.object({
+export const GenerationParams = z.strictObject({
   llm: LlmSpec.prefault({ provider: 'local' }),
   /** 'auto' picks the corpus language from the chunks' scripts. */
   language: z.enum(['auto', 'ja', 'en']).default('auto'),
@@ -88,7 +88,10 @@ export const GenerationParams = z.object({
     .default([...STYLES]),
   temperature: z.number().min(0).max(2).default(0.7),
   topP: z.number().gt(0).max(1).default(0.95),
-  maxTokens: z.number().int().min(8).max(8192).default(160),
+  /** Answer tokens per query asked for; a call's limit is this times its count (plus a little). */
+  maxTokensPerQuery: z.number().int().min(4).max(2048).default(48),
+  /** Larger N is asked for in several calls per style (small models lose the thread in long lists). */
+  maxQueriesPerCall: z.number().int().min(1).max(100).default(8),
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
   /** Chunks in flight at once (parallel requests; parallel sequences for the local model). */
   concurrency: z.number().int().min(1).max(512).default(1),
@@ -123,7 +126,12 @@ export async function openProvider(
   }
   const templates = templateSet(language, params.prompts ?? {});
   const used: TemplateName[] = [...plan.filter((p) => p.count > 0).map((p) => p.style), 'repair'];
-  const sampling: Sampling = { temperature: params.temperature, topP: params.topP, maxTokens: params.maxTokens };
+  const sampling: QuerySampling = {
+    temperature: params.temperature,
+    topP: params.topP,
+    maxTokensPerQuery: params.maxTokensPerQuery,
+    maxQueriesPerCall: params.maxQueriesPerCall,
+  };
   const common = {
     templates: Object.fromEntries(used.map((t) => [t, templates[t].hash])),
     sampling,

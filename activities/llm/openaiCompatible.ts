@@ -118,10 +118,9 @@ export class OpenAiCompatibleBackend implements ChatBackend {
     let res: Response;
     try {
       res = await fetch(`${this.baseUrl}/models`, { headers: this.headers(), signal: anySignal(signal, this.opts.timeoutMs) });
-    } catch (err) {
+    } catch {
       if (signal?.aborted) throw signal.reason;
       // Unreachable now: complete() retries and reports that with LlmUnavailableError.
-      void err;
       return;
     }
     const body = await res.text().catch(() => '');

@@ -26,7 +26,7 @@ describe('local provider (llama.cpp in process)', () => {
     ['ja', JA_DOCS[1]!.paragraphs[1]!],
     ['en', EN_DOCS[0]!.paragraphs[0]!],
   ] as const)('writes real %s questions about a passage', async (lang, passage) => {
-    const provider = new LlmQueryProvider(backend, templateSet(lang), { temperature: 0.6, topP: 0.95, maxTokens: 64 });
+    const provider = new LlmQueryProvider(backend, templateSet(lang), { temperature: 0.6, topP: 0.95, maxTokensPerQuery: 32, maxQueriesPerCall: 8 });
     const g = await provider.generate({ chunkId: 'c', text: passage }, [{ style: 'question', count: 2 }], 42);
     const texts = g.queries.map((q) => q.text);
     expect(texts.length).toBeGreaterThan(0);

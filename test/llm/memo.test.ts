@@ -26,7 +26,7 @@ function params(seed: number) {
     llm: { provider: 'openai', baseUrl: server.url, model: 'gemma-test', timeoutMs: 60_000 },
     queriesPerChunk: 1,
     styles: ['question'],
-    maxTokens: 32,
+    maxTokensPerQuery: 24,
     seed,
   };
 }

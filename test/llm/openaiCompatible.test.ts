@@ -40,7 +40,7 @@ function params(baseUrl: string, extra: Record<string, unknown> = {}) {
     llm: { provider: 'openai', baseUrl, model: MODEL, timeoutMs: 30_000, maxRetries: 10, backoffInitialMs: 50, backoffMaxMs: 400, ...extra },
     queriesPerChunk: 1,
     styles: ['question'],
-    maxTokens: 40,
+    maxTokensPerQuery: 28,
     concurrency: 2,
   };
 }
