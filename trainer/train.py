@@ -174,7 +174,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         "step": trainer.state.global_step,
         "total": trainer.state.max_steps,
         "stepsExecuted": progress.steps_executed,
-        "trainLoss": result.training_loss,
+        "trainLoss": result.training_loss if progress.steps_executed else None,
         "trainSeconds": round(train_seconds, 3),
         "samplesPerSecond": round(progress.steps_executed * cfg.batch_size / train_seconds, 2) if train_seconds > 0 else None,
         "peakGpuMemoryMB": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,

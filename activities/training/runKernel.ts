@@ -71,6 +71,8 @@ export async function runKernel(run: KernelRun): Promise<DoneLine> {
   if (done && exit.code === 0) return done;
   const tail = stderr.text();
   if (failure) throw kernelError(failure, tail);
+  const nativeOom = tail.split('\n').find((l) => NATIVE_OOM.test(l));
+  if (nativeOom) throw outOfMemoryInNativeCode(nativeOom.trim(), run.args);
   const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
   const oomKiller =
     exit.signal === 'SIGKILL'
@@ -80,6 +82,22 @@ export async function runKernel(run: KernelRun): Promise<DoneLine> {
   throw new TrainerFailedError(withTail(what, tail), {
     where: KERNEL_SCRIPT,
     hint: oomKiller ?? 'see its stderr above; a retry resumes from the last checkpoint',
+  });
+}
+
+// Allocation failures that kill the process before Python can report them (Rust's tokenizers abort,
+// C++ throws bad_alloc, a thread cannot get its stack): same cause, same advice.
+const NATIVE_OOM = /memory allocation of \d+ bytes failed|std::bad_alloc|cannot allocate memory|out of memory/i;
+
+function outOfMemoryInNativeCode(line: string, args: string[]): OutOfMemoryError {
+  const batch = Number(/^--batch-size=(\d+)$/.exec(args.find((a) => a.startsWith('--batch-size=')) ?? '')?.[1] ?? Number.NaN);
+  const hint = Number.isFinite(batch)
+    ? `try batchSize ${Math.max(1, Math.floor(batch / 2))} or loss 'cached-mnrl' (GradCache: large batches in bounded memory)`
+    : "try a smaller batchSize or loss 'cached-mnrl'";
+  const at = Number.isFinite(batch) ? ` at batch size ${batch}` : '';
+  return new OutOfMemoryError(`out of memory${at}: the kernel died in native code ("${line.slice(0, 200)}") (fix: ${hint})`, {
+    where: 'batchSize',
+    hint,
   });
 }
 

@@ -62,7 +62,7 @@ function activities() {
   });
 }
 
-describe('train stage (activity)', () => {
+describe('train stage (activity)', { timeout: 600_000 }, () => {
   it('trains through the whole path: heartbeats with step/total/loss/checkpoint, loss going down, a model artifact whose ONNX matches PyTorch', async () => {
     const { stage, key, inputs } = await plannedTrain({ ...TINY, epochs: 2, learningRate: 1e-4, checkpointEvery: 3 });
     const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 300_000 }, { logger: new DefaultLogger('WARN') });

@@ -1,10 +1,12 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHECKPOINT_MARKER, latestCheckpoint, removeIncompleteCheckpoints } from '../../activities/training/checkpoints.ts';
 import { TrainParams, kernelArgs } from '../../activities/training/kernelArgs.ts';
 import { LineSplitter, TailBuffer, parseKernelLine } from '../../activities/training/kernelLines.ts';
 import { spawnGroup } from '../../activities/training/processGroup.ts';
+import { runKernel } from '../../activities/training/runKernel.ts';
+import { OutOfMemoryError } from '../../activities/errors.ts';
 import { isAlive, tempDir } from './support.ts';
 
 describe('kernel lines', () => {
@@ -77,5 +79,18 @@ describe('process group', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(isAlive(g.pid)).toBe(false);
     expect(isAlive(grandchild)).toBe(false);
+  });
+});
+
+describe('kernel death in native code', () => {
+  it('an allocation failure that aborts the process before Python can report it is still an OutOfMemoryError', async () => {
+    // Stands in for the interpreter: dies the way Rust's allocator makes the kernel die (message, SIGABRT).
+    const dir = await tempDir();
+    const python = join(dir, 'python');
+    await writeFile(python, "#!/bin/sh\necho 'memory allocation of 17424 bytes failed' >&2\nkill -ABRT $$\n");
+    await chmod(python, 0o755);
+    const err = await runKernel({ python, projectRoot: dir, args: ['--batch-size=256'], env: process.env, signal: new AbortController().signal, onLine: () => {} }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OutOfMemoryError);
+    expect((err as Error).message).toMatch(/out of memory at batch size 256: .*memory allocation of 17424 bytes failed.*try batchSize 128/);
   });
 });

@@ -44,7 +44,7 @@ async function kernel(outputDir: string, params: Record<string, unknown>, more: 
   return { done, lines, curve };
 }
 
-describe('training kernel', () => {
+describe('training kernel', { timeout: 600_000 }, () => {
   it('learns on CPU (loss goes down), and the same seed gives the same loss curve twice', async () => {
     const params = { epochs: 2, learningRate: 1e-4, checkpointEvery: 3 };
     // Two identical runs side by side: one thread each on a two-core machine.
@@ -73,23 +73,36 @@ describe('training kernel', () => {
     expect(rest.curve).toEqual(full.curve.slice(4));
   });
 
+  it('CachedMNRL (GradCache) and GISTEmbed (guided by the base model) train too', async () => {
+    const [cached, gist] = await Promise.all([
+      kernel(join(dir, 'cached'), { loss: 'cached-mnrl', miniBatchSize: 4, maxSteps: 2 }),
+      kernel(join(dir, 'gist'), { loss: 'gist', maxSteps: 2 }),
+    ]);
+    for (const r of [cached, gist]) {
+      expect(r.done.stepsExecuted).toBe(2);
+      expect(r.curve.every(([, loss]) => Number.isFinite(loss) && loss > 0)).toBe(true);
+    }
+  });
+
   it('a bad parameter fails at once with a TrainerConfigError naming it', async () => {
     const started = Date.now();
     const err = await kernel(join(dir, 'bad'), { numNegatives: 3 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TrainerConfigError);
     expect((err as Error).message).toMatch(/--num-negatives 3 but .* has only 1 negative_\* columns/);
     expect((err as TrainerConfigError).hint).toMatch(/use at most 1/);
-    expect(Date.now() - started).toBeLessThan(60_000);
+    // Checked before torch is imported.
+    expect(Date.now() - started).toBeLessThan(15_000);
   });
 
   it('an absurd batch on a machine without the memory is an OutOfMemoryError with a batch size to try', async () => {
     const big = join(dir, 'big.parquet');
     await writePairsParquet(big, syntheticRows(1024));
-    // 2.5 GB of address space: enough to load torch and the model, not for 1024 x 2 texts of 128 tokens.
-    const python = await memoryCappedPython(dir, 2500);
+    // 4 GB of address space: enough to load torch and train small batches (peak ~2.7 GB), not for a batch
+    // of 1024 texts of 128 tokens (one layer's activations alone are over 1 GB).
+    const python = await memoryCappedPython(dir, 4000);
     const err = await kernel(join(dir, 'oom'), { batchSize: 1024, maxSeqLength: 128, maxSteps: 1 }, { python, trainPath: big }).catch((e: unknown) => e);
     expect(err, String(err)).toBeInstanceOf(OutOfMemoryError);
-    expect((err as Error).message).toMatch(/out of CPU memory at batch size 1024.*try batchSize 512/);
+    expect((err as Error).message).toMatch(/out of (CPU )?memory at batch size 1024.*try batchSize 512/);
   });
 
   it('a kernel crash is a TrainerFailedError carrying the last lines of its stderr', async () => {

@@ -86,7 +86,9 @@ export function isAlive(pid: number): boolean {
  */
 export async function memoryCappedPython(dir: string, megabytes: number): Promise<string> {
   const path = join(dir, 'python-capped');
-  await writeFile(path, `#!/bin/sh\nulimit -v ${megabytes * 1024}\nexec ${PYTHON} "$@"\n`);
+  // Two malloc arenas: per-thread arenas reserve 64 MB of address space each, which would make the
+  // baseline (and so where the cap bites) depend on how many threads happen to have started.
+  await writeFile(path, `#!/bin/sh\nulimit -v ${megabytes * 1024}\nexport MALLOC_ARENA_MAX=2\nexec ${PYTHON} "$@"\n`);
   await chmod(path, 0o755);
   return path;
 }
