@@ -173,6 +173,8 @@ export const evaluate = defineStage({
         const { embeddings: emb, memoHits } = await embedWithMemo(enc, memo, corpus.texts, {
           kind: 'passage',
           batchSize: p.batchSize,
+          // Progress (the heartbeat) comes once per flush: keep it frequent on a slow CPU.
+          flushEvery: 128,
           signal: ctx.signal,
           onProgress: (n) => {
             tick(n - last, `${role}: embedding the corpus`);
