@@ -1,7 +1,8 @@
+import { stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { hashJson } from '../../artifacts/hash.ts';
 import type { StageEnv } from '../../pipelines/stage.ts';
-import { DEFAULT_GGUF } from './gguf.ts';
+import { DEFAULT_GGUF, resolveGguf } from './gguf.ts';
 import { IctProvider } from './ict.ts';
 import { LlmQueryProvider, type QuerySampling } from './llmQueries.ts';
 import { LocalChatBackend } from './local.ts';
@@ -52,18 +53,21 @@ const IctSpec = z.object({ provider: z.literal('ict') }).strict();
 /** Refuse secrets in parameters (they would be kept in the run's history and the artifact's lineage). */
 export const LlmSpec = z.preprocess(
   (value, ctx) => {
-    if (value && typeof value === 'object' && !Array.isArray(value)) {
-      for (const k of Object.keys(value)) {
+    const visit = (v: unknown, path: string[]) => {
+      if (!v || typeof v !== 'object' || Array.isArray(v)) return;
+      for (const [k, inner] of Object.entries(v)) {
         if (k !== 'apiKeyEnv' && SECRET_FIELD.test(k)) {
           ctx.addIssue({
             code: 'custom',
-            path: [k],
+            path: [...path, k],
             message:
               'secrets are never stage parameters: put the key in an environment variable of the worker and name it with apiKeyEnv (default EMBEDFLOW_LLM_API_KEY)',
           });
         }
+        visit(inner, [...path, k]);
       }
-    }
+    };
+    visit(value, []);
     return value;
   },
   z.discriminatedUnion('provider', [LocalSpec, OpenAiSpec, IctSpec]),
@@ -107,53 +111,63 @@ export function stylePlan(n: number, styles: readonly (typeof STYLES)[number][])
   return styles.map((style, i) => ({ style, count: Math.floor(n / styles.length) + (i < n % styles.length ? 1 : 0) }));
 }
 
-export interface OpenedProvider {
-  provider: QueryProvider;
+export interface ProviderIdentity {
+  provider: string;
+  /** The model as recorded with each query. */
+  model: string;
   /** Everything that determines a chunk's answer besides its text: the memo's namespace and key. */
-  identity: Record<string, unknown>;
+  key: Record<string, unknown>;
 }
 
-export async function openProvider(
-  params: GenerationParams,
-  language: Language,
-  env: StageEnv,
-  signal?: AbortSignal,
-): Promise<OpenedProvider> {
-  const llm = params.llm;
-  const plan = stylePlan(params.queriesPerChunk, params.styles);
-  if (llm.provider === 'ict') {
-    return { provider: new IctProvider(), identity: { provider: 'ict', n: params.queriesPerChunk, seed: params.seed } };
-  }
-  const templates = templateSet(language, params.prompts ?? {});
-  const used: TemplateName[] = [...plan.filter((p) => p.count > 0).map((p) => p.style), 'repair'];
-  const sampling: QuerySampling = {
+function querySampling(params: GenerationParams): QuerySampling {
+  return {
     temperature: params.temperature,
     topP: params.topP,
     maxTokensPerQuery: params.maxTokensPerQuery,
     maxQueriesPerCall: params.maxQueriesPerCall,
   };
+}
+
+/**
+ * Who answers and what decides the answers, without contacting or loading anything (the local
+ * model's file is located, not loaded): a fully memoised rerun needs neither the server nor the model.
+ */
+export async function providerIdentity(params: GenerationParams, language: Language, env: StageEnv): Promise<ProviderIdentity> {
+  const llm = params.llm;
+  if (llm.provider === 'ict') return { provider: 'ict', model: 'ict', key: { provider: 'ict', n: params.queriesPerChunk, seed: params.seed } };
+  const plan = stylePlan(params.queriesPerChunk, params.styles);
+  const templates = templateSet(language, params.prompts ?? {});
+  const used: TemplateName[] = [...plan.filter((p) => p.count > 0).map((p) => p.style), 'repair'];
   const common = {
     templates: Object.fromEntries(used.map((t) => [t, templates[t].hash])),
-    sampling,
+    sampling: querySampling(params),
     plan,
     seed: params.seed,
   };
   if (llm.provider === 'local') {
-    const backend = await LocalChatBackend.open(
-      { python: env.python, home: env.home },
-      {
-        model: llm.model,
-        mode: llm.mode,
-        parallel: params.concurrency,
-        templates: plan.filter((p) => p.count > 0).length,
-        contextSize: llm.contextSize, threads: llm.threads,
-        gpu: llm.gpu,
-      },
-    );
-    return {
-      provider: new LlmQueryProvider(backend, templates, sampling),
-      identity: { ...common, provider: 'local', model: llm.model, modelBytes: backend.fileBytes, mode: llm.mode },
-    };
+    const path = await resolveGguf(llm.model, env);
+    const modelBytes = (await stat(path)).size;
+    return { provider: 'local', model: llm.model, key: { ...common, provider: 'local', model: llm.model, modelBytes, mode: llm.mode } };
+  }
+  // The server's address is not part of it: the same model behind another URL answers the same.
+  return { provider: 'openai', model: llm.model, key: { ...common, provider: 'openai', model: llm.model, extraBody: llm.extraBody } };
+}
+
+export async function openProvider(params: GenerationParams, language: Language, env: StageEnv, signal?: AbortSignal): Promise<QueryProvider> {
+  const llm = params.llm;
+  if (llm.provider === 'ict') return new IctProvider();
+  const templates = templateSet(language, params.prompts ?? {});
+  if (llm.provider === 'local') {
+    const backend = await LocalChatBackend.open(env, {
+      model: llm.model,
+      mode: llm.mode,
+      parallel: params.concurrency,
+      templates: stylePlan(params.queriesPerChunk, params.styles).filter((p) => p.count > 0).length,
+      contextSize: llm.contextSize,
+      threads: llm.threads,
+      gpu: llm.gpu,
+    });
+    return new LlmQueryProvider(backend, templates, querySampling(params));
   }
   const backend = new OpenAiCompatibleBackend({
     baseUrl: llm.baseUrl,
@@ -168,11 +182,7 @@ export async function openProvider(
     extraBody: llm.extraBody,
   });
   await backend.checkModel(signal);
-  return {
-    provider: new LlmQueryProvider(backend, templates, sampling),
-    // The server's address is not part of it: the same model behind another URL answers the same.
-    identity: { ...common, provider: 'openai', model: llm.model, extraBody: llm.extraBody },
-  };
+  return new LlmQueryProvider(backend, templates, querySampling(params));
 }
 
 export function identityHash(identity: Record<string, unknown>): string {

@@ -2,10 +2,10 @@ import { sha256 } from '../../artifacts/hash.ts';
 import type { Memo } from '../../artifacts/memo.ts';
 import { writeParquet } from '../../artifacts/parquet.ts';
 import type { StageContext } from '../../pipelines/stage.ts';
-import { type GenerationParams, identityHash, openProvider, stylePlan } from './config.ts';
+import { type GenerationParams, identityHash, openProvider, providerIdentity, stylePlan } from './config.ts';
 import { corpusLanguage } from './language.ts';
 import { type ChunkText, type QueryRow, queriesTable } from './queriesTable.ts';
-import type { ChunkGeneration, Language } from './types.ts';
+import type { ChunkGeneration, Language, QueryProvider } from './types.ts';
 
 /**
  * The machinery of the generation stages: every chunk through the provider, `concurrency` at a time,
@@ -63,8 +63,8 @@ export async function runGeneration(
 ): Promise<GenerationOutcome> {
   const chunks = sampleChunks(allChunks, params.maxChunks);
   const language: Language = params.language === 'auto' ? corpusLanguage(chunks.map((c) => c.text)) : params.language;
-  const { provider, identity } = await openProvider(params, language, ctx.env, ctx.signal);
-  const idHash = identityHash(identity);
+  const who = await providerIdentity(params, language, ctx.env);
+  const idHash = identityHash(who.key);
   const memoNamespace = `llm/${idHash.slice(0, 24)}`;
   const memo: Memo<ChunkGeneration> = await ctx.store.memo<ChunkGeneration>(memoNamespace);
   const plan = stylePlan(params.queriesPerChunk, params.styles);
@@ -99,8 +99,10 @@ export async function runGeneration(
   const report = () =>
     ctx.progress({ done, total: chunks.length, unit: 'chunks', llmCalls: stats.llmCalls, memoHits: stats.memoHits });
   report();
-  if (todo.length > 0) {
-    ctx.log.info('generating queries', { provider: provider.provider, model: provider.model, chunks: todo.length, memoHits: stats.memoHits });
+  // Opened only when there is something to ask: a fully memoised rerun needs no server and no model.
+  const provider = todo.length > 0 ? await openProvider(params, language, ctx.env, ctx.signal) : undefined;
+  if (provider) {
+    ctx.log.info('generating queries', { provider: who.provider, model: who.model, chunks: todo.length, memoHits: stats.memoHits });
   }
 
   // A failure in one worker stops the others; whatever finished is flushed before the error surfaces.
@@ -111,7 +113,7 @@ export async function runGeneration(
   const flush = () => (flushing = flushing.then(() => memo.flush()));
   let next = 0;
   let firstError: unknown;
-  const worker = async () => {
+  const worker = async (provider: QueryProvider) => {
     while (next < todo.length && !signal.aborted) {
       const i = todo[next++]!;
       const chunk = chunks[i]!;
@@ -135,11 +137,11 @@ export async function runGeneration(
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(params.concurrency, Math.max(1, todo.length)) }, worker));
+    if (provider) await Promise.all(Array.from({ length: Math.min(params.concurrency, todo.length) }, () => worker(provider)));
   } finally {
     await flush();
     await memo.close();
-    await provider.close();
+    await provider?.close();
   }
   if (firstError !== undefined) throw ctx.signal.aborted ? ctx.signal.reason : firstError;
   ctx.signal.throwIfAborted();
@@ -159,8 +161,8 @@ export async function runGeneration(
         chunk_id: chunk.chunkId,
         text: q.text,
         style: q.style,
-        provider: provider.provider,
-        model: provider.model,
+        provider: who.provider,
+        model: who.model,
         prompt_hash: q.promptHash,
         latency_ms: q.latencyMs,
         tokens: q.tokens,
@@ -168,7 +170,7 @@ export async function runGeneration(
     }
   });
   stats.queries = rows.length;
-  return { rows, stats, language, provider: provider.provider, model: provider.model, memoNamespace, totals };
+  return { rows, stats, language, provider: who.provider, model: who.model, memoNamespace, totals };
 }
 
 /** A chunk's own seed: its answer must not depend on which other chunks ran or in what order. */

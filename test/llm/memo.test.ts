@@ -42,6 +42,10 @@ describe('per-chunk memo', () => {
     expect(server.calls).toHaveLength(4);
     expect(r2.stats).toMatchObject({ llmCalls: 0, memoHits: 4, promptTokens: 0 });
     expect(r2.digest).toBe(r1.digest);
+    // Nothing left to ask: the rerun does not even need the server (here: a closed port).
+    const offline = { ...params(0), llm: { ...params(0).llm, baseUrl: 'http://127.0.0.1:9/v1' } };
+    const r2b = await runStage(generateQueries, { store, inputs: { chunks: first.digest }, params: offline });
+    expect(r2b.digest).toBe(r1.digest);
 
     // Edit the second paragraph of tea.md. Its chunk ids change (the document's hash is in them), but
     // only the edited paragraph's text is new.

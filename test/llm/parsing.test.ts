@@ -222,6 +222,8 @@ describe('generation parameters', () => {
     expect(r.success).toBe(false);
     expect(JSON.stringify(r.error?.issues)).toMatch(/environment variable.*apiKeyEnv/);
     expect(JSON.stringify(r.error?.issues)).not.toContain('sk-secret');
+    const nested = GenerationParams.safeParse({ llm: { provider: 'openai', baseUrl: 'http://127.0.0.1:1/v1', model: 'm', extraBody: { api_key: 'x' } } });
+    expect(nested.error?.issues[0]?.path).toEqual(['llm', 'extraBody', 'api_key']);
   });
 
   it('defaults to the embedded local model', () => {
