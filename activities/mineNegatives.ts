@@ -30,7 +30,7 @@ export const MineNegativesParams = z
     sampling: z.enum(['top', 'random']).default('top').describe("'top': the best eligible candidates; 'random': a seeded sample of them"),
     seed: z.number().int().default(42),
     variant: z.enum(['fp32', 'int8']).default('fp32').describe('ONNX graph used to embed'),
-    batchSize: z.number().int().positive().max(1024).default(32),
+    batchSize: z.number().int().positive().max(1024).default(64).describe('Most texts per onnxruntime call'),
     search: z.enum(['auto', 'exact', 'approximate']).default('auto').describe("'auto': exact blocked search, usearch HNSW for very large inputs"),
   })
   .refine((p) => p.rangeMin + p.numNegatives <= (p.rangeMax ?? p.rangeMin + 10 * p.numNegatives), {

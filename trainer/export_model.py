@@ -151,21 +151,20 @@ def _quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Dynamic quantisation: weights int8 per output channel, activations quantised per batch at run time.
-    # Unsigned weights (u8u8): on CPUs without VNNI the u8s8 kernels can saturate, which cost ~1 point of
-    # cosine on Japanese text here. The embedding lookup stays fp32 (quantising it saves no compute).
+    # Dynamic quantisation: int8 weights per output channel, activations quantised per batch at run time.
+    # reduce_range keeps weights to 7 bits: CPUs without VNNI multiply u8 × s8 pairs into int16 and
+    # saturate on full-range weights (cosine with PyTorch fell to ~0.95 on Japanese text); 7-bit
+    # weights keep it ≥ 0.97 and stay on the fast u8s8 kernels (u8 weights run ~15% slower).
+    # Attention is quantised too (its QKV projection); the embedding lookup stays fp32.
     quantize_dynamic(
         str(fp32_path),
         str(int8_path),
-        weight_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
         per_channel=True,
+        reduce_range=True,
         op_types_to_quantize=["MatMul", "Attention"],
-        nodes_to_exclude=_QUANT_EXCLUDE,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
-
-
-_QUANT_EXCLUDE: list[str] = []
 
 
 def _check(model, onnx_path: Path, input_names: list[str], floor: float) -> float:

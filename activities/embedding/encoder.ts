@@ -20,7 +20,14 @@ export interface EncoderOptions {
 
 export interface EncodeOptions {
   kind: TextKind;
+  /** Most texts per onnxruntime call (default 64). */
   batchSize?: number;
+  /**
+   * Most tokens per call, padding included (default 1024): long passages go a few at a time, short
+   * queries many at a time, and each call's activations stay in cache. Measured on 2 cores (texts per
+   * CPU-second, 1024 vs 16384 tokens): Japanese paragraphs 11.1 vs 9.6, short questions 79 vs 44.
+   */
+  maxBatchTokens?: number;
   signal?: AbortSignal;
   /** Called after each batch with the number of texts embedded so far. */
   onProgress?: (done: number, total: number) => void;
@@ -35,6 +42,27 @@ export interface Embeddings {
 
 export function row(e: Embeddings, i: number): Float32Array {
   return e.data.subarray(i * e.dim, (i + 1) * e.dim);
+}
+
+interface Tokens {
+  ids: BigInt64Array;
+  typeIds: BigInt64Array | undefined;
+}
+
+/**
+ * Batches of text indices, longest first (so each batch pads to similar lengths, as
+ * SentenceTransformer.encode does), each within `maxTexts` texts and `maxTokens` padded tokens.
+ */
+export function planBatches(lengths: readonly number[], maxTexts: number, maxTokens: number): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => (lengths[b] as number) - (lengths[a] as number) || a - b);
+  const batches: number[][] = [];
+  for (let i = 0; i < order.length; ) {
+    const width = lengths[order[i] as number] as number;
+    const n = Math.max(1, Math.min(maxTexts, Math.floor(maxTokens / Math.max(1, width))));
+    batches.push(order.slice(i, i + n));
+    i += n;
+  }
+  return batches;
 }
 
 /**
@@ -94,50 +122,66 @@ export class Encoder {
   async encode(texts: readonly string[], opts: EncodeOptions): Promise<Embeddings> {
     const dim = this.info.dim;
     const out = new Float32Array(texts.length * dim);
-    const batchSize = opts.batchSize ?? 32;
-    // Longest first, so each batch pads to similar lengths (as SentenceTransformer.encode does).
-    const order = texts.map((_, i) => i).sort((a, b) => (texts[b] as string).length - (texts[a] as string).length);
-    const batches: number[][] = [];
-    for (let i = 0; i < order.length; i += batchSize) batches.push(order.slice(i, i + batchSize));
-
+    const tokens = texts.map((t) => this.tokenize(this.prefixed(t, opts.kind)));
+    const batches = planBatches(
+      tokens.map((t) => t.ids.length),
+      opts.batchSize ?? 64,
+      opts.maxBatchTokens ?? 1024,
+    );
     let done = 0;
-    // Tokenise batch i+1 on the JS thread while onnxruntime runs batch i on its own threads.
-    let feeds = batches.length ? this.tokenize(batches[0] as number[], texts, opts.kind) : undefined;
+    let feeds = batches.length ? this.feeds(batches[0] as number[], tokens) : undefined;
     for (let b = 0; b < batches.length; b++) {
       opts.signal?.throwIfAborted();
-      const ids = batches[b] as number[];
+      const rows = batches[b] as number[];
       const running = this.session.run(feeds as Record<string, Ort.Tensor>, [this.info.outputName]);
-      feeds = b + 1 < batches.length ? this.tokenize(batches[b + 1] as number[], texts, opts.kind) : undefined;
+      // Build the next batch's tensors while onnxruntime works on this one in its own threads.
+      feeds = b + 1 < batches.length ? this.feeds(batches[b + 1] as number[], tokens) : undefined;
       const result = await running;
       const emb = result[this.info.outputName] as Ort.Tensor;
       const data = emb.data as Float32Array;
       if (emb.dims[1] !== dim) {
         throw new InvalidInputError(`the model returns ${emb.dims[1]}-dimensional vectors, model.json says ${dim}`);
       }
-      ids.forEach((textIndex, j) => out.set(data.subarray(j * dim, (j + 1) * dim), textIndex * dim));
+      rows.forEach((textIndex, j) => out.set(data.subarray(j * dim, (j + 1) * dim), textIndex * dim));
       for (const t of Object.values(result)) t.dispose();
-      this.modelCalls += ids.length;
-      done += ids.length;
+      this.modelCalls += rows.length;
+      done += rows.length;
       opts.onProgress?.(done, texts.length);
     }
     return { dim, count: texts.length, data: out };
   }
 
-  private tokenize(ids: number[], texts: readonly string[], kind: TextKind): Record<string, Ort.Tensor> {
-    const batch = ids.map((i) => this.prefixed(texts[i] as string, kind));
-    const enc = this.tokenizer(batch, { padding: true, truncation: true, max_length: this.info.maxSeqLength }) as Record<
+  /** Token ids of one text, truncated to maxSeqLength the way Python's tokenizers truncate. */
+  private tokenize(text: string): Tokens {
+    const enc = this.tokenizer(text, { truncation: true, max_length: this.info.maxSeqLength }) as Record<
       string,
       { data: BigInt64Array; dims: number[] }
     >;
     // transformers.js cuts a long text's ids without keeping the closing [SEP]; Python keeps it.
     const sepId = this.tokenizer.sep_token_id;
     if (typeof sepId === 'number' && enc.attention_mask) restoreFinalSeparator(enc.input_ids!, enc.attention_mask, sepId);
+    return { ids: enc.input_ids!.data, typeIds: enc.token_type_ids?.data };
+  }
+
+  /** Right-padded input tensors for a batch of tokenised texts. */
+  private feeds(rows: number[], tokens: Tokens[]): Record<string, Ort.Tensor> {
+    const width = Math.max(...rows.map((r) => (tokens[r] as Tokens).ids.length));
+    const shape = [rows.length, width];
+    const ids = new BigInt64Array(rows.length * width).fill(BigInt(this.tokenizer.pad_token_id ?? 0));
+    const mask = new BigInt64Array(rows.length * width);
+    // Single texts have one segment: token types are all 0 unless the tokenizer says otherwise.
+    const types = new BigInt64Array(rows.length * width);
+    rows.forEach((r, j) => {
+      const t = tokens[r] as Tokens;
+      ids.set(t.ids, j * width);
+      mask.fill(1n, j * width, j * width + t.ids.length);
+      if (t.typeIds) types.set(t.typeIds, j * width);
+    });
+    const byName: Record<string, BigInt64Array> = { input_ids: ids, attention_mask: mask, token_type_ids: types };
     const feeds: Record<string, Ort.Tensor> = {};
-    const shape = (enc.input_ids as { dims: number[] }).dims;
     for (const name of this.info.inputNames) {
-      const t = enc[name];
-      // BERT-style graphs take token_type_ids; a tokenizer that does not produce them means all zeros.
-      const data = t ? t.data : new BigInt64Array(shape[0]! * shape[1]!);
+      const data = byName[name];
+      if (!data) throw new InvalidInputError(`the ONNX graph wants input "${name}", which the encoder cannot build`);
       feeds[name] = new ort.Tensor('int64', data, shape);
     }
     return feeds;

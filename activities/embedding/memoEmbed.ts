@@ -28,9 +28,7 @@ export interface MemoEmbedOptions {
 
 export interface MemoEmbedResult {
   embeddings: Embeddings;
-  /** Distinct texts run through the model. */
-  computed: number;
-  /** Distinct texts served from the memo. */
+  /** Distinct texts served from the memo (the encoder's modelCalls counts what it ran). */
   memoHits: number;
 }
 
@@ -89,7 +87,7 @@ export async function embedWithMemo(
     opts.onProgress?.(memoHits + s + group.length, total);
   }
   if (missing.length === 0) opts.onProgress?.(total, total);
-  return { embeddings: { dim, count: texts.length, data }, computed: missing.length, memoHits };
+  return { embeddings: { dim, count: texts.length, data }, memoHits };
 }
 
 /** float32 little-endian bytes as base64: a quarter of the JSON-number size, and bit-exact. */
