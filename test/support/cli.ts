@@ -84,3 +84,36 @@ export async function until<T>(check: () => Promise<T | undefined | false> | T |
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/**
+ * Run the CLI in this process (the same entry point the binary calls), capturing its output: for
+ * suites of many short cases, where spawning a process per case costs more than the case.
+ */
+export async function cliInProcess(args: string[], env: Record<string, string>): Promise<CliResult> {
+  const { runCli } = await import('../../cli/main.ts');
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  let stdout = '';
+  let stderr = '';
+  const out = process.stdout.write.bind(process.stdout);
+  const err = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += String(chunk)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += String(chunk)), true)) as typeof process.stderr.write;
+  let code: number;
+  try {
+    code = await runCli(args);
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
+  const last = stdout.trim().split('\n').pop() ?? '';
+  let json: unknown;
+  try {
+    json = JSON.parse(last);
+  } catch {
+    json = undefined;
+  }
+  return { code, stdout, stderr, json };
+}
