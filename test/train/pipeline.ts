@@ -40,7 +40,7 @@ export default definePipeline({
       id: 'model',
       kind: train,
       inputs: { model: 'base', dataset: 'pairs' },
-      params: { batchSize: 8, maxSeqLength: 64, cpuThreads: 1, logEvery: 1, warmupRatio: 0, maxSteps: 12, checkpointEvery: 4, learningRate: 1e-4 },
+      params: { batchSize: 8, maxSeqLength: 64, cpuThreads: 1, logEvery: 1, warmupRatio: 0, maxSteps: 8, checkpointEvery: 4, learningRate: 1e-4 },
       // A dead worker is noticed within seconds, not the default minutes.
       heartbeatTimeout: '10s',
       retry: { maximumAttempts: 3, initialInterval: '1s' },

@@ -13,7 +13,7 @@ import { isAlive, memoryCappedPython, processesMentioning } from './support.ts';
 // a worker SIGKILLed mid-training, and kernel failures as `status` shows them.
 
 const PIPELINE = 'test/train/pipeline.ts';
-const PLANNED = 12;
+const PLANNED = 8;
 const INTERVAL = 4;
 const children: ChildProcess[] = [];
 
