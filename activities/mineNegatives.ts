@@ -65,19 +65,18 @@ export const mineNegatives = defineStage({
 
     const encoder = await Encoder.load(ctx.inputs.model.dir, { variant: p.variant });
     const memo = await openEmbeddingMemo(ctx.store, ctx.inputs.model.digest, p.variant);
-    const total = chunks.texts.length + queries.texts.length;
     try {
       const c = await embedWithMemo(encoder, memo, chunks.texts, {
         kind: 'passage',
         batchSize: p.batchSize,
         signal: ctx.signal,
-        onProgress: (done) => ctx.progress({ done, total, unit: 'texts', message: 'embedding chunks' }),
+        onProgress: (done, total) => ctx.progress({ done, total, unit: 'texts', message: 'embedding chunks' }),
       });
       const q = await embedWithMemo(encoder, memo, queries.texts, {
         kind: 'query',
         batchSize: p.batchSize,
         signal: ctx.signal,
-        onProgress: (done) => ctx.progress({ done: chunks.texts.length + done, total, unit: 'texts', message: 'embedding queries' }),
+        onProgress: (done, total) => ctx.progress({ done, total, unit: 'texts', message: 'embedding queries' }),
       });
       const mined = await mineHardNegatives(
         {

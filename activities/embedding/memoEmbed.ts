@@ -23,6 +23,7 @@ export interface MemoEmbedOptions {
   /** Texts embedded between memo flushes (a crash loses at most this many). */
   flushEvery?: number;
   signal?: AbortSignal;
+  /** Progress in distinct texts (memo hits count as done at once). */
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -72,21 +73,25 @@ export async function embedWithMemo(
 
   const flushEvery = opts.flushEvery ?? 512;
   const total = rowsByKey.size;
+  opts.onProgress?.(memoHits, total);
   for (let s = 0; s < missing.length; s += flushEvery) {
     opts.signal?.throwIfAborted();
     const group = missing.slice(s, s + flushEvery);
     // The encoder applies the prefix itself, so hand it the caller's original text of each key.
     const groupTexts = group.map((k) => texts[(rowsByKey.get(k) as number[])[0] as number] as string);
-    const emb = await encoder.encode(groupTexts, { kind: opts.kind, batchSize: opts.batchSize, signal: opts.signal });
+    const emb = await encoder.encode(groupTexts, {
+      kind: opts.kind,
+      batchSize: opts.batchSize,
+      signal: opts.signal,
+      onProgress: (done) => opts.onProgress?.(memoHits + s + done, total),
+    });
     group.forEach((key, j) => {
       const vector = emb.data.subarray(j * dim, (j + 1) * dim);
       fill(key, vector);
       memo.put(key, encodeVector(vector));
     });
     await memo.flush();
-    opts.onProgress?.(memoHits + s + group.length, total);
   }
-  if (missing.length === 0) opts.onProgress?.(total, total);
   return { embeddings: { dim, count: texts.length, data }, memoHits };
 }
 

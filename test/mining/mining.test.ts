@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Embeddings } from '../../activities/embedding/encoder.ts';
 import { type MiningInput, type MiningOptions, marginThreshold, mineHardNegatives } from '../../activities/embedding/mining.ts';
-import { exactTopK } from '../../activities/embedding/search.ts';
+import { approximateTopK, chooseMethod, exactTopK } from '../../activities/embedding/search.ts';
 
 // Crafted unit vectors in 3-d: chunk scores against the query are chosen by angle, so every rule
 // of the miner can be checked by hand. Query q0 is written for chunk c-pos.
@@ -110,5 +110,31 @@ describe('exactTopK', () => {
     const small = await exactTopK(q, matrix([[1, 0, 0, 0], [0, 1, 0, 0]]), 4);
     expect(Array.from(small.indices.subarray(2, 4))).toEqual([-1, -1]);
     expect(small.scores[3]).toBe(-Infinity);
+  });
+});
+
+describe('approximateTopK (usearch HNSW)', () => {
+  it('returns inner-product scores and finds nearly all of the exact top-k', async () => {
+    let s = 11;
+    const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
+    const vec = () => Array.from({ length: 16 }, rand);
+    const q = matrix(Array.from({ length: 50 }, vec));
+    const c = matrix(Array.from({ length: 2000 }, vec));
+    const k = 10;
+    const exact = await exactTopK(q, c, k);
+    const approx = await approximateTopK(q, c, k);
+    let found = 0;
+    for (let i = 0; i < q.count; i++) {
+      const want = new Set(exact.indices.subarray(i * k, i * k + k));
+      for (let j = 0; j < k; j++) if (want.has(approx.indices[i * k + j]!)) found++;
+    }
+    expect(found / (q.count * k)).toBeGreaterThan(0.95);
+    expect(approx.scores[0]).toBeCloseTo(exact.scores[0]!, 4);
+  });
+
+  it('is chosen only above the exact-search size limit', () => {
+    expect(chooseMethod(30_000, 10_000)).toBe('exact');
+    expect(chooseMethod(1_000_000, 1_000_000)).toBe('approximate');
+    expect(chooseMethod(10, 10, { method: 'approximate' })).toBe('approximate');
   });
 });
