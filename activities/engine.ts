@@ -6,7 +6,8 @@ import type { ArtifactStore } from '../artifacts/store.ts';
 import { codeFingerprint } from '../pipelines/fingerprint.ts';
 import type { PlannedStage } from '../pipelines/plan.ts';
 import { type Progress, type StageEnv, type StageKind, getStageKind } from '../pipelines/stage.ts';
-import { UnknownStageKindError, WorkerCodeMismatchError } from './errors.ts';
+import { ApplicationFailure } from '@temporalio/common';
+import { EmbedflowError, UnknownStageKindError, WorkerCodeMismatchError } from './errors.ts';
 import { type SnapshotRequest, type SnapshotResult, snapshotInput } from './snapshotInput.ts';
 import { runStageKind } from './stageRunner.ts';
 
@@ -123,6 +124,8 @@ export function createActivities({ store, env }: EngineDeps) {
           },
         );
         return { digest: outcome.digest, stats: outcome.stats, seconds: outcome.seconds, reused: false };
+      } catch (err) {
+        throw withWhereAndHint(err);
       } finally {
         clearInterval(timer);
         if (!stage.volatile) await store.releaseLease(key, owner.id);
@@ -155,6 +158,16 @@ function sleepUnlessCancelled(ms: number, signal: AbortSignal): Promise<void> {
     };
     signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * A failure crossing Temporal keeps only its type and message; `status` and the run summary show just
+ * that. Fold the error's location and fix into the message so the person paged sees them.
+ */
+function withWhereAndHint(err: unknown): unknown {
+  if (!(err instanceof EmbedflowError) || (!err.where && !err.hint)) return err;
+  const message = [err.message, err.where && `(at ${err.where})`, err.hint && `(fix: ${err.hint})`].filter(Boolean).join(' ');
+  return ApplicationFailure.create({ type: err.name, message, cause: err });
 }
 
 /** The kind from the registry, or from the module that defined it (a pipeline's own stage kinds). */

@@ -1,7 +1,9 @@
-import { mkdtemp, readdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { Client, Connection } from '@temporalio/client';
+import { listFiles } from '../../artifacts/fsutil.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { LocalStore } from '../../artifacts/store.ts';
 import { cliInProcess as cli, testEnv, type TestEnv } from '../support/cli.ts';
 import { LlmServer } from '../support/llmServer.ts';
@@ -61,8 +63,8 @@ interface Case {
   says: RegExp[];
 }
 
-const openai = (baseUrl: string, model: string) =>
-  `queries.llm=${JSON.stringify({ provider: 'openai', baseUrl, model, maxRetries: 1, backoffInitialMs: 50, backoffMaxMs: 100, timeoutMs: 5000 })}`;
+const openai = (baseUrl: string, model: string, timeoutMs = 5000) =>
+  `queries.llm=${JSON.stringify({ provider: 'openai', baseUrl, model, maxRetries: 1, backoffInitialMs: 50, backoffMaxMs: 100, timeoutMs })}`;
 
 const cases: Case[] = [
   // The corpus.
@@ -133,6 +135,29 @@ describe('bad input is refused cleanly', () => {
     for (const d of await store.listArtifacts()) expect((await store.verify(d)).ok, `artifact ${d}`).toBe(true);
     // No secret in anything the user sees.
     expect(shown).not.toContain(KEY);
+  });
+
+  it('a canary API key appears nowhere: workflow history, store files, CLI output', async () => {
+    const res = await cli(['run', FRONT, '--corpus', dirs.good!, '--json', '--set', openai(server.url, 'served-model', 300_000)], {
+      ...env,
+      EMBEDFLOW_LLM_API_KEY: KEY,
+    });
+    expect(res.code, res.stderr).toBe(0);
+    expect(server.calls.length).toBeGreaterThan(0);
+    expect(server.calls.every((c) => c.authorization === `Bearer ${KEY}`)).toBe(true);
+    expect(`${res.stdout}${res.stderr}`).not.toContain(KEY);
+    const connection = await Connection.connect({ address: inject('temporalAddress') });
+    try {
+      const history = await new Client({ connection }).workflow.getHandle(res.json.runId).fetchHistory();
+      const text = JSON.stringify(history, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v));
+      expect(text.length).toBeGreaterThan(1000);
+      expect(text).not.toContain(KEY);
+    } finally {
+      await connection.close();
+    }
+    const files = await listFiles(env.EMBEDFLOW_STORE);
+    expect(files.length).toBeGreaterThan(5);
+    for (const f of files) expect((await readFile(join(env.EMBEDFLOW_STORE, f))).includes(KEY), f).toBe(false);
   });
 
   it('covers at least 25 cases', () => {
