@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EmbedflowError } from '../activities/errors.ts';
+import { EVAL_SETS } from '../activities/evaluation/metricsJson.ts';
 import { buildPlan, parseOverride } from '../pipelines/dsl.ts';
 import { loadPipeline } from '../pipelines/load.ts';
 import type { Plan, StageState } from '../pipelines/plan.ts';
@@ -194,8 +195,9 @@ async function reportOf(rt: Runtime, stages: StageState[]): Promise<{ metrics: R
     const reader = await rt.store.open(s.artifact).catch(() => undefined);
     if (!reader) continue;
     if (files.has('metrics.json') && (manifest.kind === 'report' || manifest.kind === 'evaluation')) {
-      const parsed = JSON.parse(await readFile(reader.file('metrics.json'), 'utf8')) as { metrics?: Record<string, unknown> } & Record<string, unknown>;
-      metrics = parsed.metrics ?? parsed;
+      const parsed = JSON.parse(await readFile(reader.file('metrics.json'), 'utf8')) as Record<string, unknown>;
+      // The summary's `metrics` holds the eval sets only; paired tests, latency and the rest stay in the file.
+      metrics = Object.fromEntries(Object.entries(parsed).filter(([k]) => EVAL_SETS.includes(k as (typeof EVAL_SETS)[number])));
     }
     if (files.has('report.html')) report = reader.file('report.html');
   }
