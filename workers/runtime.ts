@@ -162,26 +162,16 @@ export async function startWorkers(rt: Runtime, opts: WorkerOptions): Promise<Ru
     );
   }
   const stageActivities = { executeStage: activities.executeStage, snapshotInput: activities.snapshotInput };
-  if (opts.queues.includes('cpu')) {
+  const concurrency = { cpu: opts.cpuConcurrency ?? 4, gpu: opts.gpuConcurrency ?? 1 };
+  for (const q of ['cpu', 'gpu'] as const) {
+    if (!opts.queues.includes(q)) continue;
     workers.push(
       await Worker.create({
         connection,
         namespace: rt.namespace,
-        taskQueue: queues.cpu,
+        taskQueue: queues[q],
         activities: stageActivities,
-        maxConcurrentActivityTaskExecutions: opts.cpuConcurrency ?? 4,
-        shutdownGraceTime: grace,
-      }),
-    );
-  }
-  if (opts.queues.includes('gpu')) {
-    workers.push(
-      await Worker.create({
-        connection,
-        namespace: rt.namespace,
-        taskQueue: queues.gpu,
-        activities: stageActivities,
-        maxConcurrentActivityTaskExecutions: opts.gpuConcurrency ?? 1,
+        maxConcurrentActivityTaskExecutions: concurrency[q],
         shutdownGraceTime: grace,
       }),
     );

@@ -1,14 +1,9 @@
-import { execFile } from 'node:child_process';
 import { appendFile, readFile, readdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ArtifactCorruptError, StorePathError } from '../../activities/errors.ts';
-import { PROJECT_ROOT } from '../../workers/config.ts';
 import { tempStore } from '../support/runStage.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
-
-const run = promisify(execFile);
 
 async function publishText(store: LocalStore, files: Record<string, string>, kind = 'text') {
   const w = await store.newWriter();
@@ -56,19 +51,6 @@ describe('artifact store', () => {
     const { digest } = await publishText(store, { 'a.txt': 'x' });
     await appendFile(join(store.root, 'artifacts', digest, 'data', 'extra.txt'), 'sneaky');
     expect((await store.verify(digest)).problems).toContain('extra.txt: not in the manifest');
-  });
-
-  it('leaves one intact artifact when two processes publish the same content at once', async () => {
-    const store = await tempStore();
-    const script = join(PROJECT_ROOT, 'test', 'fixtures', 'publishMany.ts');
-    const child = () => run(process.execPath, ['--import', 'tsx', script, store.root, '15'], { cwd: PROJECT_ROOT });
-    const [a, b] = await Promise.all([child(), child()]);
-    const digests = new Set([...JSON.parse(a.stdout), ...JSON.parse(b.stdout)]);
-    expect(digests.size).toBe(1);
-    const [digest] = [...digests] as string[];
-    expect((await store.verify(digest!)).ok).toBe(true);
-    expect(await store.listArtifacts()).toEqual([digest]);
-    expect(await readdir(join(store.root, 'tmp'))).toEqual([]);
   });
 
   it('refuses names that would escape the store root', async () => {

@@ -58,14 +58,7 @@ export function collect(child: ChildProcess, timeoutMs = 170_000): Promise<CliRe
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('close', (code) => {
       clearTimeout(timer);
-      const last = stdout.trim().split('\n').pop() ?? '';
-      let json: unknown;
-      try {
-        json = JSON.parse(last);
-      } catch {
-        json = undefined;
-      }
-      resolve({ code, stdout, stderr, json });
+      resolve({ code, stdout, stderr, json: lastJsonLine(stdout) });
     });
   });
 }
@@ -108,12 +101,14 @@ export async function cliInProcess(args: string[], env: Record<string, string>):
     for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
     Object.assign(process.env, saved);
   }
-  const last = stdout.trim().split('\n').pop() ?? '';
-  let json: unknown;
+  return { code, stdout, stderr, json: lastJsonLine(stdout) };
+}
+
+/** The CLI's --json summary: its last stdout line, when that parses. */
+function lastJsonLine(stdout: string): unknown {
   try {
-    json = JSON.parse(last);
+    return JSON.parse(stdout.trim().split('\n').pop() ?? '');
   } catch {
-    json = undefined;
+    return undefined;
   }
-  return { code, stdout, stderr, json };
 }
