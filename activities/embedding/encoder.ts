@@ -7,7 +7,7 @@ import { InvalidInputError } from '../errors.ts';
 import { restoreFinalSeparator } from '../rerank/crossEncoder.ts';
 import { type ModelInfo, type ModelVariant, readModelInfo } from './modelInfo.ts';
 
-/** Set by the first Encoder.load; tokenize() builds tensors with it. */
+/** Set by the first Encoder.load; feeds() builds tensors with it. */
 let ort: typeof Ort;
 
 export type TextKind = 'query' | 'passage';
@@ -90,7 +90,8 @@ export class Encoder {
     const variant = opts.variant ?? 'fp32';
     ort = await loadOnnxRuntime();
     const tokenizer = await (await loadTransformers()).AutoTokenizer.from_pretrained(join(modelDir, 'st'));
-    const session = await ort.InferenceSession.create(join(modelDir, info.onnx[variant]), {
+    const onnxPath = join(modelDir, info.onnx[variant]);
+    const session = await ort.InferenceSession.create(onnxPath, {
       intraOpNumThreads: opts.threads ?? availableParallelism(),
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
@@ -98,11 +99,17 @@ export class Encoder {
       // Idle pool threads sleep instead of spinning: workers share their cores with other stages,
       // and spinning threads burn them for nothing between runs.
       extra: { session: { intra_op: { allow_spinning: '0' } } },
+    }).catch((err: unknown) => {
+      throw new InvalidInputError(`onnxruntime cannot load the ${variant} graph: ${(err as Error).message}`, {
+        where: onnxPath,
+        hint: 'pass a `model` artifact made by the prepareModel or train stage (trainer/export_model.py)',
+        cause: err,
+      });
     });
     for (const name of info.inputNames) {
       if (!session.inputNames.includes(name)) {
         throw new InvalidInputError(`the ONNX graph has no input "${name}" named in model.json`, {
-          where: join(modelDir, info.onnx[variant]),
+          where: onnxPath,
           hint: 're-export the model with trainer/export_model.py',
         });
       }

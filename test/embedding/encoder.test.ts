@@ -1,5 +1,9 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { planBatches } from '../../activities/embedding/encoder.ts';
+import { Encoder, planBatches } from '../../activities/embedding/encoder.ts';
+import { InvalidInputError } from '../../activities/errors.ts';
 
 describe('planBatches', () => {
   it('covers every text once, longest first, within both the text and the padded-token budget', () => {
@@ -18,5 +22,15 @@ describe('planBatches', () => {
 
   it('still makes progress when one text alone exceeds the token budget', () => {
     expect(planBatches([2000, 5], 8, 512)).toEqual([[0], [1]]);
+  });
+});
+
+describe('Encoder.load on something that is not a model artifact', () => {
+  it('says which file is wrong and what to pass instead', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ef-not-a-model-'));
+    await expect(Encoder.load(dir)).rejects.toThrow(InvalidInputError);
+    await expect(Encoder.load(dir)).rejects.toMatchObject({ where: join(dir, 'model.json'), hint: expect.stringContaining('prepareModel') });
+    await writeFile(join(dir, 'model.json'), JSON.stringify({ name: 'x', dim: 'big' }));
+    await expect(Encoder.load(dir)).rejects.toThrow(/model\.json: source/);
   });
 });
