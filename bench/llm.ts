@@ -4,8 +4,8 @@
 // With --http the same through the OpenAI-compatible client against the local test server, plus a
 // stub server that answers instantly, to show the client's own per-call cost.
 //   node --import tsx bench/llm.ts [--chunks 50] [--concurrency 1,2,4] [--threads 1] [--n 3]
-//       [--styles question,keyword,request] [--raw-at C] [--http] [--data DIR]
-// The raw loop runs at --raw-at (default: the last concurrency) only.
+//       [--styles question,keyword,request] [--raw-at C] [--skip-sweep] [--http] [--data DIR]
+// The stage-vs-raw comparison runs at --raw-at (default: the fastest concurrency of the sweep).
 //   node --import tsx bench/llm.ts --compare [--chunks 8]
 // compares the packaged GGUF models (and prompt modes) on Japanese: how many usable questions each
 // writes; this is how the default model was chosen.
@@ -41,6 +41,7 @@ const { values: args } = parseArgs({
     'raw-at': { type: 'string' },
     http: { type: 'boolean', default: false },
     compare: { type: 'boolean', default: false },
+    'skip-sweep': { type: 'boolean', default: false },
     data: { type: 'string', default: join(PROJECT_ROOT, '..', 'shared', 'data', 'jaquad-dev') },
   },
 });
@@ -104,7 +105,7 @@ async function rawLoop(backend: ChatBackend, chunks: ChunkText[], concurrency: n
 }
 
 /** The real machinery: runGeneration against a fresh store (no memo hits). */
-async function stageRun(chunks: ChunkText[], p: GenerationParams, vars: Record<string, string> = {}): Promise<Measure & { queries: number; malformed: number }> {
+async function stageRun(chunks: ChunkText[], p: GenerationParams, vars: Record<string, string> = {}): Promise<Measure> {
   const store = new LocalStore(await mkdtemp(join(tmpdir(), 'ef-bench-llm-')));
   const t0 = performance.now();
   const g = await runGeneration(
@@ -117,8 +118,6 @@ async function stageRun(chunks: ChunkText[], p: GenerationParams, vars: Record<s
     calls: g.stats.llmCalls,
     promptTokens: g.stats.promptTokens,
     completionTokens: g.stats.completionTokens,
-    queries: g.stats.queries,
-    malformed: g.stats.malformed,
   };
 }
 
@@ -194,17 +193,56 @@ await warm.complete({ messages: [{ role: 'user', content: 'こんにちは' }], 
 await warm.close();
 
 const concurrencies = args.concurrency.split(',').map(Number);
-const rawAt = Number(args['raw-at'] ?? concurrencies.at(-1));
-for (const c of concurrencies) {
+const ROUND = 5;
+const rounds = Array.from({ length: Math.ceil(chunks.length / ROUND) }, (_, r) => chunks.slice(r * ROUND, (r + 1) * ROUND));
+function emptyMeasure(): Measure {
+  return { seconds: 0, calls: 0, promptTokens: 0, completionTokens: 0 };
+}
+function add(into: Measure, m: Measure): void {
+  into.seconds += m.seconds;
+  into.calls += m.calls;
+  into.promptTokens += m.promptTokens;
+  into.completionTokens += m.completionTokens;
+}
+
+// The sweep, interleaved: every round of a few chunks runs at each concurrency, in rotating order,
+// so changes in the load other work puts on the machine hit every concurrency alike.
+const sweep = new Map(concurrencies.map((c) => [c, emptyMeasure()]));
+if (!args['skip-sweep']) {
+  for (const [r, part] of rounds.entries()) {
+    for (let k = 0; k < concurrencies.length; k++) {
+      const c = concurrencies[(r + k) % concurrencies.length]!;
+      add(sweep.get(c)!, await stageRun(part, params({ llm: { provider: 'local', threads: THREADS }, concurrency: c })));
+    }
+  }
+  for (const c of concurrencies) report('local stage', c, chunks.length, sweep.get(c)!);
+}
+const best = [...sweep.entries()].filter(([, m]) => m.seconds > 0).sort((a, b) => a[1].seconds - b[1].seconds)[0]?.[0];
+const rawAt = Number(args['raw-at'] ?? best ?? concurrencies.at(-1));
+
+// Stage against raw loop at the best concurrency: the same calls with the same seeds (so the same
+// tokens), interleaved the same way. Each round starts cold for both (fresh context, fresh store).
+{
+  const c = rawAt;
   const p = params({ llm: { provider: 'local', threads: THREADS }, concurrency: c });
-  const stage = await stageRun(chunks, p);
-  report('local stage machinery', c, chunks.length, stage, { queries: stage.queries, malformed: stage.malformed });
-  if (c !== rawAt) continue;
-  const backend = await LocalChatBackend.open(env, { model: DEFAULT_GGUF, parallel: c, templates: STYLES.length, threads: THREADS });
-  const raw = await rawLoop(backend, chunks, c, p);
-  await backend.close();
-  // Same calls, same seeds: the same tokens (unless a malformed answer cost the stage a repair call).
-  report('local raw loop', c, chunks.length, raw, { stageOfRaw: +(raw.seconds / stage.seconds).toFixed(3) });
+  const sum = { stage: emptyMeasure(), raw: emptyMeasure() };
+  for (const [r, part] of rounds.entries()) {
+    const runRaw = async () => {
+      const backend = await LocalChatBackend.open(env, { model: DEFAULT_GGUF, parallel: c, templates: STYLES.length, threads: THREADS });
+      add(sum.raw, await rawLoop(backend, part, c, p));
+      await backend.close();
+    };
+    const runStage = async () => add(sum.stage, await stageRun(part, p));
+    if (r % 2 === 0) {
+      await runStage();
+      await runRaw();
+    } else {
+      await runRaw();
+      await runStage();
+    }
+  }
+  report('local stage (vs raw, interleaved)', c, chunks.length, sum.stage);
+  report('local raw loop (interleaved)', c, chunks.length, sum.raw, { stageOfRaw: +(sum.raw.seconds / sum.stage.seconds).toFixed(3) });
 }
 
 /** The least a caller could do: fetch, JSON.parse, no retries, no limits, no checks. */
