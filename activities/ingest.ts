@@ -8,6 +8,11 @@ export const IngestParams = z.object({
     .enum(['NFKC', 'NFC', 'none'])
     .default('NFKC')
     .describe('Unicode normalisation of the text (raw_text keeps the file as decoded; offset_map maps one onto the other)'),
+  maxDocumentMB: z
+    .number()
+    .positive()
+    .default(64)
+    .describe('Skip (and list) any document with more text than this: 64 MB is ~20M Japanese characters, far beyond a real document'),
 });
 
 /**
@@ -24,6 +29,7 @@ export const ingest = defineStage({
   async run(ctx) {
     const summary = await ingestCorpus(ctx.inputs.corpus.dir, await ctx.out.file(DOCUMENTS_FILE), {
       normalize: ctx.params.normalize,
+      maxDocumentBytes: ctx.params.maxDocumentMB * 2 ** 20,
       signal: ctx.signal,
       onProgress: (p) => ctx.progress({ done: p.done, total: p.total, unit: 'files', message: p.path }),
     });

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
 import { Table, Utf8, type Vector, vectorFromArray } from 'apache-arrow';
 import { sha256 } from '../../artifacts/hash.ts';
@@ -46,8 +46,8 @@ interface Source {
 }
 
 /** Read one corpus file into a document row, or say why it cannot be read. */
-export async function readDocument(file: CorpusFile, form: NormalizationForm): Promise<ReadResult> {
-  const src = await readSource(file);
+export async function readDocument(file: CorpusFile, form: NormalizationForm, maxTextBytes = Infinity): Promise<ReadResult> {
+  const src = await readSource(file, maxTextBytes);
   if ('reason' in src) return { ok: false, reason: src.reason };
   const { raw, extracted, encoding, steps, pageStarts } = src;
   if (!/\S/.test(extracted)) return { ok: false, reason: file.format === 'html' ? 'no main text' : 'no text (empty or whitespace only)' };
@@ -75,10 +75,16 @@ export async function readDocument(file: CorpusFile, form: NormalizationForm): P
   };
 }
 
-/** The file's text before normalisation (its bytes are dropped here: a huge file is held once, not twice). */
-async function readSource(file: CorpusFile): Promise<Source | { reason: string }> {
+/**
+ * The file's text before normalisation (its bytes are dropped here: a huge file is held once, not twice).
+ * Text files over `maxTextBytes` are refused before they are read, PDFs once their text is extracted:
+ * a file that size is a data dump, not a document, and would cost gigabytes of memory downstream.
+ */
+async function readSource(file: CorpusFile, maxTextBytes: number): Promise<Source | { reason: string }> {
   let bytes: Uint8Array;
   try {
+    const size = (await stat(file.abs)).size;
+    if (file.format !== 'pdf' && size > maxTextBytes) return { reason: tooLarge(size, maxTextBytes) };
     bytes = new Uint8Array(await readFile(file.abs));
   } catch (err) {
     return { reason: readError(err) };
@@ -87,6 +93,8 @@ async function readSource(file: CorpusFile): Promise<Source | { reason: string }
   if (file.format === 'pdf') {
     const pdf = await extractPdf(bytes);
     if (!pdf.ok) return pdf;
+    const textBytes = Buffer.byteLength(pdf.text);
+    if (textBytes > maxTextBytes) return { reason: tooLarge(textBytes, maxTextBytes, 'of extracted text') };
     return { raw: pdf.text, extracted: pdf.text, encoding: 'pdf', title: pdf.title, steps: [], pageStarts: pdf.pageStarts };
   }
   const decoded = decodeText(bytes, { declaredCharset: file.format === 'html' ? declaredHtmlCharset(bytes) : undefined });
@@ -94,6 +102,11 @@ async function readSource(file: CorpusFile): Promise<Source | { reason: string }
   if (file.format !== 'html') return { raw: decoded.text, extracted: decoded.text, encoding: decoded.encoding, title: '', steps: [] };
   const html = extractHtml(decoded.text);
   return { raw: decoded.text, extracted: html.text, encoding: decoded.encoding, title: html.title, steps: [html.step] };
+}
+
+function tooLarge(bytes: number, limit: number, what = ''): string {
+  const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MB`;
+  return `too large: ${mb(bytes)}${what ? ` ${what}` : ''}, over the ${mb(limit)} limit (ingest param maxDocumentMB); split the file or raise the limit`;
 }
 
 /** Markdown (and HTML, whose headings arrive as Markdown): the first heading; else the first line, if short. */

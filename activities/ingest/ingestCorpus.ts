@@ -6,6 +6,8 @@ import type { NormalizationForm } from './normalize.ts';
 
 export interface IngestOptions {
   normalize: NormalizationForm;
+  /** Documents with more text than this are skipped (with the reason). Default: no limit. */
+  maxDocumentBytes?: number;
   /** Called after each file with how far it has come. */
   onProgress?: (p: { done: number; total: number; path: string }) => void;
   signal?: AbortSignal;
@@ -46,7 +48,7 @@ export async function ingestCorpus(root: string, outPath: string, opts: IngestOp
   try {
     for (const [i, file] of files.entries()) {
       opts.signal?.throwIfAborted();
-      const r = await readDocument(file, opts.normalize);
+      const r = await readDocument(file, opts.normalize, opts.maxDocumentBytes);
       if (r.ok) {
         const bytes = Buffer.byteLength(r.doc.text) + Buffer.byteLength(r.doc.raw_text);
         if (batch.length && batchBytes + bytes > BATCH_BYTES) await flush();

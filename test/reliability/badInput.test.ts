@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { Client, Connection } from '@temporalio/client';
 import { listFiles } from '../../artifacts/fsutil.ts';
 import { tmpdir } from 'node:os';
@@ -39,6 +39,8 @@ beforeAll(async () => {
     'broken.pdf': '%PDF-1.4\n1 0 obj\n<< /Type /Catalog',
   });
   const empty0 = await dir('zero', { 'empty.md': '' });
+  // 200 MB of text without a newline: a data dump, not a document.
+  const huge = await dir('huge', { 'dump.txt': Buffer.alloc(200 * 2 ** 20 - ((200 * 2 ** 20) % 9), 'データ') });
   const noTokenizer = await dir('notok', { 'config.json': '{"model_type":"bert"}' });
   const questions = await dir('questions');
   await writeFile(join(questions, 'outside.jsonl'), `${JSON.stringify({ id: 'q1', question: 'どこ?', doc: 'a.md', start: 5, end: 99999 })}\n`);
@@ -47,12 +49,13 @@ beforeAll(async () => {
   const emptyDir = await dir('emptydir');
   const syntax = join(await dir('syntax'), 'broken.ts');
   await writeFile(syntax, "import { definePipeline } from '../nowhere.ts';\nexport default definePipeline({ name: 'x', stages: [\n");
-  dirs = { good, loop, escape, onlyBad, empty0, noTokenizer, questions, emptyDir, syntax };
+  dirs = { good, loop, escape, onlyBad, empty0, huge, noTokenizer, questions, emptyDir, syntax };
   server = await LlmServer.start({ env: llmEnv, servedModel: 'served-model', apiKey: KEY, threads: 1, parallel: 1, templates: 1 });
 });
 
 afterAll(async () => {
   await server?.close();
+  if (dirs?.huge) await rm(dirs.huge, { recursive: true, force: true });
 });
 
 interface Case {
@@ -72,6 +75,7 @@ const cases: Case[] = [
   { name: 'empty corpus folder', args: () => ['run', FRONT, '--corpus', dirs.emptyDir!], says: [/CorpusEmptyError/, /holds no files/] },
   { name: 'only unreadable files (binary, corrupt PDF)', args: () => ['run', FRONT, '--corpus', dirs.onlyBad!], says: [/CorpusEmptyError/] },
   { name: 'a 0-byte document only', args: () => ['run', FRONT, '--corpus', dirs.empty0!], says: [/CorpusEmptyError/] },
+  { name: 'a 200 MB single-line document only', args: () => ['run', FRONT, '--corpus', dirs.huge!], says: [/CorpusEmptyError/, /dump\.txt: too large: 200\.0 MB/, /maxDocumentMB/] },
   { name: 'symlink loop in the corpus', args: () => ['run', FRONT, '--corpus', dirs.loop!], says: [/CorpusPathError/, /loop/] },
   { name: 'symlink out of the corpus', args: () => ['run', FRONT, '--corpus', dirs.escape!], says: [/CorpusPathError/, /outside\.txt/, /leaves the corpus/] },
   { name: 'corpus is a file, not a folder', args: () => ['run', FRONT, '--corpus', join(dirs.good!, 'a.md')], says: [/CorpusPathError/, /not a directory/] },
