@@ -152,6 +152,7 @@ describe('ingest stage', () => {
 
   it('validates its parameters', () => {
     expect(ingest.params.safeParse({ normalize: 'NFD' }).success).toBe(false);
-    expect(ingest.params.parse({})).toEqual({ normalize: 'NFKC' });
+    expect(ingest.params.parse({})).toEqual({ normalize: 'NFKC', maxDocumentMB: 64 });
+    expect(ingest.params.safeParse({ maxDocumentMB: 0 }).success).toBe(false);
   });
 });
