@@ -1,17 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { stat } from 'node:fs/promises';
-import {
-  type ChatHistoryItem,
-  getLlama,
-  type Llama,
-  LlamaCompletion,
-  LlamaLogLevel,
-  type LlamaContext,
-  type LlamaModel,
-  LlamaText,
-  resolveChatWrapper,
-} from 'node-llama-cpp';
+import type { ChatHistoryItem, Llama, LlamaCompletion, LlamaContext, LlamaModel, LlamaText } from 'node-llama-cpp';
 import { LlmConfigError } from '../errors.ts';
+import { loadLlamaCpp } from '../heavyLibs.ts';
 import { DEFAULT_GGUF, type GgufEnv, resolveGguf } from './gguf.ts';
 import { COMPLETION_STOP, renderCompletion } from './prompts.ts';
 import type { ChatBackend, ChatMessage, ChatRequest, ChatResult } from './types.ts';
@@ -50,16 +41,18 @@ let llamaCpu: Promise<Llama> | undefined;
 let llamaGpu: Promise<Llama> | undefined;
 const models = new Map<string, Promise<LlamaModel>>();
 
+type LlamaCpp = Awaited<ReturnType<typeof loadLlamaCpp>>;
+
 function loadLlama(gpu: boolean): Promise<Llama> {
-  const make = () =>
-    getLlama({
+  const make = async () =>
+    (await loadLlamaCpp()).getLlama({
       gpu: gpu ? 'auto' : false,
       // Fail fast instead of cloning and compiling llama.cpp when no prebuilt binary fits.
       build: 'never',
       skipDownload: true,
       usePrebuiltBinaries: true,
       progressLogs: false,
-      logLevel: LlamaLogLevel.error,
+      logLevel: (await loadLlamaCpp()).LlamaLogLevel.error,
     }).catch((err: unknown) => {
       throw new LlmConfigError(`llama.cpp could not be loaded: ${(err as Error).message}`, {
         where: 'node-llama-cpp',
@@ -104,9 +97,11 @@ export class LocalChatBackend implements ChatBackend {
   private readonly free: Array<{ completion: LlamaCompletion; prefix: string }>;
   private readonly waiting: Array<{ prefix: string; resolve: (s: { completion: LlamaCompletion; prefix: string }) => void }> = [];
   private readonly parallel: number;
+  private readonly lib: LlamaCpp;
   private busy = 0;
 
-  private constructor(spec: string, path: string, bytes: number, opts: LocalOptions, model: LlamaModel, context: LlamaContext) {
+  private constructor(lib: LlamaCpp, spec: string, path: string, bytes: number, opts: LocalOptions, model: LlamaModel, context: LlamaContext) {
+    this.lib = lib;
     this.model = spec;
     this.path = path;
     this.fileBytes = bytes;
@@ -114,7 +109,7 @@ export class LocalChatBackend implements ChatBackend {
     this.llamaModel = model;
     this.context = context;
     this.free = Array.from({ length: context.totalSequences }, () => ({
-      completion: new LlamaCompletion({ contextSequence: context.getSequence() }),
+      completion: new lib.LlamaCompletion({ contextSequence: context.getSequence() }),
       prefix: '',
     }));
     this.parallel = Math.max(1, opts.parallel ?? 1);
@@ -133,7 +128,7 @@ export class LocalChatBackend implements ChatBackend {
       threads: opts.threads ?? defaultThreads(),
       batchSize: Math.min(512, perSequence * sequences),
     });
-    return new LocalChatBackend(spec, path, bytes, opts, model, context);
+    return new LocalChatBackend(await loadLlamaCpp(), spec, path, bytes, opts, model, context);
   }
 
   /** A free sequence, preferring one whose last prompt began like this one. */
@@ -162,8 +157,8 @@ export class LocalChatBackend implements ChatBackend {
   }
 
   private prompt(messages: ChatMessage[]): { text: LlamaText; stops: Array<LlamaText | string> } {
-    if (this.mode === 'completion') return { text: LlamaText(renderCompletion(messages)), stops: [COMPLETION_STOP] };
-    const wrapper = resolveChatWrapper(this.llamaModel);
+    if (this.mode === 'completion') return { text: this.lib.LlamaText(renderCompletion(messages)), stops: [COMPLETION_STOP] };
+    const wrapper = this.lib.resolveChatWrapper(this.llamaModel);
     const history: ChatHistoryItem[] = messages.map((m) =>
       m.role === 'assistant' ? { type: 'model', response: [m.content] } : { type: m.role, text: m.content },
     );
