@@ -83,7 +83,8 @@ describe('openai-compatible provider', () => {
     } finally {
       await proxy.close();
     }
-  });
+    // Real generations plus a 30 s hang: minutes when other work shares the 2 cores.
+  }, 480_000);
 
   it('fails fast on a wrong or missing API key, naming the variable and never the key', async () => {
     const before = { calls: server.calls.length, received: server.received };
