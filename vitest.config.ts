@@ -7,7 +7,8 @@ export default defineConfig({
     pool: 'forks',
     // 2 cores: more parallel files only fight over them.
     maxWorkers: 2,
-    testTimeout: 180_000,
-    hookTimeout: 180_000,
+    // Generous: a timeout only guards against hangs; real work on 2 shared cores can take minutes.
+    testTimeout: 420_000,
+    hookTimeout: 300_000,
   },
 });
