@@ -34,6 +34,10 @@ function statsText(stats: StageState['stats']): string {
     .join(' ');
 }
 
+function failureText(p: PendingStage): string {
+  return p.lastFailureType ? `${p.lastFailureType}: ${p.lastFailure}` : (p.lastFailure ?? '');
+}
+
 /** One line per stage. */
 export function stageLines(view: Pick<RunView, 'stages' | 'pending'>): string[] {
   const pending = new Map(view.pending.map((p) => [p.stage, p]));
@@ -42,7 +46,7 @@ export function stageLines(view: Pick<RunView, 'stages' | 'pending'>): string[] 
     const parts = [`${ICON[s.status] ?? '?'} ${s.id.padEnd(18)} ${s.status.padEnd(9)}`];
     if (s.status === 'running' && p) {
       parts.push(progressText(p.progress));
-      if (p.attempt > 1) parts.push(`attempt ${p.attempt}${p.lastFailure ? ` (last: ${p.lastFailure.slice(0, 120)})` : ''}`);
+      if (p.attempt > 1) parts.push(`attempt ${p.attempt}${p.lastFailure ? ` (last: ${failureText(p).slice(0, 120)})` : ''}`);
     }
     if (s.status === 'ran' || s.status === 'cached') {
       if (typeof s.seconds === 'number' && s.status === 'ran') parts.push(`${s.seconds.toFixed(1)}s`);
@@ -84,7 +88,7 @@ export function onCallReport(view: RunView, uiUrl: string | undefined, namespace
   for (const p of view.pending) {
     if (p.attempt > 1 || p.lastFailure) {
       const since = p.scheduledAt ? ` since ${p.scheduledAt}` : '';
-      lines.push(`  retrying ${p.stage}: attempt ${p.attempt}${since}; last error: ${p.lastFailure ?? '-'}`);
+      lines.push(`  retrying ${p.stage}: attempt ${p.attempt}${since}; last error: ${p.lastFailure ? failureText(p) : '-'}`);
       if (p.lastHeartbeat) lines.push(`    last heartbeat ${p.lastHeartbeat}: ${progressText(p.progress)}`);
     }
   }

@@ -56,6 +56,8 @@ export interface PendingStage {
   progress?: { done?: number; total?: number; unit?: string; message?: string; [k: string]: unknown };
   lastHeartbeat?: string;
   lastFailure?: string;
+  /** The failure's error class (e.g. LlmUnavailableError): what the runbook is indexed by. */
+  lastFailureType?: string;
   scheduledAt?: string;
   state: string;
 }
@@ -101,6 +103,7 @@ export async function describeRun(rt: Runtime, runId: string): Promise<RunView> 
     lastHeartbeat: tsToIso(a.lastHeartbeatTime),
     scheduledAt: tsToIso(a.scheduledTime),
     lastFailure: a.lastFailure?.message ?? undefined,
+    lastFailureType: a.lastFailure?.applicationFailureInfo?.type ?? undefined,
   }));
   return {
     runId,
