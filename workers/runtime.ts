@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
+import { connect as tlsConnect } from 'node:tls';
+import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import { NativeConnection, type NativeConnectionOptions, Runtime as CoreRuntime, Worker, bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { createActivities } from '../activities/engine.ts';
 import { ConfigError } from '../activities/errors.ts';
@@ -37,7 +39,7 @@ export function openStore(url: string, home: string = loadConfig().home): Artifa
   return new LocalStore(url.startsWith('file://') ? new URL(url).pathname : url);
 }
 
-async function tlsOptions(cfg: Config): Promise<ConnectionOptions['tls']> {
+async function tlsOptions(cfg: Config): Promise<TLSConfig | undefined> {
   const tls = cfg.temporal?.tls;
   if (!tls) return undefined;
   const read = async (p: string | undefined, what: string) => {
@@ -61,6 +63,48 @@ function apiKey(cfg: Config): string | undefined {
   return name ? process.env[name] : undefined;
 }
 
+/**
+ * gRPC reports a failed TLS handshake only as a missed connect deadline. One plain handshake with the
+ * same settings says why: an untrusted server certificate, a name it was not issued for, or a server
+ * that wants a client certificate (refused right after the handshake, hence the short wait for it).
+ */
+async function tlsProblem(address: string, tls: TLSConfig, timeoutMs = 5000): Promise<string | undefined> {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+  const port = Number(address.slice(colon + 1));
+  if (colon <= 0 || !Number.isInteger(port)) return undefined;
+  return new Promise((resolve) => {
+    const socket = tlsConnect({
+      host,
+      port,
+      servername: tls.serverNameOverride ?? (isIP(host) ? undefined : host),
+      ca: tls.serverRootCACertificate ? Buffer.from(tls.serverRootCACertificate) : undefined,
+      cert: tls.clientCertPair ? Buffer.from(tls.clientCertPair.crt) : undefined,
+      key: tls.clientCertPair ? Buffer.from(tls.clientCertPair.key) : undefined,
+      ALPNProtocols: ['h2'],
+    });
+    let handshaken = false;
+    // The first event decides; the ones after it (a close after an error) change nothing.
+    const done = (problem: string | undefined) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(problem);
+    };
+    const timer = setTimeout(() => done(handshaken ? undefined : `no TLS handshake within ${timeoutMs / 1000} s`), timeoutMs);
+    // Refused after the handshake: most likely for want of a client certificate.
+    const afterHandshake = () => (handshaken && !tls.clientCertPair ? ' (no client certificate was sent: TEMPORAL_TLS_CERT / TEMPORAL_TLS_KEY)' : '');
+    // An OpenSSL error's `reason` is the readable part of its message.
+    socket.on('error', (e: Error & { code?: string; reason?: string }) =>
+      done(`${(e.code?.startsWith('ERR_SSL_') && e.reason) || e.message}${afterHandshake()}`),
+    );
+    socket.on('secureConnect', () => {
+      handshaken = true;
+      setTimeout(() => done(undefined), 1000);
+    });
+    socket.on('close', () => done(`the server closed the connection ${handshaken ? 'after' : 'during'} the TLS handshake${afterHandshake()}`));
+  });
+}
+
 /** Connect to the configured cluster, or start/reuse the embedded dev server. */
 export async function connectRuntime(cfg: Config): Promise<Runtime> {
   let address: string;
@@ -77,7 +121,8 @@ export async function connectRuntime(cfg: Config): Promise<Runtime> {
   try {
     connection = await Connection.connect({ address, tls, apiKey: apiKey(cfg), connectTimeout: '15s' });
   } catch (err) {
-    throw new ConfigError(`cannot reach Temporal at ${address}: ${(err as Error).message}`, {
+    const handshake = tls ? await tlsProblem(address, tls) : undefined;
+    throw new ConfigError(`cannot reach Temporal at ${address}: ${(err as Error).message}${handshake ? `; TLS: ${handshake}` : ''}`, {
       hint: cfg.temporal ? 'check TEMPORAL_ADDRESS and the TLS settings' : 'run `embedflow dev stop` and try again',
       cause: err,
     });
