@@ -1,24 +1,51 @@
 // `npm run bench`: the default recipe on real data, measured, written to BENCHMARKS.md.
 //   node --import tsx bench/all.ts [--pipeline pipelines/domain-embedding.ts]
 //        [--corpus ../shared/data/jaquad-dev/docs] [--questions FILE] [--set k=v ...]
+//        [--levers default|all|none] [--llm-sample 40] [--out BENCHMARKS.md]
 // Cold run, fully cached rerun, and an incremental rerun after changing 10% of the documents (wall
-// time, LLM calls, embeddings computed), then the quality table with confidence intervals.
+// time, LLM calls, embeddings computed), the quality table with confidence intervals, then the
+// levers, each a rerun on the same store, so only the stages a lever touches run again. The file is
+// rewritten after every run, so a long bench stopped part-way keeps what it measured.
+//
+// Without --set it runs the recipe with the CPU settings below. The recipe's defaults are sized for
+// a GPU worker and a served LLM; on a 2-core CPU (this project's reference machine) they take many
+// hours on jaquad-dev's 2,751 chunks: the embedded LLM writes 2-6 chunks' queries a minute
+// (bench/llm.ts), and one MNRL step over 32 rows with 3 hard negatives of 256 tokens is ~45 s.
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROJECT_ROOT } from '../workers/config.ts';
+
+const CPU_SETTINGS = [
+  // ICT pseudo-queries (a sentence of the chunk as the query): free; the LLM is a lever below.
+  'generatedQueries.llm={"provider":"ict"}',
+  'evalQueries.llm={"provider":"ict"}',
+  'evalQueries.maxChunks=300',
+  // A CPU-sized fine-tune: 40 steps of 32 rows, one hard negative each.
+  'model.maxSteps=40',
+  'model.numNegatives=1',
+  'model.checkpointEvery=20',
+  'reranker.maxSteps=30',
+  // Cross-encoder scoring is the slowest part of evaluation on a CPU: base's top 30 for 100 queries.
+  'evaluation.rerankDepths=[30]',
+  'evaluation.rerankFinetuned=false',
+  'evaluation.rerankMaxQueries=100',
+];
 
 const { values } = parseArgs({
   options: {
     pipeline: { type: 'string', default: 'pipelines/domain-embedding.ts' },
     corpus: { type: 'string', default: resolve(PROJECT_ROOT, '..', 'shared', 'data', 'jaquad-dev', 'docs') },
     questions: { type: 'string' },
-    set: { type: 'string', multiple: true, default: [] },
+    set: { type: 'string', multiple: true },
     out: { type: 'string', default: join(PROJECT_ROOT, 'BENCHMARKS.md') },
+    levers: { type: 'string', default: 'default' },
+    'llm-sample': { type: 'string', default: '40' },
   },
 });
+const sets = values.set ?? CPU_SETTINGS;
 
 interface Stage {
   id: string;
@@ -26,68 +53,130 @@ interface Stage {
   seconds: number | null;
   stats: Record<string, number | string | boolean>;
 }
+type Metric = { value: number; lo: number; hi: number };
 interface Summary {
   runId: string;
   status: string;
   stages: Stage[];
-  metrics: Record<string, Record<string, Record<string, { value: number; lo: number; hi: number }>>>;
+  metrics: Record<string, Record<string, Record<string, Metric>>>;
+}
+interface Measured {
+  label: string;
+  seconds: number;
+  summary: Summary;
 }
 
 const BIN = join(PROJECT_ROOT, 'bin', 'embedflow.js');
 const home = mkdtempSync(join(tmpdir(), 'ef-bench-all-'));
 const env = { ...process.env, EMBEDFLOW_HOME: home, EMBEDFLOW_QUEUE_PREFIX: 'bench-all' };
+const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: PROJECT_ROOT, encoding: 'utf8' }).stdout.trim() || '?';
 
 /** The corpus is copied, so the incremental step can change 10% of it. */
 const corpus = join(home, 'corpus');
 cpSync(values.corpus!, corpus, { recursive: true });
 const questions = values.questions ?? (existsSync(resolve(values.corpus!, '..', 'questions.jsonl')) ? resolve(values.corpus!, '..', 'questions.jsonl') : undefined);
 
-function run(label: string): { seconds: number; summary: Summary } {
-  const args = [BIN, 'run', values.pipeline!, '--corpus', corpus, '--json', ...(questions ? ['--eval-questions', questions] : [])];
-  for (const s of values.set!) args.push('--set', s);
+function run(label: string, opts: { corpus?: string; extra?: string[] } = {}): Measured {
+  const args = [BIN, 'run', values.pipeline!, '--corpus', opts.corpus ?? corpus, '--json', ...(questions ? ['--eval-questions', questions] : [])];
+  for (const s of [...sets, ...(opts.extra ?? [])]) args.push('--set', s);
   process.stderr.write(`bench: ${label}...\n`);
   const t0 = performance.now();
   const r = spawnSync(process.execPath, args, { env, encoding: 'utf8', cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const seconds = (performance.now() - t0) / 1000;
   const summary = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Summary;
   if (r.status !== 0) throw new Error(`${label} failed: ${JSON.stringify(summary).slice(0, 2000)}`);
-  return { seconds, summary };
+  return { label, seconds, summary };
 }
 
 const num = (s: Stage | undefined, k: string) => (typeof s?.stats[k] === 'number' ? (s.stats[k] as number) : 0);
 const stage = (sum: Summary, id: string) => sum.stages.find((s) => s.id === id);
 const sumStat = (sum: Summary, k: string) => sum.stages.reduce((n, s) => n + num(s, k), 0);
-
-const cold = run('cold run');
-const cached = run('fully cached rerun');
-// Change 10% of the documents: append a sentence to every tenth file.
-const docs = readdirSync(corpus).sort();
-const changed = docs.filter((_, i) => i % 10 === 0);
-for (const d of changed) writeFileSync(join(corpus, d), `${readFileSync(join(corpus, d), 'utf8')}\n\nこの段落は増分ベンチマークのために追加された。\n`);
-const incremental = run(`incremental rerun (${changed.length} of ${docs.length} documents changed)`);
-spawnSync(process.execPath, [BIN, 'dev', 'stop'], { env });
-
+const ran = (sum: Summary) => sum.stages.filter((s) => s.status === 'ran').length;
 const trainingSeconds = (s: Summary) => ['model', 'reranker'].reduce((n, id) => n + (stage(s, id)?.seconds ?? 0), 0);
-const lines: string[] = [];
-lines.push('# Benchmarks', '', `Generated by \`npm run bench\` on ${new Date().toISOString()}.`);
-lines.push(`Machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB; node ${process.version}.`);
-lines.push(`Pipeline \`${values.pipeline}\`, corpus \`${values.corpus}\` (${docs.length} documents)${questions ? `, human questions \`${questions}\`` : ''}.`, '');
-lines.push('## Per stage (cold run)', '', '| stage | seconds | stats |', '|---|---:|---|');
-for (const s of cold.summary.stages) lines.push(`| ${s.id} | ${s.seconds?.toFixed(1) ?? '-'} | ${Object.entries(s.stats).map(([k, v]) => `${k}=${v}`).join(', ')} |`);
-lines.push('', '## Reruns', '', '| run | wall s | stages ran | LLM calls | embeddings computed |', '|---|---:|---:|---:|---:|');
-for (const [label, r] of [['cold', cold], ['fully cached', cached], [`incremental (${changed.length}/${docs.length} docs changed)`, incremental]] as const) {
-  const ran = r.summary.stages.filter((s) => s.status === 'ran').length;
-  lines.push(`| ${label} | ${r.seconds.toFixed(1)} | ${ran} | ${sumStat(r.summary, 'llmCalls')} | ${sumStat(r.summary, 'embeddingsComputed')} |`);
-}
-lines.push('', `Incremental wall time excluding training: ${(incremental.seconds - trainingSeconds(incremental.summary)).toFixed(1)} s, ` +
-  `${((100 * (incremental.seconds - trainingSeconds(incremental.summary))) / (cold.seconds - trainingSeconds(cold.summary))).toFixed(1)}% of the cold run's.`);
-lines.push('', '## Quality', '', '| eval set | system | Recall@1 | Recall@10 | MRR@10 | nDCG@10 |', '|---|---|---|---|---|---|');
-const ci = (m: { value: number; lo: number; hi: number } | undefined) => (m ? `${m.value.toFixed(3)} [${m.lo.toFixed(3)}, ${m.hi.toFixed(3)}]` : '-');
-for (const [set, systems] of Object.entries(cold.summary.metrics)) {
-  if (typeof systems !== 'object' || Array.isArray(systems)) continue;
-  for (const [system, m] of Object.entries(systems)) {
-    lines.push(`| ${set} | ${system} | ${ci(m['recall@1'])} | ${ci(m['recall@10'])} | ${ci(m['mrr@10'])} | ${ci(m['ndcg@10'])} |`);
+const ci = (m: Metric | undefined) => (m ? `${m.value.toFixed(3)} [${m.lo.toFixed(3)}, ${m.hi.toFixed(3)}]` : '-');
+const statsText = (s: Stage) => Object.entries(s.stats).map(([k, v]) => `${k}=${v}`).join(', ');
+
+const loadAtStart = loadavg();
+const runs: Measured[] = [];
+const leverRuns: Measured[] = [];
+let changedNote = '';
+
+function write(): void {
+  const [cold, cached, incremental] = runs;
+  if (!cold) return;
+  const lines: string[] = [];
+  lines.push('# Benchmarks', '', `Generated by \`npm run bench\` (bench/all.ts) at commit ${commit}, ${new Date().toISOString()}.`, '');
+  lines.push(`- Machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, no GPU; node ${process.version}.`);
+  lines.push(`- Load average at start ${loadAtStart.map((l) => l.toFixed(1)).join(' ')}, now ${loadavg().map((l) => l.toFixed(1)).join(' ')}: other work shared the cores, and wall times include it.`);
+  lines.push(`- Pipeline \`${values.pipeline}\`, corpus \`${values.corpus}\`${questions ? `, human-written questions \`${questions}\`` : ''}.`);
+  lines.push(`- Settings: ${sets.length ? sets.map((x) => `\`${x}\``).join(', ') : 'the pipeline defaults'}.`);
+  lines.push('', '## Per stage', '', '| stage | cold: status | cold: s | incremental: status | incremental: s | cold stats |', '|---|---|---:|---|---:|---|');
+  for (const s of cold.summary.stages) {
+    const inc = incremental ? stage(incremental.summary, s.id) : undefined;
+    lines.push(`| ${s.id} | ${s.status} | ${s.seconds?.toFixed(1) ?? '-'} | ${inc?.status ?? '-'} | ${inc?.seconds?.toFixed(1) ?? '-'} | ${statsText(s)} |`);
   }
+  lines.push('', '## Reruns', '', '| run | wall s | stages ran | LLM calls | embeddings computed | wall s excluding training |', '|---|---:|---:|---:|---:|---:|');
+  for (const r of runs) {
+    lines.push(`| ${r.label} | ${r.seconds.toFixed(1)} | ${ran(r.summary)} | ${sumStat(r.summary, 'llmCalls')} | ${sumStat(r.summary, 'embeddingsComputed')} | ${(r.seconds - trainingSeconds(r.summary)).toFixed(1)} |`);
+  }
+  if (incremental) {
+    const share = (100 * (incremental.seconds - trainingSeconds(incremental.summary))) / (cold.seconds - trainingSeconds(cold.summary));
+    lines.push('', `${changedNote} Incremental wall time excluding training (the model and reranker stages): ${share.toFixed(1)}% of the cold run's.`);
+  }
+  lines.push('', '## Quality (cold run)', '', '| eval set | system | Recall@1 | Recall@10 | MRR@10 | nDCG@10 |', '|---|---|---|---|---|---|');
+  for (const [set, systems] of Object.entries(cold.summary.metrics)) {
+    for (const [system, m] of Object.entries(systems)) {
+      lines.push(`| ${set} | ${system} | ${ci(m['recall@1'])} | ${ci(m['recall@10'])} | ${ci(m['mrr@10'])} | ${ci(m['ndcg@10'])} |`);
+    }
+  }
+  lines.push('', 'Each metric with its 95% bootstrap interval; the report (HTML) of the run has the paired tests and latency.');
+  if (leverRuns.length) {
+    lines.push('', '## Levers (human-written questions)', '', 'Each row reruns the recipe with one change on the same store; stages it does not touch are cache hits.', '');
+    lines.push('| run | training rows | stages ran | wall s | base R@1 | fine-tuned R@1 | base R@10 | fine-tuned R@10 | fine-tuned MRR@10 |', '|---|---:|---:|---:|---|---|---|---|---|');
+    for (const l of [{ ...cold, label: 'cold run (settings above)' }, ...leverRuns]) {
+      const h = l.summary.metrics.human ?? l.summary.metrics.generated ?? {};
+      const ft = h.finetuned ?? {};
+      const base = h.base ?? {};
+      lines.push(`| ${l.label} | ${num(stage(l.summary, 'dataset'), 'trainRows') || '-'} | ${ran(l.summary)} | ${l.seconds.toFixed(0)} | ${ci(base['recall@1'])} | ${ci(ft['recall@1'])} | ${ci(base['recall@10'])} | ${ci(ft['recall@10'])} | ${ci(ft['mrr@10'])} |`);
+    }
+  }
+  writeFileSync(values.out!, `${lines.join('\n')}\n`);
+  process.stderr.write(`bench: wrote ${values.out}\n`);
 }
-writeFileSync(values.out!, `${lines.join('\n')}\n`);
-process.stderr.write(`bench: wrote ${values.out}\n`);
+
+try {
+  runs.push(run('cold'));
+  write();
+  runs.push(run('fully cached'));
+  write();
+  // Change 10% of the documents: append a sentence to every tenth file.
+  const docs = readdirSync(corpus).sort();
+  const changed = docs.filter((_, i) => i % 10 === 0);
+  for (const d of changed) writeFileSync(join(corpus, d), `${readFileSync(join(corpus, d), 'utf8')}\n\nこの段落は増分ベンチマークのために追加された。\n`);
+  changedNote = `The incremental run appended a sentence to ${changed.length} of ${docs.length} documents.`;
+  runs.push(run(`incremental (${changed.length}/${docs.length} documents changed)`));
+  write();
+
+  // The levers, on the original documents: every upstream stage is a cache hit from the cold run.
+  const sample = Number(values['llm-sample']);
+  const sampleLevers = sample > 0
+    ? [
+        { label: `ICT queries on a ${sample}-chunk sample`, extra: [`generatedQueries.maxChunks=${sample}`] },
+        { label: `local LLM queries on the same ${sample} chunks`, extra: ['generatedQueries.llm={"provider":"local"}', 'generatedQueries.concurrency=4', `generatedQueries.maxChunks=${sample}`] },
+      ]
+    : [];
+  const all = [
+    { label: 'no hard negatives (in-batch only)', extra: ['model.numNegatives=0'] },
+    ...sampleLevers,
+    { label: '3x the steps', extra: ['model.maxSteps=120'] },
+    { label: 'round-trip filter (base model top 10)', extra: ['queries.roundTripTopK=10'] },
+  ];
+  const levers = values.levers === 'none' ? [] : values.levers === 'all' ? all : all.slice(0, 1 + sampleLevers.length);
+  for (const l of levers) {
+    leverRuns.push(run(`lever: ${l.label}`, { corpus: values.corpus!, extra: l.extra }));
+    leverRuns[leverRuns.length - 1]!.label = l.label;
+    write();
+  }
+} finally {
+  spawnSync(process.execPath, [BIN, 'dev', 'stop'], { env });
+}
