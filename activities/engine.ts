@@ -108,6 +108,8 @@ export function createActivities({ store, env }: EngineDeps) {
         ctx.heartbeat(last);
         if (!stage.volatile) void store.renewLease(key, owner.id);
       }, everyMs);
+      const crash = killFailpoint(stage.id, env.vars.EMBEDFLOW_FAILPOINT_KILL);
+      crash(undefined);
       try {
         const outcome = await runStageKind(
           { runId, stageId: stage.id, kind, params: stage.params, inputs, cacheKey: key, fingerprint },
@@ -118,6 +120,7 @@ export function createActivities({ store, env }: EngineDeps) {
             resume,
             heartbeat: (p) => {
               last = p;
+              crash(p);
               ctx.heartbeat(p);
             },
             log: ctx.log,
@@ -140,6 +143,19 @@ export function createActivities({ store, env }: EngineDeps) {
 }
 
 export type EngineActivities = ReturnType<typeof createActivities>;
+
+/**
+ * Test failpoint (test/reliability/recipeCrash.test.ts): EMBEDFLOW_FAILPOINT_KILL=<stageId>[:<done>] makes the
+ * worker SIGKILL itself inside that stage, as it starts or at its first progress report with done >= <done>,
+ * so a crash can land inside stages too quick to catch from outside. Inert unless the variable is set.
+ */
+function killFailpoint(stageId: string, spec: string | undefined): (p: Progress | undefined) => void {
+  const [id, at] = spec?.split(':') ?? [];
+  if (id !== stageId) return () => {};
+  return (p) => {
+    if (at === undefined || (p !== undefined && p.done >= Number(at))) process.kill(process.pid, 'SIGKILL');
+  };
+}
 
 /** A lease not renewed for this long belongs to a dead worker. */
 const LEASE_TTL_MS = 60_000;
