@@ -39,6 +39,7 @@ beforeAll(async () => {
     'broken.pdf': '%PDF-1.4\n1 0 obj\n<< /Type /Catalog',
   });
   const empty0 = await dir('zero', { 'empty.md': '' });
+  const latin1 = await dir('latin1', { 'notes.txt': Buffer.from('Le café est très bon. Résumé des événements à Noël.\n'.repeat(5), 'latin1') });
   // 200 MB of text without a newline: a data dump, not a document.
   const huge = await dir('huge', { 'dump.txt': Buffer.alloc(200 * 2 ** 20 - ((200 * 2 ** 20) % 9), 'データ') });
   const noTokenizer = await dir('notok', { 'config.json': '{"model_type":"bert"}' });
@@ -49,7 +50,7 @@ beforeAll(async () => {
   const emptyDir = await dir('emptydir');
   const syntax = join(await dir('syntax'), 'broken.ts');
   await writeFile(syntax, "import { definePipeline } from '../nowhere.ts';\nexport default definePipeline({ name: 'x', stages: [\n");
-  dirs = { good, loop, escape, onlyBad, empty0, huge, noTokenizer, questions, emptyDir, syntax };
+  dirs = { good, loop, escape, onlyBad, empty0, latin1, huge, noTokenizer, questions, emptyDir, syntax };
   server = await LlmServer.start({ env: llmEnv, servedModel: 'served-model', apiKey: KEY, threads: 1, parallel: 1, templates: 1 });
 });
 
@@ -75,6 +76,7 @@ const cases: Case[] = [
   { name: 'empty corpus folder', args: () => ['run', FRONT, '--corpus', dirs.emptyDir!], says: [/CorpusEmptyError/, /holds no files/] },
   { name: 'only unreadable files (binary, corrupt PDF)', args: () => ['run', FRONT, '--corpus', dirs.onlyBad!], says: [/CorpusEmptyError/] },
   { name: 'a 0-byte document only', args: () => ['run', FRONT, '--corpus', dirs.empty0!], says: [/CorpusEmptyError/] },
+  { name: 'a document in an encoding ingest cannot read (Latin-1) only', args: () => ['run', FRONT, '--corpus', dirs.latin1!], says: [/CorpusEmptyError/, /notes\.txt: not text in a supported encoding/] },
   { name: 'a 200 MB single-line document only', args: () => ['run', FRONT, '--corpus', dirs.huge!], says: [/CorpusEmptyError/, /dump\.txt: too large: 200\.0 MB/, /maxDocumentMB/] },
   { name: 'symlink loop in the corpus', args: () => ['run', FRONT, '--corpus', dirs.loop!], says: [/CorpusPathError/, /loop/] },
   { name: 'symlink out of the corpus', args: () => ['run', FRONT, '--corpus', dirs.escape!], says: [/CorpusPathError/, /outside\.txt/, /leaves the corpus/] },
