@@ -29,7 +29,9 @@ export const generateEvalQueries = defineStage({
   inputs: { chunks: 'chunks', queries: 'queries' },
   output: 'evalQueries',
   codeFiles: PROMPT_FILES,
-  defaults: { queue: 'cpu', startToCloseTimeout: '24h', heartbeatTimeout: '10m', retry: { maximumAttempts: 5, initialInterval: '10s' } },
+  // An LLM server down at night: keep trying for ~45 min (answered chunks are memoised, so waiting
+  // costs nothing); `status` shows the error meanwhile, and after that `resume` continues the run.
+  defaults: { queue: 'cpu', startToCloseTimeout: '24h', heartbeatTimeout: '10m', retry: { maximumAttempts: 12, initialInterval: '10s', maximumInterval: '5m' } },
   async run(ctx) {
     const p = ctx.params;
     const chunks = await readChunkTexts(ctx.inputs.chunks);
