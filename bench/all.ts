@@ -12,7 +12,7 @@
 // hours on jaquad-dev's 2,751 chunks: the embedded LLM writes 2-6 chunks' queries a minute
 // (bench/llm.ts), and one MNRL step over 32 rows with 3 hard negatives of 256 tokens is ~45 s.
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -140,8 +140,22 @@ function write(): void {
       lines.push(`| ${l.label} | ${num(stage(l.summary, 'dataset'), 'trainRows') || '-'} | ${ran(l.summary)} | ${l.seconds.toFixed(0)} | ${ci(base['recall@1'])} | ${ci(ft['recall@1'])} | ${ci(base['recall@10'])} | ${ci(ft['recall@10'])} | ${ci(ft['mrr@10'])} |`);
     }
   }
+  lines.push(...llmSection());
   writeFileSync(values.out!, `${lines.join('\n')}\n`);
   process.stderr.write(`bench: wrote ${values.out}\n`);
+}
+
+/** The newest bench/llm.ts results (LLM time dwarfs the rest, so it is measured on its own). */
+function llmSection(): string[] {
+  const dir = join(PROJECT_ROOT, 'bench', 'results');
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => /^llm-.*\.json$/.test(f)) : [];
+  const newest = files.map((f) => join(dir, f)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  if (!newest) return ['', '## LLM generation', '', 'No bench/llm.ts results yet: run `node --import tsx bench/llm.ts`.'];
+  const r = JSON.parse(readFileSync(newest, 'utf8')) as { args: Record<string, unknown>; chunks: number; rows: Array<Record<string, number | string>> };
+  const out = ['', '## LLM generation (embedded local model)', '', `From \`bench/llm.ts\` (${newest.split('/').pop()}): ${r.chunks} jaquad-dev paragraphs, ${String(r.args.n)} queries each (${String(r.args.styles)}), ${String(r.args.threads)} llama.cpp thread(s).`, ''];
+  out.push('| run | concurrency | s | chunks/min | completion tok/s | total tok/s | calls | stage/raw |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const x of r.rows) out.push(`| ${x.what} | ${x.concurrency} | ${x.seconds} | ${x.chunksPerMin} | ${x.completionTokPerS} | ${x.totalTokPerS} | ${x.calls} | ${x.stageOfRaw ?? ''} |`);
+  return out;
 }
 
 try {
