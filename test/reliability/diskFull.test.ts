@@ -35,7 +35,11 @@ describe.skipIf(!mounted)('disk full while publishing', () => {
     execFileSync('mount', ['-o', 'remount,size=16m', mountPoint]);
     const resumed = await cli(['resume', failed.json.runId, '--json'], env);
     expect(resumed.code, resumed.stderr).toBe(0);
-    const status = Object.fromEntries(resumed.json.stages.map((s: { id: string; status: string }) => [s.id, s.status]));
-    expect(status).toEqual({ words: 'ran', chars: 'cached', summary: 'ran' });
+    type StageStatus = { id: string; status: string };
+    const status = Object.fromEntries(resumed.json.stages.map((s: StageStatus) => [s.id, s.status]));
+    // chars runs beside words: it finished before the disk filled (then it is not redone), or it
+    // met the full disk too (then it runs again).
+    const finishedBefore = (failed.json.stages as StageStatus[]).filter((s) => s.status === 'ran').map((s) => s.id);
+    expect(status).toEqual({ words: 'ran', chars: finishedBefore.includes('chars') ? 'cached' : 'ran', summary: 'ran' });
   });
 });
