@@ -87,15 +87,19 @@ describe('openai-compatible provider', () => {
   }, 480_000);
 
   it('fails fast on a wrong or missing API key, naming the variable and never the key', async () => {
+    // A store of its own: with every chunk already memoised (the test above), a stage never calls
+    // the server at all, so a wrong key would go unnoticed, as it should on a resume.
+    const fresh = await tempStore('ef-llm-auth-');
+    const freshChunks = (await chunksArtifact(fresh, JA_DOCS)).digest;
     const before = { calls: server.calls.length, received: server.received };
     const wrong = 'sk-wrong-key-9876543210';
-    const err = (await runStage(generateQueries, { store, inputs: { chunks }, params: params(server.url), vars: { EMBEDFLOW_LLM_API_KEY: wrong } }).catch(
+    const err = (await runStage(generateQueries, { store: fresh, inputs: { chunks: freshChunks }, params: params(server.url), vars: { EMBEDFLOW_LLM_API_KEY: wrong } }).catch(
       (e: unknown) => e,
     )) as EmbedflowError;
     expect(err).toBeInstanceOf(LlmUnauthorizedError);
     expect(err.describe()).toMatch(/EMBEDFLOW_LLM_API_KEY/);
     expect(err.describe()).not.toContain(wrong);
-    const missing = (await runStage(generateQueries, { store, inputs: { chunks }, params: params(server.url) }).catch((e: unknown) => e)) as EmbedflowError;
+    const missing = (await runStage(generateQueries, { store: fresh, inputs: { chunks: freshChunks }, params: params(server.url) }).catch((e: unknown) => e)) as EmbedflowError;
     expect(missing).toBeInstanceOf(LlmUnauthorizedError);
     expect(missing.describe()).toMatch(/no API key was sent.*|set the environment variable EMBEDFLOW_LLM_API_KEY/s);
     // One model-list request each, no completion attempted, no retries.
