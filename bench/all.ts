@@ -92,7 +92,9 @@ const num = (s: Stage | undefined, k: string) => (typeof s?.stats[k] === 'number
 const stage = (sum: Summary, id: string) => sum.stages.find((s) => s.id === id);
 const sumStat = (sum: Summary, k: string) => sum.stages.reduce((n, s) => n + num(s, k), 0);
 const ran = (sum: Summary) => sum.stages.filter((s) => s.status === 'ran').length;
-const trainingSeconds = (s: Summary) => ['model', 'reranker'].reduce((n, id) => n + (stage(s, id)?.seconds ?? 0), 0);
+// The two training stages start together (both follow the dataset) and run side by side: their
+// longer one is the training share of the wall time.
+const trainingSeconds = (s: Summary) => Math.max(...['model', 'reranker'].map((id) => (stage(s, id)?.status === 'ran' ? (stage(s, id)?.seconds ?? 0) : 0)));
 const ci = (m: Metric | undefined) => (m ? `${m.value.toFixed(3)} [${m.lo.toFixed(3)}, ${m.hi.toFixed(3)}]` : '-');
 const statsText = (s: Stage) => Object.entries(s.stats).map(([k, v]) => `${k}=${v}`).join(', ');
 
