@@ -90,7 +90,8 @@ function run(label: string, opts: { corpus?: string; extra?: string[] } = {}): M
 
 const num = (s: Stage | undefined, k: string) => (typeof s?.stats[k] === 'number' ? (s.stats[k] as number) : 0);
 const stage = (sum: Summary, id: string) => sum.stages.find((s) => s.id === id);
-const sumStat = (sum: Summary, k: string) => sum.stages.reduce((n, s) => n + num(s, k), 0);
+// A cached stage shows the stats of the run that made it: only stages that ran count.
+const sumStat = (sum: Summary, k: string) => sum.stages.reduce((n, s) => n + (s.status === 'ran' ? num(s, k) : 0), 0);
 const ran = (sum: Summary) => sum.stages.filter((s) => s.status === 'ran').length;
 // The two training stages start together (both follow the dataset) and run side by side: their
 // longer one is the training share of the wall time.
