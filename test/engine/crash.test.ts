@@ -1,23 +1,17 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { collect, remote, spawnCli, testEnv, until } from '../support/cli.ts';
+import { collect, remote, spawnCliKilledAfterEach, testEnv, until } from '../support/cli.ts';
 
 // A worker process killed with SIGKILL in the middle of a stage: after a new worker starts, the run
 // completes and no finished stage ran twice.
 
 const PIPELINE = 'test/fixtures/pipelines/words.ts';
-const children: ChildProcess[] = [];
-
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
-});
+const start = spawnCliKilledAfterEach();
 
 function worker(env: Record<string, string>): ChildProcess {
-  const c = spawnCli(['worker', '--queue', 'workflow', '--queue', 'cpu', '--queue', 'gpu', '--pipeline', PIPELINE], env);
-  children.push(c);
-  return c;
+  return start(['worker', '--queue', 'workflow', '--queue', 'cpu', '--queue', 'gpu', '--pipeline', PIPELINE], env);
 }
 
 describe('worker crash', () => {
@@ -27,8 +21,7 @@ describe('worker crash', () => {
     const log = async () => (await readFile(env.EMBEDFLOW_TEST_LOG!, 'utf8').catch(() => '')).split('\n').filter(Boolean);
 
     const first = worker(env);
-    const run = spawnCli(['run', PIPELINE, '--json', '--set', 'words.sleepMs=8000'], env);
-    children.push(run);
+    const run = start(['run', PIPELINE, '--json', '--set', 'words.sleepMs=8000'], env);
     const result = collect(run);
     // "Finished" = published and cached, not merely done computing.
     const cached = async () => (await readdir(join(env.EMBEDFLOW_STORE, 'cache')).catch(() => [])).length;

@@ -2,23 +2,18 @@ import type { ChildProcess } from 'node:child_process';
 import { cp, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { cli, collect, remote, spawnCli, testEnv, until } from '../support/cli.ts';
+import { describe, expect, it } from 'vitest';
+import { cli, collect, remote, spawnCliKilledAfterEach, testEnv, until } from '../support/cli.ts';
 
 // Schedulers and on-call staff: scheduled reruns pay only for what changed, a run survives losing a
 // worker (SIGKILL or SIGTERM), and gc never deletes what a kept run needs.
 
 const PIPELINE = 'test/fixtures/pipelines/words.ts';
 const FIXTURE_CORPUS = 'test/fixtures/smallcorpus';
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
-});
+const start = spawnCliKilledAfterEach();
 
 function worker(env: Record<string, string>): ChildProcess {
-  const c = spawnCli(['worker', '--queue', 'workflow', '--queue', 'cpu', '--queue', 'gpu', '--pipeline', PIPELINE], env);
-  children.push(c);
-  return c;
+  return start(['worker', '--queue', 'workflow', '--queue', 'cpu', '--queue', 'gpu', '--pipeline', PIPELINE], env);
 }
 
 async function corpusCopy(): Promise<string> {
@@ -67,8 +62,7 @@ describe('operations', () => {
     const env = remote({ ...base, EMBEDFLOW_TEST_LOG: join(base.EMBEDFLOW_STORE, 'stage.log') });
     const log = async () => (await readFile(env.EMBEDFLOW_TEST_LOG!, 'utf8').catch(() => '')).split('\n').filter(Boolean);
     const a = worker(env);
-    const run = spawnCli(['run', PIPELINE, '--json', '--set', 'words.sleepMs=6000', '--set', 'chars.sleepMs=6000'], env);
-    children.push(run);
+    const run = start(['run', PIPELINE, '--json', '--set', 'words.sleepMs=6000', '--set', 'chars.sleepMs=6000'], env);
     const result = collect(run);
     await until(async () => (await log()).includes('words start'), 60_000, 'words to start');
     worker(env);
@@ -83,8 +77,7 @@ describe('operations', () => {
     const env = remote({ ...base, EMBEDFLOW_TEST_LOG: join(base.EMBEDFLOW_STORE, 'stage.log') });
     const log = async () => (await readFile(env.EMBEDFLOW_TEST_LOG!, 'utf8').catch(() => '')).split('\n').filter(Boolean);
     const a = worker(env);
-    const run = spawnCli(['run', PIPELINE, '--json', '--set', 'words.sleepMs=6000'], env);
-    children.push(run);
+    const run = start(['run', PIPELINE, '--json', '--set', 'words.sleepMs=6000'], env);
     const result = collect(run);
     await until(async () => (await log()).includes('words start'), 60_000, 'words to start');
     worker(env);

@@ -1,13 +1,13 @@
 import type { ChildProcess } from 'node:child_process';
 import { Client, Connection } from '@temporalio/client';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { builtinTemplate, renderMessages } from '../../activities/llm/prompts.ts';
 import { readChunkTexts, readQueries } from '../../activities/llm/queriesTable.ts';
 import { hashJson } from '../../artifacts/hash.ts';
 import { LocalStore } from '../../artifacts/store.ts';
 import recipe from '../fixtures/pipelines/recipe-tiny.ts';
 import { llmEnv } from '../llm/fixtures.ts';
-import { cli, collect, remote, spawnCli, testEnv } from '../support/cli.ts';
+import { cli, collect, remote, spawnCliKilledAfterEach, testEnv } from '../support/cli.ts';
 import { LlmServer } from '../support/llmServer.ts';
 
 // The whole default recipe (at toy sizes) with its worker SIGKILLed once inside each stage in turn and
@@ -59,7 +59,7 @@ const DATA_FILES: Record<string, string[]> = {
 
 let server: LlmServer;
 let client: Client;
-const children: ChildProcess[] = [];
+const start = spawnCliKilledAfterEach();
 
 beforeAll(async () => {
   server = await LlmServer.start({ env: llmEnv, servedModel: 'gemma-test', threads: 1, parallel: 1, templates: 2 });
@@ -69,15 +69,6 @@ afterAll(async () => {
   await server?.close();
   await client?.connection.close();
 });
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
-function start(args: string[], env: Record<string, string>): ChildProcess {
-  const c = spawnCli(args, env);
-  children.push(c);
-  return c;
-}
 
 function worker(env: Record<string, string>): ChildProcess {
   const c = start(['worker', '--queue', 'workflow', '--queue', 'cpu', '--queue', 'gpu', '--pipeline', PIPELINE], env);

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inject } from 'vitest';
+import { afterEach, inject } from 'vitest';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { randomId } from '../../artifacts/fsutil.ts';
 
@@ -111,4 +111,20 @@ function lastJsonLine(stdout: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * `spawnCli` for tests that start workers and runs and kill some of them: every child it started that
+ * is still alive is SIGKILLed after each test, so none outlives the test that made it.
+ */
+export function spawnCliKilledAfterEach(): (args: string[], env: Record<string, string>) => ChildProcess {
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
+  return (args, env) => {
+    const c = spawnCli(args, env);
+    children.push(c);
+    return c;
+  };
 }

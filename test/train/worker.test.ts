@@ -1,12 +1,11 @@
-import type { ChildProcess } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LocalStore } from '../../artifacts/store.ts';
 import { Encoder } from '../../activities/embedding/encoder.ts';
 import { latestCheckpoint } from '../../activities/training/checkpoints.ts';
 import { parseKernelLine } from '../../activities/training/kernelLines.ts';
-import { collect, remote, spawnCli, testEnv, until } from '../support/cli.ts';
+import { collect, remote, spawnCliKilledAfterEach, testEnv, until } from '../support/cli.ts';
 import { isAlive, memoryCappedPython, processesMentioning } from './support.ts';
 
 // The train stage on real workers against the test Temporal server, driven through the CLI:
@@ -15,17 +14,7 @@ import { isAlive, memoryCappedPython, processesMentioning } from './support.ts';
 const PIPELINE = 'test/train/pipeline.ts';
 const PLANNED = 8;
 const INTERVAL = 4;
-const children: ChildProcess[] = [];
-
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
-function start(args: string[], env: Record<string, string>): ChildProcess {
-  const c = spawnCli(args, env);
-  children.push(c);
-  return c;
-}
+const start = spawnCliKilledAfterEach();
 
 const worker = (env: Record<string, string>) => start(['worker', '--queue', 'workflow', '--queue', 'cpu', '--queue', 'gpu', '--pipeline', PIPELINE], env);
 
