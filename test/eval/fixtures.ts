@@ -1,6 +1,6 @@
+import { testCacheDir } from '../support/cli.ts';
 import { execFile } from 'node:child_process';
 import { copyFile, link, mkdir, readFile, rename, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { Table } from 'apache-arrow';
@@ -44,7 +44,7 @@ export async function publishDir(store: ArtifactStore, dir: string, kind: string
 export async function baseModel(store: ArtifactStore): Promise<string> {
   const script = join(PROJECT_ROOT, 'trainer', 'export_model.py');
   const key = sha256(await readFile(script)).slice(0, 12);
-  const dir = join(tmpdir(), 'embedflow-test-models', `minilm-${key}`);
+  const dir = join(testCacheDir(), 'embedflow-test-models', `minilm-${key}`);
   if (!(await exists(join(dir, 'model.json')))) {
     const tmp = `${dir}.tmp-${process.pid}`;
     await rm(tmp, { recursive: true, force: true });

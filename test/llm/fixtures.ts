@@ -1,4 +1,4 @@
-import { tmpdir } from 'node:os';
+import { testCacheDir } from '../support/cli.ts';
 import { join } from 'node:path';
 import { sha256 } from '../../artifacts/hash.ts';
 import { writeParquet } from '../../artifacts/parquet.ts';
@@ -11,7 +11,7 @@ import { PROJECT_ROOT } from '../../workers/config.ts';
 /** The machine facts the LLM code needs; the same home as runStage, so the GGUF is assembled once. */
 export const llmEnv = {
   python: join(PROJECT_ROOT, '.venv', 'bin', 'python'),
-  home: join(tmpdir(), 'embedflow-test-home'),
+  home: join(testCacheDir(), 'embedflow-test-home'),
 };
 
 export interface Doc {

@@ -128,3 +128,8 @@ export function spawnCliKilledAfterEach(): (args: string[], env: Record<string, 
     return c;
   };
 }
+
+/** Where caches that outlive a test run live (globalSetup points TMPDIR at a per-run folder). */
+export function testCacheDir(): string {
+  return process.env.EMBEDFLOW_TEST_CACHE ?? tmpdir();
+}

@@ -1,4 +1,5 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { loadConfig } from '../../workers/config.ts';
@@ -19,7 +20,22 @@ declare module 'vitest' {
   }
 }
 
+// Tests and the processes they start make their scratch folders (stores, checkpoints, corpora) with
+// os.tmpdir(): pointing TMPDIR at one folder per run lets teardown remove gigabytes in one go.
+const TEST_TMP = join(tmpdir(), `embedflow-test-${process.pid}`);
+
 export async function setup(project: TestProject) {
+  await mkdir(TEST_TMP, { recursive: true });
+  // Like /tmp: the unprivileged-user tests write here too.
+  await chmod(TEST_TMP, 0o1777);
+  // tsx keeps its transpile cache in the temporary folder: share the usual one, or every CLI the
+  // tests start would transpile the whole project again.
+  const uid = process.getuid?.() ?? 0;
+  await mkdir(join(tmpdir(), `tsx-${uid}`), { recursive: true });
+  await symlink(join(tmpdir(), `tsx-${uid}`), join(TEST_TMP, `tsx-${uid}`)).catch(() => {});
+  // Caches worth keeping between runs (assembled GGUF, exported test models) stay in the usual one.
+  process.env.EMBEDFLOW_TEST_CACHE ??= tmpdir();
+  process.env.TMPDIR = TEST_TMP;
   await rm(TEST_HOME, { recursive: true, force: true });
   await mkdir(TEST_HOME, { recursive: true });
   const cfg = loadConfig({ EMBEDFLOW_HOME: TEST_HOME, EMBEDFLOW_DEV_PORT: String(17233 + (process.pid % 1000)) });
@@ -31,5 +47,6 @@ export async function setup(project: TestProject) {
   return async () => {
     await stopDevServer(TEST_HOME);
     await rm(TEST_HOME, { recursive: true, force: true });
+    await rm(TEST_TMP, { recursive: true, force: true }).catch((err: unknown) => console.warn(`could not remove ${TEST_TMP}: ${String(err)}`));
   };
 }

@@ -1,3 +1,4 @@
+import { testCacheDir } from './cli.ts';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +45,7 @@ export async function runStage(kind: StageKind, opts: RunStageOptions): Promise<
     {
       store: opts.store,
       env: {
-        home: join(tmpdir(), 'embedflow-test-home'),
+        home: join(testCacheDir(), 'embedflow-test-home'),
         python: join(PROJECT_ROOT, '.venv', 'bin', 'python'),
         projectRoot: PROJECT_ROOT,
         vars: opts.vars ?? {},
