@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineStage } from '../pipelines/stage.ts';
 import { GenerationParams } from './llm/config.ts';
 import { applyTextFilters } from './llm/filters.ts';
-import { runGeneration, writeQueries } from './llm/generation.ts';
+import { LLM_STAGE_DEFAULTS, runGeneration, writeQueries } from './llm/generation.ts';
 import { PROMPT_FILES } from './llm/prompts.ts';
 import { QUERIES_FILE, readChunkTexts, readQueries } from './llm/queriesTable.ts';
 
@@ -29,9 +29,7 @@ export const generateEvalQueries = defineStage({
   inputs: { chunks: 'chunks', queries: 'queries' },
   output: 'evalQueries',
   codeFiles: PROMPT_FILES,
-  // An LLM server down at night: keep trying for ~45 min (answered chunks are memoised, so waiting
-  // costs nothing); `status` shows the error meanwhile, and after that `resume` continues the run.
-  defaults: { queue: 'cpu', startToCloseTimeout: '24h', heartbeatTimeout: '10m', retry: { maximumAttempts: 12, initialInterval: '10s', maximumInterval: '5m' } },
+  defaults: LLM_STAGE_DEFAULTS,
   async run(ctx) {
     const p = ctx.params;
     const chunks = await readChunkTexts(ctx.inputs.chunks);

@@ -1,6 +1,6 @@
 import { defineStage } from '../pipelines/stage.ts';
 import { GenerationParams } from './llm/config.ts';
-import { runGeneration, writeQueries } from './llm/generation.ts';
+import { LLM_STAGE_DEFAULTS, runGeneration, writeQueries } from './llm/generation.ts';
 import { PROMPT_FILES } from './llm/prompts.ts';
 import { QUERIES_FILE, readChunkTexts } from './llm/queriesTable.ts';
 
@@ -17,9 +17,7 @@ export const generateQueries = defineStage({
   inputs: { chunks: 'chunks' },
   output: 'queries',
   codeFiles: PROMPT_FILES,
-  // An LLM server down at night: keep trying for ~45 min (answered chunks are memoised, so waiting
-  // costs nothing); `status` shows the error meanwhile, and after that `resume` continues the run.
-  defaults: { queue: 'cpu', startToCloseTimeout: '24h', heartbeatTimeout: '10m', retry: { maximumAttempts: 12, initialInterval: '10s', maximumInterval: '5m' } },
+  defaults: LLM_STAGE_DEFAULTS,
   async run(ctx) {
     const chunks = await readChunkTexts(ctx.inputs.chunks);
     const g = await runGeneration(ctx, ctx.params, chunks);

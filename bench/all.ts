@@ -190,8 +190,7 @@ try {
   ];
   const levers = values.levers === 'none' ? [] : values.levers === 'all' ? all : all.slice(0, 1 + sampleLevers.length);
   for (const l of levers) {
-    leverRuns.push(run(`lever: ${l.label}`, { corpus: values.corpus!, extra: l.extra }));
-    leverRuns[leverRuns.length - 1]!.label = l.label;
+    leverRuns.push({ ...run(`lever: ${l.label}`, { corpus: values.corpus!, extra: l.extra }), label: l.label });
     write();
   }
 } finally {

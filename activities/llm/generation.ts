@@ -1,11 +1,23 @@
 import { sha256 } from '../../artifacts/hash.ts';
 import type { Memo } from '../../artifacts/memo.ts';
 import { writeParquet } from '../../artifacts/parquet.ts';
-import type { StageContext } from '../../pipelines/stage.ts';
+import type { ActivitySpec, StageContext } from '../../pipelines/stage.ts';
 import { type GenerationParams, identityHash, openProvider, providerIdentity, stylePlan } from './config.ts';
 import { corpusLanguage } from './language.ts';
 import { type ChunkText, type QueryRow, queriesTable } from './queriesTable.ts';
 import type { ChunkGeneration, Language, QueryProvider } from './types.ts';
+
+/**
+ * Activity options of the stages that call an LLM. A server down at night: keep trying for ~45 min
+ * (answered chunks are memoised, so waiting costs nothing); `status` shows the error meanwhile, and
+ * after that `resume` continues the run.
+ */
+export const LLM_STAGE_DEFAULTS: ActivitySpec = {
+  queue: 'cpu',
+  startToCloseTimeout: '24h',
+  heartbeatTimeout: '10m',
+  retry: { maximumAttempts: 12, initialInterval: '10s', maximumInterval: '5m' },
+};
 
 /**
  * The machinery of the generation stages: every chunk through the provider, `concurrency` at a time,

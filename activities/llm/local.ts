@@ -44,15 +44,16 @@ const models = new Map<string, Promise<LlamaModel>>();
 type LlamaCpp = Awaited<ReturnType<typeof loadLlamaCpp>>;
 
 function loadLlama(gpu: boolean): Promise<Llama> {
-  const make = async () =>
-    (await loadLlamaCpp()).getLlama({
+  const make = async () => {
+    const lib = await loadLlamaCpp();
+    return lib.getLlama({
       gpu: gpu ? 'auto' : false,
       // Fail fast instead of cloning and compiling llama.cpp when no prebuilt binary fits.
       build: 'never',
       skipDownload: true,
       usePrebuiltBinaries: true,
       progressLogs: false,
-      logLevel: (await loadLlamaCpp()).LlamaLogLevel.error,
+      logLevel: lib.LlamaLogLevel.error,
     }).catch((err: unknown) => {
       throw new LlmConfigError(`llama.cpp could not be loaded: ${(err as Error).message}`, {
         where: 'node-llama-cpp',
@@ -60,6 +61,7 @@ function loadLlama(gpu: boolean): Promise<Llama> {
         cause: err,
       });
     });
+  };
   if (gpu) return (llamaGpu ??= make());
   return (llamaCpu ??= make());
 }
