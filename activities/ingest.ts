@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineStage } from '../pipelines/stage.ts';
+import type { Skipped } from './ingest/corpus.ts';
 import { DOCUMENTS_FILE } from './ingest/documents.ts';
 import { ingestCorpus } from './ingest/ingestCorpus.ts';
 
@@ -14,6 +15,8 @@ export const IngestParams = z.object({
     .default(64)
     .describe('Skip (and list) any document with more text than this: 64 MB is ~20M Japanese characters, far beyond a real document'),
 });
+
+const SnapshotSkipped = z.array(z.object({ path: z.string(), reason: z.string() })) satisfies z.ZodType<Skipped[]>;
 
 /**
  * Corpus folder (a `files` snapshot) → `documents`: one row per readable .pdf/.html/.md/.txt file with
@@ -33,11 +36,15 @@ export const ingest = defineStage({
       signal: ctx.signal,
       onProgress: (p) => ctx.progress({ done: p.done, total: p.total, unit: 'files', message: p.path }),
     });
-    for (const s of summary.skipped) ctx.log.warn(`skipped ${s.path}: ${s.reason}`);
+    // Files the snapshot could not copy (permissions) never reached the folder: list them with the rest.
+    const skipped = [...SnapshotSkipped.parse(ctx.inputs.corpus.manifest.meta.skipped ?? []), ...summary.skipped].sort((a, b) =>
+      a.path < b.path ? -1 : a.path > b.path ? 1 : 0,
+    );
+    for (const s of skipped) ctx.log.warn(`skipped ${s.path}: ${s.reason}`);
     return {
-      stats: { documents: summary.documents, skipped: summary.skipped.length, textMB: +(summary.textBytes / 1e6).toFixed(3) },
+      stats: { documents: summary.documents, skipped: skipped.length, textMB: +(summary.textBytes / 1e6).toFixed(3) },
       rows: { [DOCUMENTS_FILE]: summary.documents },
-      meta: { skipped: summary.skipped, encodings: summary.encodings },
+      meta: { skipped, encodings: summary.encodings },
     };
   },
 });

@@ -9,7 +9,7 @@ import { ingest } from '../../activities/ingest.ts';
 import { DOCUMENTS_FILE } from '../../activities/ingest/documents.ts';
 import { ingestCorpus } from '../../activities/ingest/ingestCorpus.ts';
 import { readParquet } from '../../artifacts/parquet.ts';
-import { type LocalStore } from '../../artifacts/store.ts';
+import { LocalStore } from '../../artifacts/store.ts';
 import { filesArtifact, runStage, tempStore } from '../support/runStage.ts';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
@@ -95,6 +95,34 @@ describe('ingest: files it cannot read are skipped with the reason, nothing half
     const result = JSON.parse(child.stdout) as { ok: boolean; documents: number; skipped: Array<{ path: string; reason: string }> };
     expect(result, child.stdout).toMatchObject({ ok: true, documents: 1 });
     expect(reasons(result.skipped)).toEqual({ 'locked.txt': 'permission denied (make the file readable by the worker)' });
+  });
+
+  it('a file or folder the corpus snapshot may not read is listed by ingest as skipped, not a failed run', async () => {
+    const dir = await corpus('perm-snapshot', { 'locked.txt': '読めないはずの文書です。' });
+    await mkdir(join(dir, 'private'));
+    await writeFile(join(dir, 'private', 'inside.md'), '# 非公開\n\n読めない。\n');
+    await chmod(join(dir, 'locked.txt'), 0o000);
+    await chmod(join(dir, 'private'), 0o000);
+    await chmod(work, 0o755);
+    const storeRoot = join(work, 'perm-store');
+    await mkdir(storeRoot);
+    await chmod(storeRoot, 0o777);
+    const asRoot = process.getuid?.() === 0;
+    const child = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'snapshotAsChild.ts'), storeRoot, dir], {
+      encoding: 'utf8',
+      cwd: join(import.meta.dirname, '..', '..'),
+      ...(asRoot ? { uid: 65534, gid: 65534, env: { ...process.env, HOME: tmpdir() } } : {}),
+    });
+    await chmod(join(dir, 'private'), 0o755);
+    expect(child.status, child.stderr).toBe(0);
+    const snap = JSON.parse(child.stdout) as { ok: boolean; digest: string; files: number; skipped: Array<{ path: string; reason: string }> };
+    expect(snap, child.stdout).toMatchObject({ ok: true, files: 1 });
+    const { manifest, stats } = await runStage(ingest, { store: new LocalStore(storeRoot), inputs: { corpus: snap.digest } });
+    expect(stats).toMatchObject({ documents: 1, skipped: 2 });
+    expect(reasons(manifest.meta.skipped as Array<{ path: string; reason: string }>)).toEqual({
+      'locked.txt': 'permission denied (make the file readable by the worker)',
+      private: 'permission denied on the folder (make it readable by the worker)',
+    });
   });
 
   it('an empty folder is a CorpusEmptyError and leaves no output file', async () => {
