@@ -138,6 +138,19 @@ describe('splitDocument', () => {
     }
   });
 
+  it('repeats up to `overlap` tokens of the previous chunk at the start of the next, and none with overlap 0', () => {
+    const doc = textDoc(Array.from({ length: 6 }, () => SENTENCES.join('')).join(''));
+    const overlapTokens = (opts: { maxTokens: number; overlap: number }) => {
+      const chunks = splitDocument(doc, counter, opts);
+      expect(chunks.length).toBeGreaterThan(5);
+      return chunks.slice(1).map((c, i) => (c.start < chunks[i]!.end ? ref.encode(doc.text.slice(c.start, chunks[i]!.end), { add_special_tokens: false }).length : 0));
+    };
+    expect(overlapTokens({ maxTokens: 64, overlap: 0 }).every((n) => n === 0)).toBe(true);
+    const shared = overlapTokens({ maxTokens: 64, overlap: 16 });
+    // Overlap is cut at a sentence end too, so it is at most `overlap` tokens, and present between every pair.
+    expect(shared.every((n) => n > 0 && n <= 16), JSON.stringify(shared)).toBe(true);
+  });
+
   it('prefers a paragraph break when it keeps the chunk at least half full', () => {
     const para = (n: number): string => SENTENCES.slice(0, n).join('');
     const text = `${para(4)}\n\n${para(3)}\n\n${para(5)}`;
