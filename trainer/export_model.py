@@ -7,6 +7,9 @@
                            BERT-family layers fused into onnxruntime contrib ops (com.microsoft)
       onnx/model_int8.onnx the same graph with int8 dynamic quantisation of its weights
       model.json           what a loader needs: dim, pooling, normalize, maxSeqLength, prefixes...
+      config.json, tokenizer.json, tokenizer_config.json (special_tokens_map.json if any)
+                           copies of st/'s, at the top: transformers.js loads the directory itself
+                           (AutoModel / pipeline pick onnx/model.onnx, dtype 'int8' onnx/model_int8.onnx)
 
 Why the pooling and normalisation are baked into the graph: the ONNX file then computes exactly what
 `SentenceTransformer.encode` computes (the ST modules themselves are traced), so no second
@@ -167,6 +170,22 @@ def _quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     )
 
 
+# What transformers.js reads from a model directory's top level besides onnx/.
+_TRANSFORMERS_JS_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _write_transformers_js_files(st_dir: Path, out_dir: Path, max_seq_length: int) -> None:
+    for name in _TRANSFORMERS_JS_FILES:
+        if (st_dir / name).is_file():
+            shutil.copyfile(st_dir / name, out_dir / name)
+    # transformers.js truncates at the tokenizer's model_max_length; SentenceTransformer at its own
+    # max_seq_length, which a trained model may have set lower.
+    tok_config_path = out_dir / "tokenizer_config.json"
+    tok_config = json.loads(tok_config_path.read_text(encoding="utf-8")) if tok_config_path.is_file() else {}
+    tok_config["model_max_length"] = max_seq_length
+    tok_config_path.write_text(json.dumps(tok_config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def _check(model, onnx_path: Path, input_names: list[str], floor: float) -> float:
     import onnxruntime as ort
 
@@ -193,7 +212,7 @@ def export_model(
     passage_prefix: str | None = None,
     opset: int = 17,
 ) -> dict:
-    """Write out_dir/{st/, onnx/model.onnx, onnx/model_int8.onnx, model.json}; return model.json's content.
+    """Write the layout above into out_dir; return model.json's content.
 
     st_model_dir may already be out_dir/st (the trainer saves there first); it is then not copied.
     Raises ExportError if the exported graphs disagree with PyTorch beyond the stated floors.
@@ -213,6 +232,7 @@ def export_model(
         model.save(str(st_dir))
     if not (st_dir / "tokenizer.json").is_file():
         raise ExportError("the tokenizer has no tokenizer.json (a fast tokenizer is needed by the TypeScript encoder)")
+    _write_transformers_js_files(st_dir, out_dir, info["maxSeqLength"])
 
     fp32 = out_dir / "onnx" / "model.onnx"
     int8 = out_dir / "onnx" / "model_int8.onnx"
