@@ -10,6 +10,7 @@ import './importQuestions.ts';
 import './ingest.ts';
 import './mineNegatives.ts';
 import './prepareModel.ts';
+import './prepareReranker.ts';
 import './report.ts';
 import './train.ts';
 import './trainReranker.ts';

@@ -78,16 +78,17 @@ export const prepareModel = defineStage({
   },
 });
 
-function defaultName(spec: string, dir: string): string {
+/** The name a model gets when none is given: the package, the hub id, or the folder's name. */
+export function defaultName(spec: string, dir: string): string {
   if (spec.startsWith('package:')) return spec.slice('package:'.length);
   return /^[\w.-]+\/[\w.-]+$/.test(spec) && !spec.startsWith('.') ? spec : basename(dir);
 }
 
-/** The digest the store will give these files as a `model` artifact (publishing is content-addressed). */
-async function digestOf(dir: string): Promise<string> {
+/** The digest the store will give these files as an artifact of `kind` (publishing is content-addressed). */
+export async function digestOf(dir: string, kind = 'model'): Promise<string> {
   const files = [];
   for (const path of await listFiles(dir)) files.push({ path, ...(await sha256File(join(dir, path))) });
-  return contentDigest('model', files);
+  return contentDigest(kind, files);
 }
 
 async function runExport(

@@ -5,6 +5,16 @@
 //   export EMBEDFLOW_LLM_API_KEY=...        # if the server wants one (read at run time, never stored)
 //   embedflow worker --queue gpu            # on the GPU machine
 //   embedflow run pipelines/llm-jp-vllm.ts --corpus ./whitepaper --eval-questions ./questions.jsonl
+//
+// To compare against a bge-reranker-v2-m3 you have on disk (a folder with tokenizer.json and an ONNX
+// export, e.g. from `optimum-cli export onnx --task text-classification`) instead of the trained
+// reranker, swap the `reranker` stage's kind in a copy of this file (extendPipeline changes only
+// parameters and activity options):
+//   import { definePipeline, stage } from './dsl.ts';
+//   import { prepareReranker } from '../activities/prepareReranker.ts';
+//   const variant = extendPipeline(recipe, { ...the object below... });
+//   export default definePipeline({ ...variant.def, stages: variant.def.stages.map((s) => s.id !== 'reranker' ? s
+//     : stage({ id: 'reranker', kind: prepareReranker, params: { model: '/models/bge-reranker-v2-m3', maxLength: 512 } })) });
 import { extendPipeline } from './dsl.ts';
 import recipe from './domain-embedding.ts';
 
