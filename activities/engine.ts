@@ -6,7 +6,7 @@ import type { ArtifactStore } from '../artifacts/store.ts';
 import { codeFingerprint } from '../pipelines/fingerprint.ts';
 import type { PlannedStage } from '../pipelines/plan.ts';
 import { type Progress, type StageEnv, type StageKind, getStageKind } from '../pipelines/stage.ts';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, ensureApplicationFailure } from '@temporalio/common';
 import { EmbedflowError, UnknownStageKindError, WorkerCodeMismatchError } from './errors.ts';
 import { type SnapshotRequest, type SnapshotResult, snapshotInput } from './snapshotInput.ts';
 import { runStageKind } from './stageRunner.ts';
@@ -41,8 +41,17 @@ export interface ExecuteStageResult {
   digest: string;
   stats: Record<string, number | string | boolean>;
   seconds: number;
-  /** Another run published the same cache key while this one waited in the queue. */
+  /**
+   * The output is an artifact made before: another run published the same cache key while this one
+   * waited in the queue, or a volatile stage handed back an earlier artifact (StageResult.reuse).
+   */
   reused: boolean;
+}
+
+/** Carried in a failed attempt's ApplicationFailure details, for `status`. */
+export interface StageFailureDetails {
+  attempt: number;
+  progress?: Progress;
 }
 
 export function createActivities({ store, env }: EngineDeps) {
@@ -72,66 +81,70 @@ export function createActivities({ store, env }: EngineDeps) {
     /** Run a stage on its queue's worker and publish its artifact. */
     async executeStage({ runId, stage, inputs, key }: ExecuteStageInput): Promise<ExecuteStageResult> {
       const ctx = Context.current();
-      const kind = await findKind(stage);
-      const fingerprint = await codeFingerprint({ module: kind.module, codeFiles: kind.codeFiles, version: kind.version });
-      if (fingerprint !== stage.fingerprint) {
-        throw new WorkerCodeMismatchError(`this worker's code for stage kind "${stage.kind}" differs from the code that planned the run`, {
-          where: `stage "${stage.id}" on ${ctx.info.taskQueue}`,
-          hint: 'deploy the same embedflow version to the workers and the machine that starts runs',
-        });
-      }
       let last: Progress | undefined = ctx.info.heartbeatDetails as Progress | undefined;
-      const resume = last;
-      // Heartbeat on a timer as well, so a live worker is never taken for dead between progress reports,
-      // a dead one is noticed within the heartbeat timeout, and cancellation is delivered.
-      const everyMs = Math.max(1000, Math.min(LEASE_RENEW_MS, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
-      // One run id never has two live executions, so an older lease of the same run and stage is a dead attempt.
-      const group = `${ctx.info.workflowExecution?.workflowId ?? runId}:${stage.id}`;
-      const owner = { id: `${hostname()}:${process.pid}:${group}:${ctx.info.attempt}`, group };
-      if (!stage.volatile) {
-        // Concurrent runs needing this same stage: one computes it, the others wait and reuse it.
-        for (;;) {
-          const hit = await cachedOutcome(key);
-          if (hit) return { digest: hit.digest, stats: hit.stats ?? {}, seconds: 0, reused: true };
-          if (await store.acquireLease(key, owner, LEASE_TTL_MS)) {
-            // The previous holder may have published just before releasing: check again under the lease.
-            const late = await cachedOutcome(key);
-            if (!late) break;
-            await store.releaseLease(key, owner.id);
-            return { digest: late.digest, stats: late.stats ?? {}, seconds: 0, reused: true };
-          }
-          ctx.heartbeat({ ...last, done: last?.done ?? 0, message: 'waiting: another run is computing this stage' });
-          await sleepUnlessCancelled(1000, ctx.cancellationSignal);
-        }
-      }
-      const timer = setInterval(() => {
-        ctx.heartbeat(last);
-        if (!stage.volatile) void store.renewLease(key, owner.id);
-      }, everyMs);
-      const crash = killFailpoint(stage.id, env.vars.EMBEDFLOW_FAILPOINT_KILL);
-      crash(undefined);
       try {
-        const outcome = await runStageKind(
-          { runId, stageId: stage.id, kind, params: stage.params, inputs, cacheKey: key, fingerprint },
-          {
-            store,
-            env,
-            signal: ctx.cancellationSignal,
-            resume,
-            heartbeat: (p) => {
-              last = p;
-              crash(p);
-              ctx.heartbeat(p);
+        const kind = await findKind(stage);
+        const fingerprint = await codeFingerprint({ module: kind.module, codeFiles: kind.codeFiles, version: kind.version });
+        if (fingerprint !== stage.fingerprint) {
+          throw new WorkerCodeMismatchError(`this worker's code for stage kind "${stage.kind}" differs from the code that planned the run`, {
+            where: `stage "${stage.id}" on ${ctx.info.taskQueue}`,
+            hint: 'deploy the same embedflow version to the workers and the machine that starts runs',
+          });
+        }
+        const resume = last;
+        // Heartbeat on a timer as well, so a live worker is never taken for dead between progress reports,
+        // a dead one is noticed within the heartbeat timeout, and cancellation is delivered.
+        const everyMs = Math.max(1000, Math.min(LEASE_RENEW_MS, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
+        // One run id never has two live executions, so an older lease of the same run and stage is a dead attempt.
+        const group = `${ctx.info.workflowExecution?.workflowId ?? runId}:${stage.id}`;
+        const owner = { id: `${hostname()}:${process.pid}:${group}:${ctx.info.attempt}`, group };
+        if (!stage.volatile) {
+          // Concurrent runs needing this same stage: one computes it, the others wait and reuse it.
+          for (;;) {
+            const hit = await cachedOutcome(key);
+            if (hit) return { digest: hit.digest, stats: hit.stats ?? {}, seconds: 0, reused: true };
+            if (await store.acquireLease(key, owner, LEASE_TTL_MS)) {
+              // The previous holder may have published just before releasing: check again under the lease.
+              const late = await cachedOutcome(key);
+              if (!late) break;
+              await store.releaseLease(key, owner.id);
+              return { digest: late.digest, stats: late.stats ?? {}, seconds: 0, reused: true };
+            }
+            ctx.heartbeat({ ...last, done: last?.done ?? 0, message: 'waiting: another run is computing this stage' });
+            await sleepUnlessCancelled(1000, ctx.cancellationSignal);
+          }
+        }
+        const timer = setInterval(() => {
+          ctx.heartbeat(last);
+          if (!stage.volatile) void store.renewLease(key, owner.id);
+        }, everyMs);
+        const crash = killFailpoint(stage.id, env.vars.EMBEDFLOW_FAILPOINT_KILL);
+        crash(undefined);
+        try {
+          const outcome = await runStageKind(
+            { runId, stageId: stage.id, kind, params: stage.params, inputs, cacheKey: key, fingerprint },
+            {
+              store,
+              env,
+              signal: ctx.cancellationSignal,
+              resume,
+              heartbeat: (p) => {
+                last = p;
+                crash(p);
+                ctx.heartbeat(p);
+              },
+              log: ctx.log,
             },
-            log: ctx.log,
-          },
-        );
-        return { digest: outcome.digest, stats: outcome.stats, seconds: outcome.seconds, reused: false };
+          );
+          return { digest: outcome.digest, stats: outcome.stats, seconds: outcome.seconds, reused: outcome.reused };
+        } finally {
+          clearInterval(timer);
+          if (!stage.volatile) await store.releaseLease(key, owner.id);
+        }
       } catch (err) {
-        throw withWhereAndHint(err);
-      } finally {
-        clearInterval(timer);
-        if (!stage.volatile) await store.releaseLease(key, owner.id);
+        // A cancelled attempt must reach the SDK as thrown, or it is reported failed instead of cancelled.
+        if (ctx.cancellationSignal.aborted) throw err;
+        throw asStageFailure(err, { attempt: ctx.info.attempt, ...(last === undefined ? {} : { progress: last }) });
       }
     },
 
@@ -177,13 +190,18 @@ function sleepUnlessCancelled(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
- * A failure crossing Temporal keeps only its type and message; `status` and the run summary show just
- * that. Fold the error's location and fix into the message so the person paged sees them.
+ * A failure crossing Temporal keeps only its type, message and details; `status` and the run summary
+ * show just those. Fold the error's location and fix into the message so the person paged sees them,
+ * and carry the attempt and last progress in the details (the workflow records them on the stage).
+ * The type is kept, so the retry policy's non-retryable types still apply.
  */
-function withWhereAndHint(err: unknown): unknown {
-  if (!(err instanceof EmbedflowError) || (!err.where && !err.hint)) return err;
-  const message = [err.message, err.where && `(at ${err.where})`, err.hint && `(fix: ${err.hint})`].filter(Boolean).join(' ');
-  return ApplicationFailure.create({ type: err.name, message, cause: err });
+function asStageFailure(err: unknown, details: StageFailureDetails): ApplicationFailure {
+  const f = ensureApplicationFailure(err);
+  const message =
+    err instanceof EmbedflowError ? [err.message, err.where && `(at ${err.where})`, err.hint && `(fix: ${err.hint})`].filter(Boolean).join(' ') : f.message;
+  const out = new ApplicationFailure(message, f.type, f.nonRetryable, [...(f.details ?? []), details], f.cause, f.nextRetryDelay, f.category);
+  out.stack = f.stack;
+  return out;
 }
 
 /** The kind from the registry, or from the module that defined it (a pipeline's own stage kinds). */

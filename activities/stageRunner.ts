@@ -32,6 +32,8 @@ export interface StageOutcome {
   manifest: Manifest;
   stats: NonNullable<StageResult['stats']>;
   seconds: number;
+  /** The stage handed back an artifact it made before (StageResult.reuse) instead of a new one. */
+  reused: boolean;
 }
 
 /**
@@ -106,7 +108,7 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
     }
     if (!kind.volatile) await rt.store.putCache(inv.cacheKey, manifest.digest, { stage: inv.stageId, kind: kind.kind });
     await rt.store.removeWorkDir(inv.cacheKey);
-    return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000 };
+    return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000, reused: true };
   }
   const manifest = await rt.store.publish(out, {
     kind: kind.output,
@@ -127,7 +129,7 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
   if (!kind.volatile) await rt.store.putCache(inv.cacheKey, manifest.digest, { stage: inv.stageId, kind: kind.kind });
   // Checkpoints are only worth keeping until the artifact they lead to exists.
   await rt.store.removeWorkDir(inv.cacheKey);
-  return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000 };
+  return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000, reused: false };
 }
 
 /** Open an input; a corrupt one is quarantined so the producing stage is rebuilt on the next run. */

@@ -34,6 +34,17 @@ function statsText(stats: StageState['stats']): string {
     .join(' ');
 }
 
+/** A span a person reads at a glance: 1.4s, 42s, 14m 5s, 3h 20m. */
+export function durationText(seconds: number): string {
+  const s = Math.max(0, seconds);
+  if (s < 10) return `${s.toFixed(1)}s`;
+  if (s < 60) return `${Math.floor(s)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+const secondsBetween = (from: string, to: string | number) => (new Date(to).getTime() - new Date(from).getTime()) / 1000;
+
 function failureText(p: PendingStage): string {
   return p.lastFailureType ? `${p.lastFailureType}: ${p.lastFailure}` : (p.lastFailure ?? '');
 }
@@ -52,7 +63,10 @@ export function stageLines(view: Pick<RunView, 'stages' | 'pending'>): string[] 
       if (typeof s.seconds === 'number' && s.status === 'ran') parts.push(`${s.seconds.toFixed(1)}s`);
       parts.push(statsText(s.stats));
     }
-    if (s.status === 'failed' && s.error) parts.push(`${s.error.type}: ${s.error.message}`);
+    if (s.status === 'failed' && s.error) {
+      if (s.error.attempt !== undefined) parts.push(`attempt ${s.error.attempt}`);
+      parts.push(`${s.error.type}: ${s.error.message}`);
+    }
     return parts.filter(Boolean).join('  ');
   });
 }
@@ -87,13 +101,23 @@ export function onCallReport(view: RunView, uiUrl: string | undefined, namespace
   lines.push(...stageLines(view).map((l) => `  ${l}`));
   for (const p of view.pending) {
     if (p.attempt > 1 || p.lastFailure) {
-      const since = p.scheduledAt ? ` since ${p.scheduledAt}` : '';
+      // The stage's dispatch time is its first attempt's start; the pending activity's own time moves with each retry.
+      const first = view.stages.find((s) => s.id === p.stage)?.startedAt ?? p.scheduledAt;
+      const since = first ? `, retrying for ${durationText(secondsBetween(first, Date.now()))} (since ${first})` : '';
       lines.push(`  retrying ${p.stage}: attempt ${p.attempt}${since}; last error: ${p.lastFailure ? failureText(p) : '-'}`);
       if (p.lastHeartbeat) lines.push(`    last heartbeat ${p.lastHeartbeat}: ${progressText(p.progress)}`);
     }
   }
   const failed = view.stages.find((s) => s.status === 'failed');
-  if (failed) lines.push(`failed stage: ${failed.id} (${failed.kind}) — ${failed.error?.type}: ${failed.error?.message}`);
+  const e = failed?.error;
+  if (failed && e) {
+    lines.push(`failed stage: ${failed.id} (${failed.kind}) — ${e.type}: ${e.message}`);
+    const span = failed.startedAt && e.failedAt ? durationText(secondsBetween(failed.startedAt, e.failedAt)) : undefined;
+    const tried = span === undefined ? '' : (e.attempt ?? 1) > 1 ? `, retried for ${span}` : ` after ${span}`;
+    const when = span === undefined ? '' : ` (first attempt started ${failed.startedAt}, failed ${e.failedAt})`;
+    lines.push(`  failed${e.attempt === undefined ? '' : ` on attempt ${e.attempt}`}${tried}${when}`);
+    lines.push(`  last progress: ${progressText(e.progress) || 'none reported'}`);
+  }
   if (view.status === 'failed' || view.status === 'cancelled' || view.status === 'terminated' || view.status === 'timed_out') {
     lines.push(`resume with: embedflow resume ${view.runId}`);
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { Progress } from './stage.ts';
 
 // The validated, resolved pipeline: the only thing the workflow receives. References, never data.
 
@@ -65,8 +66,21 @@ export interface StageState {
   artifact?: string;
   seconds?: number;
   stats?: Record<string, number | string | boolean>;
-  error?: { type: string; message: string };
+  error?: StageError;
+  /** When the stage was dispatched: the start of its first attempt. */
   startedAt?: string;
+}
+
+/** Why a stage failed, with what the person paged needs beside it. */
+export interface StageError {
+  type: string;
+  message: string;
+  /** The attempt it failed on. */
+  attempt?: number;
+  /** Its last heartbeat progress (of that attempt, or carried over from an earlier one). */
+  progress?: Progress;
+  /** When it failed: from `startedAt` to this is how long it was tried and retried. */
+  failedAt?: string;
 }
 
 export interface RunResult {

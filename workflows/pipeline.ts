@@ -4,12 +4,14 @@ import {
   isCancellation,
   proxyActivities,
   proxyLocalActivities,
+  TimeoutFailure,
   upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { EngineActivities } from '../activities/engine.ts';
+import type { EngineActivities, StageFailureDetails } from '../activities/engine.ts';
 import { NON_RETRYABLE } from '../activities/errors.ts';
 import type { Plan, PlannedStage, RunResult, StageState } from '../pipelines/plan.ts';
+import type { Progress } from '../pipelines/stage.ts';
 
 // Deterministic orchestration only: no I/O, no clocks but the workflow's, no data — digests and counts.
 
@@ -77,6 +79,8 @@ export async function runPipeline(plan: Plan): Promise<RunResult> {
         state.error = {
           type: cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : ((cause as Error)?.name ?? 'Error'),
           message: (cause as Error)?.message ?? String(cause),
+          ...lastAttempt(err, stage),
+          failedAt: new Date(Date.now()).toISOString(),
         };
       }
       throw err;
@@ -126,4 +130,26 @@ export async function runPipeline(plan: Plan): Promise<RunResult> {
     });
   }
   return { status: 'completed', stages: [...states.values()] };
+}
+
+/**
+ * The attempt a stage failed on and its last progress, for on-call: from the details the activity put
+ * on its failure, or, when the attempt timed out (its worker was lost), from the heartbeat Temporal kept
+ * and the retry state. Both come from history, so replay sees the same.
+ */
+function lastAttempt(err: unknown, stage: PlannedStage): Partial<StageFailureDetails> {
+  if (!(err instanceof ActivityFailure)) return {};
+  const { cause } = err;
+  if (cause instanceof ApplicationFailure) {
+    const d = cause.details?.[cause.details.length - 1] as Partial<StageFailureDetails> | undefined;
+    if (typeof d?.attempt === 'number') return { attempt: d.attempt, ...(isProgress(d.progress) ? { progress: d.progress } : {}) };
+  }
+  return {
+    ...(err.retryState === 'MAXIMUM_ATTEMPTS_REACHED' ? { attempt: stage.activity.retry.maximumAttempts } : {}),
+    ...(cause instanceof TimeoutFailure && isProgress(cause.lastHeartbeatDetails) ? { progress: cause.lastHeartbeatDetails } : {}),
+  };
+}
+
+function isProgress(v: unknown): v is Progress {
+  return typeof v === 'object' && v !== null && typeof (v as Progress).done === 'number';
 }

@@ -42,6 +42,24 @@ describe('pipeline workflow', () => {
     expect((await logLines(env)).filter((l) => l.endsWith('end'))).toHaveLength(5);
   });
 
+  it('a volatile stage that hands back its earlier artifact counts as cached on a rerun', async () => {
+    const env = await envWithLog();
+    const first = await cli(['run', 'test/fixtures/pipelines/volatile.ts', '--json'], env);
+    expect(first.code, first.stderr).toBe(0);
+    expect(statusOf(first.json)).toEqual({ snapshot: 'ran', words: 'ran' });
+
+    const second = await cli(['run', 'test/fixtures/pipelines/volatile.ts', '--json'], env);
+    expect(second.code, second.stderr).toBe(0);
+    expect(statusOf(second.json)).toEqual({ snapshot: 'cached', words: 'cached' });
+    const snapshot = second.json.stages.find((s: { id: string }) => s.id === 'snapshot');
+    expect(snapshot.stats).toMatchObject({ reused: true });
+    expect(snapshot.artifact).toBe(first.json.stages.find((s: { id: string }) => s.id === 'snapshot').artifact);
+    expect(second.stderr).toContain('0 stage(s) ran, 2 cached');
+
+    const status = await cli(['status', second.json.runId], env);
+    expect(status.stdout).toMatch(/snapshot\s+cached/);
+  });
+
   it('runs independent branches in parallel', async () => {
     const env = await envWithLog();
     const res = await cli(['run', PIPELINE, '--json', '--set', 'words.sleepMs=2000', '--set', 'chars.sleepMs=2000'], env);
@@ -61,6 +79,25 @@ describe('pipeline workflow', () => {
     expect(lines.filter((l) => l === 'words end')).toHaveLength(1);
   });
 
+  it('a stage failing every attempt: `status` names the attempt it failed on and how long it was retried', async () => {
+    const env = await envWithLog();
+    // The kind allows 4 attempts, 200 ms apart at first, doubling: at least 0.2 + 0.4 + 0.8 s of retrying.
+    const res = await cli(['run', PIPELINE, '--json', '--set', 'words.failAttempts=100'], env);
+    expect(res.code).toBe(1);
+    expect(res.json.error).toMatchObject({ type: 'Error', stage: 'words' });
+    expect((await logLines(env)).filter((l) => l === 'words start')).toHaveLength(4);
+
+    const status = await cli(['status', res.json.runId], env);
+    expect(status.stdout).toContain('failed stage: words (test.countWords) — Error: transient failure 4 of words');
+    const retried = /failed on attempt 4, retried for (\d+(?:\.\d)?)s \(first attempt started (\S+), failed (\S+)\)/.exec(status.stdout);
+    expect(retried, status.stdout).not.toBeNull();
+    expect(Number(retried![1])).toBeGreaterThanOrEqual(1.4);
+    expect(Date.parse(retried![3]!) - Date.parse(retried![2]!)).toBeGreaterThanOrEqual(1400);
+    expect(status.stdout).toContain(`embedflow resume ${res.json.runId}`);
+    const view = (await cli(['status', res.json.runId, '--json'], env)).json;
+    expect(view.stages.find((s: { id: string }) => s.id === 'words').error).toMatchObject({ type: 'Error', attempt: 4 });
+  });
+
   it('surfaces a non-retryable failure with its type, without retrying, and `status` says how to resume', async () => {
     const env = await envWithLog();
     const res = await cli(['run', PIPELINE, '--json', '--set', 'words.badInput=true'], env);
@@ -74,8 +111,16 @@ describe('pipeline workflow', () => {
     const status = await cli(['status', res.json.runId], env);
     expect(status.code).toBe(0);
     expect(status.stdout).toContain('FAILED');
-    expect(status.stdout).toContain('InvalidInputError');
-    expect(status.stdout).toContain(`embedflow resume ${res.json.runId}`);
+    // What the person paged reads: the stage, the error's type and message (with its fix), the attempt,
+    // how long it ran, its last progress (none: it failed before reporting any), and the command to resume.
+    expect(status.stdout).toContain(
+      'failed stage: words (test.countWords) — InvalidInputError: stage words was told its input is bad (fix: set badInput=false)',
+    );
+    expect(status.stdout).toMatch(/failed on attempt 1 after \d+(\.\d)?s \(first attempt started \S+, failed \S+\)/);
+    expect(status.stdout).toContain('last progress: none reported');
+    expect(status.stdout).toContain(`resume with: embedflow resume ${res.json.runId}`);
+    const view = (await cli(['status', res.json.runId, '--json'], env)).json;
+    expect(view.stages.find((s: { id: string }) => s.id === 'words').error).toMatchObject({ type: 'InvalidInputError', attempt: 1 });
   });
 
   it('resume after a failure reruns only the failed stage onward', async () => {
