@@ -1,3 +1,4 @@
+import { utimes } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import type { ArtifactReader, ArtifactStore } from '../artifacts/store.ts';
 import type { Manifest } from '../artifacts/manifest.ts';
@@ -6,6 +7,10 @@ import { inputArtifactKind, isOptionalInput } from '../pipelines/stage.ts';
 import { z } from 'zod';
 import { ArtifactCorruptError, InvalidInputError, StageParamsError } from './errors.ts';
 import { asDiskFull } from '../artifacts/fsutil.ts';
+import { recordMemoUse } from '../artifacts/memoUse.ts';
+
+/** Well inside the hour after which `gc` removes an untouched staging folder. */
+const STAGING_TOUCH_MS = 5 * 60 * 1000;
 
 export interface StageInvocation {
   runId: string;
@@ -70,11 +75,33 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
 
   const out = await rt.store.newWriter();
   const workDir = await rt.store.workDir(inv.cacheKey);
-  // Record the memo namespaces the stage uses, in its manifest: `gc` keeps the memo of kept artifacts.
+  // Record the memo namespaces the stage uses: in its manifest once it publishes (`gc` keeps the memo
+  // of kept artifacts), and before the first item is memoised in a record for the run, so a failed or
+  // running stage's memo outlives `gc` for a resume. Records are written one after another, each
+  // with every namespace so far, so a slow earlier write never replaces a later one.
   const memoUsed = new Set<string>();
+  let recorded = Promise.resolve();
   const store: ArtifactStore = Object.create(rt.store, {
-    memo: { value: <V>(ns: string) => (memoUsed.add(ns), rt.store.memo<V>(ns)) },
+    memo: {
+      value: async <V>(ns: string) => {
+        if (!memoUsed.has(ns)) {
+          memoUsed.add(ns);
+          const namespaces = [...memoUsed];
+          recorded = recorded.catch(() => {}).then(() => recordMemoUse(rt.store, inv.runId, inv.stageId, namespaces));
+        }
+        // Also when another caller opened `ns` first: no item goes in before its record is written.
+        await recorded;
+        return rt.store.memo<V>(ns);
+      },
+    },
   }) as ArtifactStore;
+  // `gc` takes a staging folder untouched for an hour for a crashed writer's; a stage that writes its
+  // output only at the end (training) keeps its folder fresh.
+  const keepFresh = setInterval(() => {
+    const now = new Date();
+    void utimes(out.dir, now, now).catch(() => {});
+  }, STAGING_TOUCH_MS);
+  keepFresh.unref();
   const ctx: StageContext<z.output<typeof kind.params>> = {
     runId: inv.runId,
     stageId: inv.stageId,
@@ -96,6 +123,8 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
   } catch (err) {
     await rt.store.discard(out);
     throw asDiskFull(err, `stage "${inv.stageId}" writing its output`);
+  } finally {
+    clearInterval(keepFresh);
   }
   const stats = result.stats ?? {};
   if (result.reuse !== undefined) {

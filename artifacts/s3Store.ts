@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { copyFile, link, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -41,6 +41,7 @@ import {
   safeName,
   safeNamespace,
   safeRelPath,
+  untouchedSince,
 } from './store.ts';
 
 /**
@@ -695,12 +696,7 @@ export class S3Store implements ArtifactStore {
 
   private async stale(olderThanMs: number) {
     const cutoff = Date.now() - olderThanMs;
-    const dir = join(this.cacheRoot, 'tmp');
-    const local: string[] = [];
-    for (const name of await readdir(dir).catch(() => [] as string[])) {
-      const st = await stat(join(dir, name)).catch(() => undefined);
-      if (st && st.mtimeMs < cutoff) local.push(join(dir, name));
-    }
+    const local = await untouchedSince(join(this.cacheRoot, 'tmp'), cutoff);
     const scan = await this.scanArtifacts();
     const remote = [...scan].filter(([, a]) => !a.manifest && a.newestMs < cutoff).map(([d]) => d);
     return { local, remote, scan };
@@ -719,6 +715,10 @@ export class S3Store implements ArtifactStore {
   async getDoc<T = unknown>(name: string): Promise<T | undefined> {
     const got = await this.getText(this.docKey(name));
     return got ? (JSON.parse(got.text) as T) : undefined;
+  }
+
+  async deleteDoc(name: string): Promise<void> {
+    await this.deleteKeys([this.docKey(name)]);
   }
 
   async listDocs(prefix: string): Promise<string[]> {

@@ -94,6 +94,7 @@ export interface ArtifactStore {
   putDoc(name: string, value: unknown): Promise<void>;
   getDoc<T = unknown>(name: string): Promise<T | undefined>;
   listDocs(prefix: string): Promise<string[]>;
+  deleteDoc(name: string): Promise<void>;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
@@ -515,14 +516,7 @@ export class LocalStore implements ArtifactStore {
   }
 
   async listStale(olderThanMs: number): Promise<string[]> {
-    const dir = join(this.root, 'tmp');
-    const cutoff = Date.now() - olderThanMs;
-    const out: string[] = [];
-    for (const name of await readdir(dir).catch(() => [] as string[])) {
-      const st = await stat(join(dir, name)).catch(() => undefined);
-      if (st && st.mtimeMs < cutoff) out.push(join(dir, name));
-    }
-    return out;
+    return untouchedSince(join(this.root, 'tmp'), Date.now() - olderThanMs);
   }
 
   async removeStale(olderThanMs: number): Promise<number> {
@@ -548,6 +542,10 @@ export class LocalStore implements ArtifactStore {
     }
   }
 
+  async deleteDoc(name: string): Promise<void> {
+    await rm(this.docPath(name), { force: true });
+  }
+
   async listDocs(prefix: string): Promise<string[]> {
     const dir = join(this.root, 'docs', safeNamespace(prefix, 'document prefix'));
     try {
@@ -557,6 +555,33 @@ export class LocalStore implements ArtifactStore {
       throw err;
     }
   }
+}
+
+/**
+ * The folders in `dir` with nothing in them modified since `cutoff`. A folder's own mtime is set when
+ * its writer starts and changes only when entries are added to it directly, so a writer busy for
+ * hours below it would look dead; the stage runner also touches a writer's folder while it runs,
+ * for stages that write their output only at the end (training).
+ */
+export async function untouchedSince(dir: string, cutoff: number): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!(await touchedSince(join(dir, name), cutoff))) out.push(join(dir, name));
+  }
+  return out;
+}
+
+/** Whether `path` or anything below it was modified since `cutoff`; stops at the first that was. */
+async function touchedSince(path: string, cutoff: number): Promise<boolean> {
+  const st = await stat(path).catch(() => undefined);
+  // Gone meanwhile (published or discarded): nothing left to remove.
+  if (!st) return true;
+  if (st.mtimeMs >= cutoff) return true;
+  if (!st.isDirectory()) return false;
+  for (const name of await readdir(path).catch(() => [] as string[])) {
+    if (await touchedSince(join(path, name), cutoff)) return true;
+  }
+  return false;
 }
 
 async function dirsBelow(dir: string): Promise<string[]> {

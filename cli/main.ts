@@ -27,7 +27,8 @@ const USAGE = `embedflow — domain-specific embedding models as durable pipelin
   embedflow schedule create <name> <pipeline.ts> [--corpus DIR ...] (--cron EXPR | --every DURATION)
                 [--overlap skip|buffer-one|allow-all|cancel-other] [--catchup-window 1h]
   embedflow schedule list | describe <name> | pause <name> | unpause <name> | trigger <name> | delete <name>
-  embedflow gc [--keep N] [--apply]      free artifacts and memo unreachable from the last N runs
+  embedflow gc [--keep N] [--apply]      free artifacts and memo unreachable from the last N runs of each
+                                         pipeline on this store (runs started with this EMBEDFLOW_STORE)
   embedflow store verify                 re-hash every artifact, report corrupt or orphaned ones
   embedflow worker [--queue cpu|gpu|workflow ...] [--pipeline FILE ...] [--concurrency N] [--grace 2s]
   embedflow dev stop                     stop the embedded Temporal dev server

@@ -40,7 +40,7 @@ export async function startRun(rt: Runtime, plan: Plan, runId = runIdFor(plan)):
       args: [plan],
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      memo: { pipeline: plan.pipeline, file: plan.file },
+      memo: { pipeline: plan.pipeline, file: plan.file, store: rt.store.location },
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return rt.client.workflow.getHandle(runId);
@@ -197,6 +197,8 @@ export interface RunListEntry {
   status: RunStatus;
   startTime?: string;
   pipeline?: string;
+  /** The store the run was started on (its location as the starting machine saw it); unset on older runs. */
+  store?: string;
 }
 
 export async function listRuns(rt: Runtime, limit = 50): Promise<RunListEntry[]> {
@@ -207,6 +209,7 @@ export async function listRuns(rt: Runtime, limit = 50): Promise<RunListEntry[]>
       status: STATUS[w.status.name] ?? 'unknown',
       startTime: w.startTime?.toISOString(),
       pipeline: (w.memo as { pipeline?: string } | undefined)?.pipeline,
+      store: (w.memo as { store?: string } | undefined)?.store,
     });
     if (out.length >= limit) break;
   }

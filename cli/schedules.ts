@@ -40,7 +40,7 @@ export async function createSchedule(rt: Runtime, o: CreateScheduleOptions): Pro
       workflowId: o.name,
       taskQueue: taskQueues(rt.cfg).workflow,
       args: [o.plan],
-      memo: { pipeline: o.plan.pipeline, file: o.plan.file, schedule: o.name },
+      memo: { pipeline: o.plan.pipeline, file: o.plan.file, schedule: o.name, store: rt.store.location },
     },
     policies: { overlap: OVERLAP[o.overlap], catchupWindow: o.catchupWindow },
     state: { paused: o.paused ?? false, note: `embedflow: ${o.plan.pipeline}` },

@@ -1,6 +1,7 @@
 import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { InvalidInputError } from '../activities/errors.ts';
+import { listMemoUse } from '../artifacts/memoUse.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Runtime } from '../workers/runtime.ts';
 import { describeRun, listRuns, planOfRun } from './runs.ts';
@@ -18,14 +19,26 @@ export interface GcReport {
 }
 
 /**
- * Artifacts and memo entries unreachable from the last `keep` runs of each pipeline (and from any run
- * still open) are garbage. Reachability follows each artifact's lineage to its inputs, so a kept run
- * reruns fully cached after gc.
+ * Artifacts and memo entries unreachable from the last `keep` runs of each pipeline on this store
+ * (and from any of its runs still open) are garbage. Reachability follows each artifact's lineage to
+ * its inputs, so a kept run reruns fully cached after gc; the memo a kept run's unfinished stages
+ * opened is kept too, so resuming it pays for nothing twice.
+ *
+ * Runs of other stores on the same Temporal namespace are told apart by the store location recorded
+ * when they started: start runs and run gc with the same store URL (on a shared filesystem, the same
+ * mount path). Runs started before locations were recorded count as this store's.
  */
 export async function gc(rt: Runtime, opts: { keep: number; apply: boolean }): Promise<GcReport> {
-  const runs = await listRuns(rt, 10_000);
+  const store = rt.store;
+  // Listed before the runs: whatever a run started after this listing creates is not up for deletion.
+  const artifacts = await store.listArtifacts();
+  const memo = await store.listMemo();
+  const runs = (await listRuns(rt, 10_000)).filter((r) => r.store === undefined || r.store === store.location);
+  // A resumed run is listed once per execution; it counts once towards `keep`, as its newest one.
+  const newest = new Map<string, (typeof runs)[number]>();
+  for (const r of runs) if ((newest.get(r.runId)?.startTime ?? '') <= (r.startTime ?? '')) newest.set(r.runId, r);
   const byPipeline = new Map<string, typeof runs>();
-  for (const r of runs) {
+  for (const r of newest.values()) {
     const key = r.pipeline ?? r.runId;
     byPipeline.set(key, [...(byPipeline.get(key) ?? []), r]);
   }
@@ -42,9 +55,9 @@ export async function gc(rt: Runtime, opts: { keep: number; apply: boolean }): P
     const plan = await planOfRun(rt, runId).catch(() => undefined);
     for (const input of plan?.inputs ?? []) if (input.digest) roots.add(input.digest);
   }
-  const store = rt.store;
   const reachable = new Set<string>();
-  const memoKept = new Set<string>();
+  const memoUse = await listMemoUse(store);
+  const memoKept = new Set(memoUse.filter((u) => kept.has(u.runId)).flatMap((u) => u.namespaces));
   const visit = async (digest: string): Promise<void> => {
     if (reachable.has(digest)) return;
     reachable.add(digest);
@@ -56,13 +69,13 @@ export async function gc(rt: Runtime, opts: { keep: number; apply: boolean }): P
   for (const d of roots) await visit(d);
 
   const deleteArtifacts: GcReport['deleteArtifacts'] = [];
-  for (const digest of await store.listArtifacts()) {
+  for (const digest of artifacts) {
     if (reachable.has(digest)) continue;
     const m = await store.readManifest(digest).catch(() => undefined);
     deleteArtifacts.push({ digest, kind: m?.kind ?? '?', bytes: m ? m.files.reduce((n, f) => n + f.bytes, 0) : 0 });
   }
-  const deleteMemo = (await store.listMemo()).filter((m) => !memoKept.has(m.namespace));
-  const stale = await store.listStale(60 * 60 * 1000);
+  const deleteMemo = memo.filter((m) => !memoKept.has(m.namespace));
+  const stale = await store.listStale(STALE_STAGING_MS);
   const report: GcReport = {
     keptRuns: [...kept],
     keptArtifacts: reachable.size,
@@ -77,10 +90,21 @@ export async function gc(rt: Runtime, opts: { keep: number; apply: boolean }): P
     for (const { key, digest } of await store.listCache()) if (doomed.has(digest)) await store.dropCache(key);
     for (const a of deleteArtifacts) await store.deleteArtifact(a.digest);
     for (const m of deleteMemo) await store.deleteMemo(m.namespace);
-    await store.removeStale(60 * 60 * 1000);
+    // Records go with the runs gc lets go, and with runs the server has forgotten; a record of a run
+    // too new to be in the listing is young.
+    const listed = new Set(runs.map((r) => r.runId));
+    const forgotten = Date.now() - FORGOTTEN_RUN_MS;
+    for (const u of memoUse) {
+      if (!kept.has(u.runId) && (listed.has(u.runId) || Date.parse(u.at) < forgotten)) await store.deleteDoc(u.name);
+    }
+    await store.removeStale(STALE_STAGING_MS);
   }
   return report;
 }
+
+/** A staging folder with nothing in it touched for this long belongs to a writer that died. */
+const STALE_STAGING_MS = 60 * 60 * 1000;
+const FORGOTTEN_RUN_MS = 24 * 60 * 60 * 1000;
 
 export interface StoreVerifyReport {
   artifacts: number;
@@ -99,7 +123,7 @@ export async function verifyStore(store: ArtifactStore): Promise<StoreVerifyRepo
   }
   const present = new Set(digests);
   const danglingCache = (await store.listCache()).filter((c) => !present.has(c.digest)).map((c) => c.key);
-  return { artifacts: digests.length, corrupt, danglingCache, staleStaging: await store.listStale(60 * 60 * 1000) };
+  return { artifacts: digests.length, corrupt, danglingCache, staleStaging: await store.listStale(STALE_STAGING_MS) };
 }
 
 /** Copy an artifact's files out of the store, in their native formats, into an empty folder. */

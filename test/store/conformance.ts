@@ -227,7 +227,7 @@ export function storeConformance(name: string, make: () => Promise<StoreUnderTes
       expect(afterCrash.hits).toBe(1);
     });
 
-    it('documents: put, get, overwrite, list one level', async () => {
+    it('documents: put, get, overwrite, list one level, delete', async () => {
       const { store, reopen } = await make();
       await store.putDoc('runs/r2', { n: 2 });
       await store.putDoc('runs/r1', { n: 1, text: '日本語' });
@@ -240,6 +240,10 @@ export function storeConformance(name: string, make: () => Promise<StoreUnderTes
       expect(await other.listDocs('nothing')).toEqual([]);
       await other.putDoc('runs/r1', { n: 11 });
       expect(await store.getDoc('runs/r1')).toEqual({ n: 11 });
+      await other.deleteDoc('runs/r2');
+      await other.deleteDoc('runs/none');
+      expect(await store.listDocs('runs')).toEqual(['runs/r1']);
+      expect(await store.getDoc('runs/r2')).toBeUndefined();
     });
 
     it('refuses names that would escape the store', async () => {
