@@ -12,9 +12,11 @@ import { combine, countChars, countWords } from '../fixtures/pipelines/words.ts'
 // Every invalid pipeline fails when it loads, naming the file, the stage and the field.
 
 const THIS_FILE = new URL(import.meta.url).pathname;
+const WORDS_FILE = new URL('../fixtures/pipelines/words.ts', import.meta.url).pathname;
 const queues = { workflow: 'q', cpu: 'q-cpu', gpu: 'q-gpu' };
 const corpus = { corpus: { type: 'directory' as const, default: '../fixtures/smallcorpus' } };
 
+/** Every error here comes from a pipeline declared in this file, so each must name this file. */
 function expectError(fn: () => unknown, cls: new (...a: never[]) => Error, ...fragments: string[]) {
   let caught: unknown;
   try {
@@ -23,6 +25,7 @@ function expectError(fn: () => unknown, cls: new (...a: never[]) => Error, ...fr
     caught = err;
   }
   expect(caught).toBeInstanceOf(cls);
+  expect((caught as { where?: string }).where).toContain(THIS_FILE);
   const text = (caught as { describe(): string }).describe();
   for (const f of fragments) expect(text).toContain(f);
 }
@@ -42,7 +45,6 @@ describe('pipeline validation at load', () => {
       PipelineValidationError,
       'cycle',
       'a → b → a',
-      THIS_FILE,
     );
   });
 
@@ -65,6 +67,7 @@ describe('pipeline validation at load', () => {
         }),
       PipelineValidationError,
       'duplicate stage id "w"',
+      'stage "w"',
     );
   });
 
@@ -111,14 +114,20 @@ describe('pipeline validation at load', () => {
     await expect(buildPlan(p, { taskQueues: queues })).rejects.toThrow(StageParamsError);
     await expect(buildPlan(p, { taskQueues: queues })).rejects.toMatchObject({
       message: expect.stringContaining('params.sleepMs'),
-      where: expect.stringContaining('stage "w" (test.countWords)'),
+      where: `${THIS_FILE}: stage "w" (test.countWords)`,
     });
   });
 
   it('refuses a misspelt parameter rather than ignoring it', async () => {
     const p = definePipeline({ name: 'p', inputs: corpus, stages: [stage({ id: 'w', kind: countWords, inputs: { corpus: 'corpus' } })] });
-    await expect(buildPlan(p, { taskQueues: queues, overrides: [parseOverride('w.sleepMS=5')] })).rejects.toThrow(/sleepMS/);
-    await expect(buildPlan(p, { taskQueues: queues, overrides: [parseOverride('nope.x=1')] })).rejects.toThrow(/no stage "nope"/);
+    await expect(buildPlan(p, { taskQueues: queues, overrides: [parseOverride('w.sleepMS=5')] })).rejects.toMatchObject({
+      message: expect.stringContaining('sleepMS'),
+      where: `${THIS_FILE}: stage "w" (test.countWords)`,
+    });
+    await expect(buildPlan(p, { taskQueues: queues, overrides: [parseOverride('nope.x=1')] })).rejects.toMatchObject({
+      message: expect.stringContaining('no stage "nope"'),
+      where: THIS_FILE,
+    });
   });
 
   it('applies --set overrides with JSON values', async () => {
@@ -134,7 +143,7 @@ describe('pipeline validation at load', () => {
     const plan = await buildPlan(variant, { taskQueues: queues });
     expect(plan.pipeline).toBe('variant');
     expect(plan.stages[0]).toMatchObject({ params: { salt: 'v' }, activity: { queue: 'gpu', heartbeatTimeout: '1m' } });
-    expect(() => extendPipeline(base, { name: 'v2', stages: { nope: { queue: 'gpu' } } })).toThrow(/no stage "nope"/);
+    expectError(() => extendPipeline(base, { name: 'v2', stages: { nope: { queue: 'gpu' } } }), PipelineValidationError, 'no stage "nope"');
   });
 
   it('reports a syntax error in a pipeline file with its location', async () => {
@@ -144,8 +153,14 @@ describe('pipeline validation at load', () => {
     await expect(loadPipeline(file)).rejects.toThrow(PipelineLoadError);
     await expect(loadPipeline(file)).rejects.toMatchObject({ where: file });
     await writeFile(join(dir, 'nodefault.ts'), 'export const x = 1;\n');
-    await expect(loadPipeline(join(dir, 'nodefault.ts'))).rejects.toThrow(/no `export default definePipeline/);
-    await expect(loadPipeline(join(dir, 'missing.ts'))).rejects.toThrow(/not found/);
+    await expect(loadPipeline(join(dir, 'nodefault.ts'))).rejects.toMatchObject({
+      message: expect.stringContaining('no `export default definePipeline'),
+      where: join(dir, 'nodefault.ts'),
+    });
+    await expect(loadPipeline(join(dir, 'missing.ts'))).rejects.toMatchObject({
+      message: expect.stringContaining('not found'),
+      where: join(dir, 'missing.ts'),
+    });
   });
 
   it('lets a pipeline file define its own stage kinds, and refuses two kinds with one name', () => {
@@ -160,6 +175,15 @@ describe('pipeline validation at load', () => {
     });
     expect(kind.module).toBe(THIS_FILE);
     expect(() => definePipeline({ name: 'custom', stages: [stage({ id: 'c', kind })] })).not.toThrow();
+
+    // A kind name already taken by another module (words.ts defines test.countWords): refused, naming both files.
+    expectError(
+      () => defineStage({ ...countChars, kind: 'test.countWords' }),
+      PipelineValidationError,
+      'stage kind "test.countWords" is defined twice',
+      WORDS_FILE,
+      'give one of them another `kind` name',
+    );
   });
 });
 
