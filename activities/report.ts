@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { writeFileAtomic } from '../artifacts/fsutil.ts';
+import type { Manifest } from '../artifacts/manifest.ts';
 import { readParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader, ArtifactStore } from '../artifacts/store.ts';
 import { defineStage } from '../pipelines/stage.ts';
@@ -139,6 +140,7 @@ async function walkLineage(store: ArtifactStore, root: string): Promise<LineageN
         stageKind: m.lineage.stageKind,
         rows: m.rows,
         stats: stats && typeof stats === 'object' ? (stats as Record<string, unknown>) : {},
+        params: m.lineage.params,
         inputs: m.lineage.inputs,
       });
       for (const d of Object.values(m.lineage.inputs)) {
@@ -154,33 +156,55 @@ async function walkLineage(store: ArtifactStore, root: string): Promise<LineageN
   return out;
 }
 
+type LossPoints = Array<[number, number]>;
+
+/**
+ * Where each trained model keeps its loss per step: the train stage in its manifest (meta.lossCurve,
+ * thinned to at most 1000 points), the reranker kernel in training_log.jsonl beside the weights.
+ * `undefined` when the artifact has no curve at all (a model made elsewhere), [] when it has no values.
+ */
+const CURVE_SOURCES = [
+  { role: 'finetuned', label: 'fine-tuned model', where: 'meta.lossCurve', read: lossCurveOfMeta },
+  { role: 'reranker', label: 'reranker', where: 'training_log.jsonl', read: lossCurveOfLog },
+] as const;
+
+function lossCurveOfMeta(manifest: Manifest): LossPoints | undefined {
+  const curve = manifest.meta['lossCurve'];
+  if (!Array.isArray(curve)) return undefined;
+  return curve.flatMap((point): LossPoints => {
+    const p = LossLine.safeParse(point);
+    return p.success && Number.isFinite(p.data.loss) ? [[p.data.step, p.data.loss]] : [];
+  });
+}
+
+async function lossCurveOfLog(manifest: Manifest, store: ArtifactStore): Promise<LossPoints | undefined> {
+  if (!manifest.files.some((f) => f.path === 'training_log.jsonl')) return undefined;
+  const text = await readFile((await store.open(manifest.digest)).file('training_log.jsonl'), 'utf8');
+  const points: LossPoints = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const p = LossLine.safeParse(JSON.parse(line));
+      if (p.success && Number.isFinite(p.data.loss)) points.push([p.data.step, p.data.loss]);
+    } catch {
+      // A torn last line of a crashed run: the points before it still make a curve.
+    }
+  }
+  return points;
+}
+
 async function trainingCurves(store: ArtifactStore, metrics: MetricsJson): Promise<{ training: ReportData['training']; note?: string }> {
   const training: ReportData['training'] = [];
   const notes: string[] = [];
-  for (const [role, label] of [
-    ['finetuned', 'fine-tuned model'],
-    ['reranker', 'reranker'],
-  ] as const) {
+  for (const { role, label, where, read } of CURVE_SOURCES) {
     const digest = metrics.meta.inputs[role];
     if (!digest) continue;
     const manifest = await store.readManifest(digest).catch(() => undefined);
-    if (!manifest?.files.some((f) => f.path === 'training_log.jsonl')) {
-      notes.push(`the ${label} artifact has no training_log.jsonl`);
-      continue;
-    }
-    const text = await readFile((await store.open(digest)).file('training_log.jsonl'), 'utf8');
-    const points: Array<[number, number]> = [];
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        const p = LossLine.safeParse(JSON.parse(line));
-        if (p.success && Number.isFinite(p.data.loss)) points.push([p.data.step, p.data.loss]);
-      } catch {
-        // A torn last line of a crashed run: the points before it still make a curve.
-      }
-    }
-    if (points.length) training.push({ name: `${label} (${metrics.meta.models[role]?.name ?? digest.slice(0, 8)})`, points });
-    else notes.push(`the ${label}'s training_log.jsonl holds no loss values`);
+    const points = manifest ? await read(manifest, store) : undefined;
+    if (!manifest) notes.push(`the ${label} artifact is not in the store`);
+    else if (points === undefined) notes.push(`the ${label} artifact has no ${where}`);
+    else if (points.length === 0) notes.push(`the ${label}'s ${where} holds no loss values`);
+    else training.push({ name: `${label} (${metrics.meta.models[role]?.name ?? digest.slice(0, 8)})`, points });
   }
   if (!metrics.meta.inputs['finetuned']) notes.unshift('no fine-tuned model was evaluated');
   return { training, note: notes.length ? `No training curve for: ${notes.join('; ')}.` : undefined };

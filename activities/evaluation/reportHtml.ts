@@ -61,7 +61,7 @@ td.best{font-weight:700}.sw{display:inline-block;width:10px;height:10px;border-r
 .card b{display:block;font-size:18px}.card span{color:#6b7280;font-size:12px}
 .verdict{border-left:4px solid #9ca3af;background:#f9fafb;padding:8px 12px;margin:8px 0}.verdict.better{border-color:#16a34a}.verdict.worse{border-color:#dc2626}
 .gate.pass{color:#166534}.gate.fail{color:#b91c1c;font-weight:600}.empty{color:#6b7280;font-style:italic}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.ex td{text-align:left;max-width:330px}.q{font-weight:600}
+.lineage .params{font-size:11px;max-width:360px}.charts{display:flex;flex-wrap:wrap;gap:12px}.ex td{text-align:left;max-width:330px}.q{font-weight:600}
 `;
 
 function header(d: ReportData, title: string): string {
@@ -270,12 +270,29 @@ function lineageSection(d: ReportData): string {
         .map(([name, dg]) => `${esc(name)} <span class="mono">${esc(dg.slice(0, 8))}</span>`)
         .join(', ');
       const kind = n.stageKind && n.stageKind !== n.stageId ? `<small>${esc(n.stageKind)}</small>` : '';
+      const params = flatParams(n.params)
+        .map(([k, v]) => `${esc(k)}=${esc(clip(v, PARAM_CHARS))}`)
+        .join(', ');
       return `<tr><td class="l">${esc(n.stageId ?? '—')}${kind}</td><td class="l">${esc(n.kind)}</td><td class="l mono">${esc(
         n.digest.slice(0, 12),
-      )}${n.missing ? ' (not in store)' : ''}</td><td class="l">${rows}</td><td class="l">${stats}</td><td class="l">${inputs}</td></tr>`;
+      )}${n.missing ? ' (not in store)' : ''}</td><td class="l">${rows}</td><td class="l params">${params}</td><td class="l">${stats}</td><td class="l">${inputs}</td></tr>`;
     })
     .join('');
-  return `<h2>Lineage</h2><table><tr><th class="l">stage</th><th class="l">artifact</th><th class="l">digest</th><th class="l">rows</th><th class="l">stats</th><th class="l">inputs</th></tr>${rows}</table>`;
+  return `<h2>Lineage</h2><table class="lineage"><tr><th class="l">stage</th><th class="l">artifact</th><th class="l">digest</th><th class="l">rows</th><th class="l">params</th><th class="l">stats</th><th class="l">inputs</th></tr>${rows}</table>`;
+}
+
+/** Characters of one parameter value shown (a prompt template or a path can be long). */
+const PARAM_CHARS = 60;
+
+/** Nested parameter objects as dotted keys (llm.model=...), other values as JSON: one `key=value` per leaf. */
+function flatParams(params: unknown, prefix = ''): Array<[string, string]> {
+  if (!params || typeof params !== 'object' || Array.isArray(params)) return [];
+  return Object.entries(params as Record<string, unknown>).flatMap(([k, v]): Array<[string, string]> => {
+    if (v === undefined) return [];
+    const key = `${prefix}${k}`;
+    if (v && typeof v === 'object' && !Array.isArray(v)) return flatParams(v, `${key}.`);
+    return [[key, typeof v === 'string' ? v : JSON.stringify(v)]];
+  });
 }
 
 function definitions(d: ReportData): string {

@@ -22,6 +22,8 @@ export interface LineageNode {
   stageKind?: string;
   rows: Record<string, number>;
   stats: Record<string, unknown>;
+  /** The producing stage's parameters as the manifest recorded them (defaults filled in). */
+  params?: unknown;
   /** Input name → digest. */
   inputs: Record<string, string>;
   missing?: boolean;

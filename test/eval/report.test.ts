@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { exists } from '../../artifacts/fsutil.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
 import { chunk } from '../../activities/chunk.ts';
@@ -11,9 +12,10 @@ import { evaluate } from '../../activities/evaluate.ts';
 import { MetricsJson } from '../../activities/evaluation/metricsJson.ts';
 import { importQuestions } from '../../activities/importQuestions.ts';
 import { report } from '../../activities/report.ts';
+import { train } from '../../activities/train.ts';
 import { trainReranker } from '../../activities/trainReranker.ts';
 import { filesArtifact, runStage, tempStore } from '../support/runStage.ts';
-import { EXAMPLES, OUTPUT, baseModel, ingestDir, linkTree, publishDir, sentenceDataset, sentenceQueries } from './fixtures.ts';
+import { EXAMPLES, OUTPUT, baseModel, ingestDir, sentenceDataset, sentenceQueries } from './fixtures.ts';
 
 const CHROMIUM = process.env['EMBEDFLOW_CHROMIUM'] ?? '/usr/bin/chromium';
 const EVIL = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">';
@@ -21,6 +23,9 @@ const EVIL = '<script>window.__pwned = 1</script><img src=x onerror="window.__pw
 let store: LocalStore;
 let withEverything: string;
 let baseOnly: string;
+let finetuned: string;
+/** The fine-tuned model's loss per step, as the train stage recorded it. */
+let lossCurve: Array<{ step: number; loss: number }>;
 
 beforeAll(async () => {
   store = await tempStore('ef-eval-report-');
@@ -45,15 +50,14 @@ beforeAll(async () => {
   const reranker = (
     await runStage(trainReranker, { store, params: { maxSteps: 3, batchQueries: 4, negatives: 2, maxLength: 96 }, inputs: { model, dataset } })
   ).digest;
-  // A "fine-tuned" model artifact carrying a training log (the model itself is the base: the report reads the log).
-  const modelDir = (await store.open(model)).dir;
-  const ftDir = await mkdtemp(join(tmpdir(), 'ef-report-ft-'));
-  await linkTree(modelDir, ftDir);
-  await writeFile(
-    join(ftDir, 'training_log.jsonl'),
-    Array.from({ length: 40 }, (_, i) => JSON.stringify({ type: 'progress', step: i + 1, loss: 2.5 * Math.exp(-i / 12) + 0.3 })).join('\n'),
-  );
-  const finetuned = await publishDir(store, ftDir, 'model', { dataset });
+  // A real (if short) fine-tuning: the report draws the loss curve the train stage keeps in its manifest.
+  const trained = await runStage(train, {
+    store,
+    params: { maxSteps: 4, batchSize: 4, maxSeqLength: 64, cpuThreads: 1, logEvery: 1, warmupRatio: 0, evaluate: false },
+    inputs: { model, dataset },
+  });
+  finetuned = trained.digest;
+  lossCurve = z.array(z.object({ step: z.number(), loss: z.number() })).parse(trained.manifest.meta['lossCurve']);
 
   const ev = await runStage(evaluate, {
     store,
@@ -92,6 +96,11 @@ async function renderInChromium(digest: string, screenshot: string) {
       imgs: document.querySelectorAll('img').length,
       svgs: document.querySelectorAll('svg').length,
       text: document.body.innerText,
+      trainingCharts: Array.from(document.querySelectorAll('svg[aria-label^="Training loss"]')).map((svg) => ({
+        title: svg.getAttribute('aria-label') ?? '',
+        points: svg.querySelectorAll('circle').length,
+      })),
+      lineage: Array.from(document.querySelectorAll<HTMLTableRowElement>('table.lineage tr')).map((tr) => Array.from(tr.cells).map((c) => c.innerText)),
     }));
     return { problems, requests, state, htmlPath };
   } finally {
@@ -111,9 +120,31 @@ describe('report', () => {
     expect(state.text).toContain('<script>window.__pwned = 1</script>');
     // Summary table, recall curves, CI bars (per eval set), latency and the training curve.
     expect(state.svgs).toBeGreaterThanOrEqual(6);
-    for (const s of ['finetuned', 'base+rerank@10', 'Recall@k', 'Per-query latency', 'Training loss', 'Lineage', 'p95']) {
+    for (const s of ['finetuned', 'base+rerank@10', 'Recall@k', 'Per-query latency', 'Lineage', 'p95']) {
       expect(state.text).toContain(s);
     }
+  });
+
+  it('draws the training curves the train and reranker stages recorded, one point per logged step', async () => {
+    const { state } = await renderInChromium(withEverything, 'report.png');
+    expect(lossCurve.map((p) => p.step)).toEqual([1, 2, 3, 4]);
+    expect(state.trainingCharts).toEqual([
+      { title: 'Training loss — fine-tuned model (all-MiniLM-L6-v2-ft)', points: lossCurve.length },
+      { title: expect.stringMatching(/^Training loss — reranker \(/), points: 3 },
+    ]);
+    expect(state.text).not.toContain('No training curve');
+  });
+
+  it("lineage names each artifact's producing stage with its parameters", async () => {
+    const { state } = await renderInChromium(withEverything, 'report.png');
+    const [head, ...rows] = state.lineage;
+    expect(head).toEqual(['stage', 'artifact', 'digest', 'rows', 'params', 'stats', 'inputs']);
+    const column = (name: string) => head!.indexOf(name);
+    const model = rows.find((r) => r[column('digest')] === finetuned.slice(0, 12));
+    expect(model?.[column('params')]).toMatch(/(^|, )maxSteps=4(,|$)/);
+    expect(model?.[column('params')]).toContain('loss=mnrl');
+    const chunks = rows.find((r) => r[column('artifact')] === 'chunks');
+    expect(chunks?.[column('params')]).toMatch(/maxTokens=96, overlap=16/);
   });
 
   it('keeps metrics.json as the evaluation wrote it and writes a short Markdown summary', async () => {
@@ -123,7 +154,7 @@ describe('report', () => {
     expect(Object.keys(m.human!)).toEqual(expect.arrayContaining(['base', 'finetuned', 'base+rerank@5', 'base+rerank@10', 'finetuned+rerank@10']));
     const md = await readFile(art.file('summary.md'), 'utf8');
     expect(md).toMatch(/## human-written questions \(18 queries\)/);
-    expect(md).toMatch(/Fine-tuned vs base: ndcg@10 \+0\.00 pts/);
+    expect(md).toMatch(/Fine-tuned vs base: ndcg@10 [+−]\d+\.\d\d pts \(95% CI .+\) — (a real gain|a real loss|not distinguishable from noise)\./);
     expect(md).toMatch(/\| base\+rerank@10 \| \d\.\d{3} \(/);
     expect(md).toMatch(/Latency per query \(p50 \/ p95 \/ p99\): base embed\+search/);
     expect(md.split('\n').length).toBeLessThan(40);

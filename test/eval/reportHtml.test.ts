@@ -39,7 +39,18 @@ const data: ReportData = {
   curves: { human: { base: Array.from({ length: 100 }, (_, i) => Math.min(1, 0.4 + i / 200)), [EVIL]: [0.1, 0.2] } },
   training: [{ name: EVIL, points: [[1, 2], [2, 1]] }],
   trainingNote: EVIL,
-  lineage: [{ digest: D, kind: EVIL, stageId: EVIL, stageKind: EVIL, rows: { [EVIL]: 3 }, stats: { [EVIL]: EVIL }, inputs: { [EVIL]: D } }],
+  lineage: [
+    {
+      digest: D,
+      kind: EVIL,
+      stageId: EVIL,
+      stageKind: EVIL,
+      rows: { [EVIL]: 3 },
+      stats: { [EVIL]: EVIL },
+      params: { [EVIL]: EVIL, llm: { model: 'gemma', baseUrl: EVIL }, styles: ['question', 'keyword'], maxSteps: 6, prompt: 'x'.repeat(500) },
+      inputs: { [EVIL]: D },
+    },
+  ],
   examples: {
     human: [
       {
@@ -58,6 +69,16 @@ describe('report rendering', () => {
     expect(html).toContain("default-src 'none'");
     // No external resource of any kind.
     expect(html).not.toMatch(/(src|href)=["']?(https?:)?\/\//i);
+  });
+
+  it("lineage shows the producing stage's parameters, nested ones as dotted keys, long values cut", () => {
+    const html = renderReportHtml(data);
+    const params = /<td class="l params">(.*?)<\/td>/.exec(html)?.[1];
+    expect(params).toContain(`llm.model=gemma, llm.baseUrl=${esc(EVIL)}`);
+    expect(params).toContain(`styles=${esc('["question","keyword"]')}`);
+    expect(params).toContain('maxSteps=6');
+    expect(params).toContain(`prompt=${'x'.repeat(60)}…`);
+    expect(params).not.toContain('x'.repeat(61));
   });
 
   it('states the verdict with the interval', () => {
