@@ -172,6 +172,9 @@ describe('LLM server outage', () => {
     expect(retrying.lastFailure).toMatch(/ECONNREFUSED/);
     expect(retrying.lastFailure).toContain(gateway.url);
     expect(retrying.progress).toMatchObject({ done: ANSWERED_BEFORE, total: PARAGRAPHS.length, unit: 'chunks' });
+    // The text on-call reads says how long the stage has been retrying, not only since when.
+    const text = await cli(['status', runId], env);
+    expect(text.stdout).toMatch(/retrying queries: attempt \d+, retrying for \d+(\.\d)?s \(since \S+\); last error: LlmUnavailableError: /);
 
     // Back on the same port; no one touches the run.
     const port = gateway.port;
