@@ -7,6 +7,9 @@ import { sha256File } from './hash.ts';
 const Entries = z.record(z.string(), z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number().int().min(0) }));
 type Hashed = { sha256: string; bytes: number };
 
+/** Files changed more recently than this are hashed but not remembered. */
+const RACY_MS = 2000;
+
 /** Enough for every file of a few hundred models; the oldest entries go first. */
 const MAX_ENTRIES = 100_000;
 
@@ -41,6 +44,9 @@ export class FileHashCache {
     const known = this.entries.get(key);
     if (known) return known;
     const hashed = await sha256File(abs);
+    // A file changed moments ago may change again within the same clock tick, leaving its times as
+    // they are (git's "racy" case): only remember files that have been still for a while.
+    if (Date.now() - Number(st.ctimeNs / 1_000_000n) < RACY_MS) return hashed;
     this.entries.set(key, hashed);
     this.dirty = true;
     return hashed;

@@ -288,7 +288,9 @@ export class LocalStore implements ArtifactStore {
       try {
         const st = await stat(join(dataDir, safeRelPath(f.path)));
         if (st.size !== f.bytes) return { digest, ok: false, problems: [`${f.path}: ${st.size} bytes, manifest says ${f.bytes}`] };
-        if (st.mtimeMs > publishedMs) return this.verify(digest);
+        // Equal counts as later: file times tick in coarse steps (a jiffy), so a write just after
+        // publishing can carry the manifest's own time. Files written before it rarely share it.
+        if (st.mtimeMs >= publishedMs) return this.verify(digest);
       } catch {
         return { digest, ok: false, problems: [`${f.path}: missing`] };
       }
