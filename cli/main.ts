@@ -150,7 +150,7 @@ async function execute(rt: Runtime, plan: Plan, runId: string, json: boolean): P
 }
 
 async function finish(rt: Runtime, runId: string, outcome: RunOutcome, json: boolean): Promise<number> {
-  const { metrics, report } = await reportOf(rt, outcome.stages);
+  const { metrics, report, summaryMd } = await reportOf(rt, outcome.stages);
   await printSkipped(rt, outcome.stages);
   const ran = outcome.stages.filter((s) => s.status === 'ran').length;
   const cached = outcome.stages.filter((s) => s.status === 'cached').length;
@@ -159,6 +159,8 @@ async function finish(rt: Runtime, runId: string, outcome: RunOutcome, json: boo
     process.stderr.write(`${outcome.error.type}: ${outcome.error.message}\nresume with: embedflow resume ${runId}\n`);
   }
   if (report) process.stderr.write(`report: ${report}\n`);
+  // The verdict for people, on stdout. Not with --json: there stdout is the JSON object alone (it carries the metrics).
+  if (!json && outcome.status === 'completed' && summaryMd) process.stdout.write(`\n${summaryMd}`);
   if (json) {
     const summary: JsonSummary = {
       runId,
@@ -180,10 +182,11 @@ async function finish(rt: Runtime, runId: string, outcome: RunOutcome, json: boo
   return outcome.status === 'completed' ? 0 : 1;
 }
 
-/** Headline metrics and the report path, from the run's `report` (or `evaluation`) artifact. */
-async function reportOf(rt: Runtime, stages: StageState[]): Promise<{ metrics: Record<string, unknown>; report: string | null }> {
+/** Headline metrics, the report path and its Markdown summary, from the run's `report` (or `evaluation`) artifact. */
+async function reportOf(rt: Runtime, stages: StageState[]): Promise<{ metrics: Record<string, unknown>; report: string | null; summaryMd: string | null }> {
   let metrics: Record<string, unknown> = {};
   let report: string | null = null;
+  let summaryMd: string | null = null;
   for (const s of stages) {
     if (!s.artifact) continue;
     let manifest;
@@ -201,8 +204,9 @@ async function reportOf(rt: Runtime, stages: StageState[]): Promise<{ metrics: R
       metrics = Object.fromEntries(Object.entries(parsed).filter(([k]) => EVAL_SETS.includes(k as (typeof EVAL_SETS)[number])));
     }
     if (files.has('report.html')) report = reader.file('report.html');
+    if (manifest.kind === 'report' && files.has('summary.md')) summaryMd = await readFile(reader.file('summary.md'), 'utf8');
   }
-  return { metrics, report };
+  return { metrics, report, summaryMd };
 }
 
 /** Files a stage could not use, with the reason (e.g. a scanned PDF without a text layer). */

@@ -1,4 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { builtinTemplate, renderMessages } from '../../activities/llm/prompts.ts';
@@ -77,9 +79,9 @@ function worker(env: Record<string, string>): ChildProcess {
   return c;
 }
 
-function run(env: Record<string, string>) {
+function run(env: Record<string, string>, json = true) {
   const llm = ['generatedQueries', 'evalQueries'].flatMap((s) => ['--set', `${s}.llm.baseUrl=${server.url}`]);
-  return collect(start(['run', PIPELINE, '--json', ...llm], env), 900_000);
+  return collect(start(['run', PIPELINE, ...(json ? ['--json'] : []), ...llm], env), 900_000);
 }
 
 /** When the worker died, of what, and the end of what it said. */
@@ -169,6 +171,29 @@ describe('a worker SIGKILLed during each stage of the default recipe', () => {
       const ref = await run(refEnv);
       expect(ref.code, ref.stderr).toBe(0);
       expect(ref.json.status).toBe('completed');
+      // With --json, stdout is the JSON object alone, its headline metrics as documented:
+      // metrics.<eval set>.<system>.<metric> = {value, lo, hi}.
+      expect(ref.stdout.trim().split('\n')).toHaveLength(1);
+      expect(Object.keys(ref.json.metrics)).toEqual(['generated']);
+      const generated = ref.json.metrics.generated as Record<string, Record<string, { value: number; lo: number; hi: number }>>;
+      expect(Object.keys(generated)).toEqual(expect.arrayContaining(['base', 'finetuned', 'base+rerank@5']));
+      for (const [system, table] of Object.entries(generated)) {
+        for (const metric of ['recall@1', 'recall@10', 'mrr@10', 'ndcg@10']) {
+          const m = table[metric];
+          expect(m, `${system} ${metric}`).toEqual({ value: expect.any(Number), lo: expect.any(Number), hi: expect.any(Number) });
+          expect(m!.lo, `${system} ${metric}`).toBeLessThanOrEqual(m!.value);
+          expect(m!.value, `${system} ${metric}`).toBeLessThanOrEqual(m!.hi);
+          expect(m!.lo).toBeGreaterThanOrEqual(0);
+          expect(m!.hi).toBeLessThanOrEqual(1);
+        }
+      }
+      // The same run again without --json: every stage cached, and stdout is the report's Markdown summary.
+      const again = await run(refEnv, false);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stderr).toMatch(/COMPLETED: 0 stage\(s\) ran, \d+ cached/);
+      const summaryMd = await readFile(join(dirname(ref.json.report), 'summary.md'), 'utf8');
+      expect(summaryMd).toMatch(/^# embedflow evaluation\n[\s\S]*## generated eval queries \(\d+ queries\)[\s\S]*\| finetuned \| \d\.\d{3} \(/);
+      expect(again.stdout.trim()).toBe(summaryMd.trim());
       refWorker.kill('SIGTERM');
       const callsBefore = server.calls.length;
 
