@@ -1,60 +1,93 @@
 import type { ChildProcess } from 'node:child_process';
-import { cp, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readChunkTexts } from '../../activities/llm/queriesTable.ts';
+import { LocalStore } from '../../artifacts/store.ts';
+import type { RunView } from '../../cli/runs.ts';
+import { llmEnv } from '../llm/fixtures.ts';
 import { cli, collect, remote, spawnCliKilledAfterEach, testEnv, until } from '../support/cli.ts';
+import { LlmServer } from '../support/llmServer.ts';
 
 // Schedulers and on-call staff: scheduled reruns pay only for what changed, a run survives losing a
 // worker (SIGKILL or SIGTERM), and gc never deletes what a kept run needs.
 
 const PIPELINE = 'test/fixtures/pipelines/words.ts';
-const FIXTURE_CORPUS = 'test/fixtures/smallcorpus';
+/** ingest → chunk → one question per chunk from the test LLM server. */
+const SCHEDULED = 'test/fixtures/pipelines/scheduledLlm.ts';
 const start = spawnCliKilledAfterEach();
 
-function worker(env: Record<string, string>): ChildProcess {
-  return start(['worker', '--queue', 'workflow', '--queue', 'cpu', '--queue', 'gpu', '--pipeline', PIPELINE], env);
-}
-
-async function corpusCopy(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'ef-corpus-'));
-  await cp(FIXTURE_CORPUS, dir, { recursive: true });
-  return dir;
+function worker(env: Record<string, string>, pipeline = PIPELINE): ChildProcess {
+  return start(['worker', '--queue', 'workflow', '--queue', 'cpu', '--queue', 'gpu', '--pipeline', pipeline], env);
 }
 
 const statuses = (json: { stages: Array<{ id: string; status: string }> }) => Object.fromEntries(json.stages.map((s) => [s.id, s.status]));
 
 describe('operations', () => {
-  it('a schedule triggered twice on an unchanged corpus runs everything cached; a grown corpus reruns', async () => {
-    const env = remote(await testEnv());
-    const corpus = await corpusCopy();
-    const name = `sched-${env.EMBEDFLOW_QUEUE_PREFIX}`;
-    const created = await cli(['schedule', 'create', name, PIPELINE, '--corpus', corpus, '--every', '24h', '--paused'], env);
-    expect(created.code, created.stderr).toBe(0);
-    worker(env);
-    const runs: string[] = [];
-    const triggerAndWait = async () => {
-      expect((await cli(['schedule', 'trigger', name], env)).code).toBe(0);
-      const runId = await until(async () => {
-        const d = JSON.parse((await cli(['schedule', 'describe', name], env)).stdout) as { recentRuns: Array<{ runId: string }> };
-        const fresh = d.recentRuns.map((r) => r.runId).find((id) => !runs.includes(id));
-        return fresh;
-      }, 30_000, 'the triggered run');
-      runs.push(runId);
-      return until(async () => {
-        const s = await cli(['status', runId, '--json'], env);
-        const view = JSON.parse(s.stdout) as { status: string; stages: Array<{ id: string; status: string }> };
-        return view.status === 'completed' ? view : undefined;
-      }, 60_000, `run ${runId} to complete`);
-    };
-    const first = await triggerAndWait();
-    expect(statuses(first)).toEqual({ words: 'ran', chars: 'ran', summary: 'ran' });
-    const second = await triggerAndWait();
-    expect(statuses(second)).toEqual({ words: 'cached', chars: 'cached', summary: 'cached' });
-    await writeFile(join(corpus, 'new.md'), '# new\n\nA new document arrived overnight.\n');
-    const third = await triggerAndWait();
-    expect(statuses(third)).toEqual({ words: 'ran', chars: 'ran', summary: 'ran' });
-    expect((await cli(['schedule', 'delete', name], env)).code).toBe(0);
+  it('a schedule triggered twice on an unchanged corpus runs everything cached; a new document pays only for its own chunks', async () => {
+    const server = await LlmServer.start({ env: llmEnv, servedModel: 'gemma-test', threads: 1, parallel: 1, templates: 1 });
+    try {
+      const env = remote(await testEnv());
+      const corpus = await mkdtemp(join(tmpdir(), 'ef-sched-corpus-'));
+      await writeFile(join(corpus, 'harbour.md'), '# Harbour\n\nThe harbour lighthouse was built in 1872 and electrified in 1931.\n');
+      await writeFile(join(corpus, 'library.md'), '# Library\n\nThe town library is closed on Mondays; its archive room keeps old maps.\n');
+      const name = `sched-${env.EMBEDFLOW_QUEUE_PREFIX}`;
+      const llm = { provider: 'openai', baseUrl: server.url, model: 'gemma-test', timeoutMs: 60_000 };
+      // --every 24h and --paused: only `schedule trigger` starts runs here.
+      const created = await cli(
+        ['schedule', 'create', name, SCHEDULED, '--corpus', corpus, '--every', '24h', '--paused', '--set', `queries.llm=${JSON.stringify(llm)}`],
+        env,
+      );
+      expect(created.code, created.stderr).toBe(0);
+      worker(env, SCHEDULED);
+      const runs: string[] = [];
+      const triggerAndWait = async () => {
+        expect((await cli(['schedule', 'trigger', name], env)).code).toBe(0);
+        const runId = await until(async () => {
+          const d = JSON.parse((await cli(['schedule', 'describe', name], env)).stdout) as { recentRuns: Array<{ runId: string }> };
+          return d.recentRuns.map((r) => r.runId).find((id) => !runs.includes(id));
+        }, 30_000, 'the triggered run');
+        runs.push(runId);
+        return until(async () => {
+          const view = (await cli(['status', runId, '--json'], env)).json as RunView | undefined;
+          return view?.status === 'completed' ? view : undefined;
+        }, 180_000, `run ${runId} to complete`);
+      };
+      const store = new LocalStore(env.EMBEDFLOW_STORE);
+      const chunksOf = async (view: RunView) => readChunkTexts(await store.open(view.stages.find((s) => s.id === 'chunks')!.artifact!));
+
+      const first = await triggerAndWait();
+      expect(statuses(first)).toEqual({ documents: 'ran', chunks: 'ran', queries: 'ran' });
+      const before = await chunksOf(first);
+      expect(before.length).toBeGreaterThanOrEqual(2);
+      // One call per chunk, each chunk once.
+      expect(server.calls).toHaveLength(before.length);
+      for (const c of before) expect(server.callsFor(c.text), c.text).toBe(1);
+
+      const second = await triggerAndWait();
+      expect(statuses(second)).toEqual({ documents: 'cached', chunks: 'cached', queries: 'cached' });
+      expect(server.calls).toHaveLength(before.length);
+
+      await writeFile(join(corpus, 'market.md'), '# Market\n\nThe station market sells local vegetables and fish from six every morning.\n');
+      const paidBefore = server.calls.length;
+      const third = await triggerAndWait();
+      expect(statuses(third)).toEqual({ documents: 'ran', chunks: 'ran', queries: 'ran' });
+      const after = await chunksOf(third);
+      const old = new Set(before.map((c) => c.text));
+      const added = after.filter((c) => !old.has(c.text));
+      expect(added.length).toBeGreaterThanOrEqual(1);
+      expect(added.every((c) => c.text.includes('market'))).toBe(true);
+      expect(after).toHaveLength(before.length + added.length);
+      // Paid for: exactly the new document's chunks, once each; the old ones came from the memo.
+      expect(server.calls.length - paidBefore).toBe(added.length);
+      for (const c of added) expect(server.callsFor(c.text), c.text).toBe(1);
+      for (const c of before) expect(server.callsFor(c.text), c.text).toBe(1);
+      expect(third.stages.find((s) => s.id === 'queries')?.stats).toMatchObject({ chunks: after.length, llmCalls: added.length, memoHits: before.length });
+      expect((await cli(['schedule', 'delete', name], env)).code).toBe(0);
+    } finally {
+      await server.close();
+    }
   });
 
   it('two workers, one killed mid-run: the other finishes the run', async () => {
