@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -73,8 +73,8 @@ describe('stage cache through runs', () => {
   it("editing a stage kind's code reruns exactly that stage and its descendants, with no version bumped", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ef-codechange-'));
     scratch.push(dir);
-    // A data engineer's own ESM package, its packages resolving from its own folder.
-    await writeFile(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+    // A data engineer's own folder: no package.json (so nothing says "type": "module"), its packages
+    // resolving from its own node_modules.
     await symlink(join(PROJECT_ROOT, 'node_modules'), join(dir, 'node_modules'));
     await writeFile(join(dir, 'chars.ts'), charsModule('text.length'));
     const pipeline = join(dir, 'pipeline.ts');
@@ -100,6 +100,35 @@ describe('stage cache through runs', () => {
     expect(chars).toBeLessThan(83);
     expect(stageOf(edited.json, 'chars').stats).toEqual({ chars });
     expect(stageOf(edited.json, 'words').artifact).toBe(stageOf(first.json, 'words').artifact);
+  });
+
+  it('a pipeline file in a folder with no package.json, importing embedflow by package name, runs to completion', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ef-nopkg-'));
+    scratch.push(dir);
+    // Where a user keeps pipelines: their own repo, embedflow installed (here linked) under node_modules.
+    await mkdir(join(dir, 'node_modules'));
+    await symlink(PROJECT_ROOT, join(dir, 'node_modules', 'embedflow'));
+    const pipeline = join(dir, 'my-pipeline.ts');
+    await writeFile(
+      pipeline,
+      `import { definePipeline, stage } from 'embedflow/pipelines/dsl.ts';
+import { combine, countChars, countWords } from 'embedflow/${WORDS}';
+
+export default definePipeline({
+  name: 'nopkg',
+  inputs: { corpus: { type: 'directory', default: '${PROJECT_ROOT}/test/fixtures/smallcorpus' } },
+  stages: [
+    stage({ id: 'words', kind: countWords, inputs: { corpus: 'corpus' } }),
+    stage({ id: 'chars', kind: countChars, inputs: { corpus: 'corpus' } }),
+    stage({ id: 'summary', kind: combine, inputs: { words: 'words', chars: 'chars' } }),
+  ],
+});
+`,
+    );
+    const run = await cli(['run', pipeline, '--json'], await testEnv());
+    expect(run.code, run.stderr).toBe(0);
+    expect(statusOf(run.json)).toEqual({ words: 'ran', chars: 'ran', summary: 'ran' });
+    expect(stageOf(run.json, 'summary').stats).toEqual({ words: 12, chars: 83 });
   });
 
   it('a cached artifact whose file was truncated or rewritten is rebuilt on the next run, not served', async () => {
