@@ -37,6 +37,11 @@ export class EvalQuestionsError extends EmbedflowError {}
 // The store.
 export class ArtifactCorruptError extends EmbedflowError {}
 export class ArtifactNotFoundError extends EmbedflowError {}
+/**
+ * A stage's input was found corrupt and quarantined. Not retried: only a new execution of the run
+ * (`resume`) rebuilds it, by rerunning the stage that produced it.
+ */
+export class CorruptInputError extends EmbedflowError {}
 export class StorePathError extends EmbedflowError {}
 export class DiskFullError extends EmbedflowError {}
 /** Object store: credentials refused, access denied, or the bucket does not exist. */
@@ -81,6 +86,7 @@ export const NON_RETRYABLE = [
   'ModelNotFoundError',
   'EvalQuestionsError',
   'ArtifactNotFoundError',
+  'CorruptInputError',
   'StorePathError',
   'StoreAccessError',
   'LlmUnauthorizedError',

@@ -5,7 +5,7 @@ import type { Manifest } from '../artifacts/manifest.ts';
 import type { Progress, StageContext, StageEnv, StageKind, StageLogger, StageResult } from '../pipelines/stage.ts';
 import { inputArtifactKind, isOptionalInput } from '../pipelines/stage.ts';
 import { z } from 'zod';
-import { ArtifactCorruptError, InvalidInputError, StageParamsError } from './errors.ts';
+import { ArtifactCorruptError, ArtifactNotFoundError, CorruptInputError, InvalidInputError, StageParamsError } from './errors.ts';
 import { asDiskFull } from '../artifacts/fsutil.ts';
 import { recordMemoUse } from '../artifacts/memoUse.ts';
 
@@ -64,7 +64,7 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
       if (isOptionalInput(want)) continue;
       throw new InvalidInputError(`stage "${inv.stageId}" needs input "${name}" (${want}) and got none`);
     }
-    const reader = await openVerified(rt.store, digest, inv.stageId, name);
+    const reader = await openInput(rt.store, inv, name, digest);
     if (reader.manifest.kind !== inputArtifactKind(want)) {
       throw new InvalidInputError(
         `stage "${inv.stageId}": input "${name}" is a "${reader.manifest.kind}" artifact, expected "${inputArtifactKind(want)}"`,
@@ -161,17 +161,33 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
   return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000, reused: false };
 }
 
-/** Open an input; a corrupt one is quarantined so the producing stage is rebuilt on the next run. */
-async function openVerified(store: ArtifactStore, digest: string, stageId: string, name: string): Promise<ArtifactReader> {
+/**
+ * Open an input. A corrupt one is quarantined so the stage that produced it is rebuilt, which takes a
+ * new execution of the run: this one fails for good. An attempt (or a parallel stage) that then finds
+ * the input gone fails the same way, not as a bare "not in the store".
+ */
+async function openInput(store: ArtifactStore, inv: StageInvocation, name: string, digest: string): Promise<ArtifactReader> {
   try {
     return await store.open(digest);
   } catch (err) {
     if (err instanceof ArtifactCorruptError) {
+      // Read before quarantining it, for the producing stage's id; an unreadable manifest names none.
+      const manifest = await store.readManifest(digest).catch(() => undefined);
       await store.quarantine(digest);
-      throw new ArtifactCorruptError(`input "${name}" of stage "${stageId}": ${err.message}`, {
-        hint: 'it was quarantined; `embedflow resume <runId>` rebuilds it',
-      });
+      throw corruptInput(inv, name, digest, manifest, err);
+    }
+    if (err instanceof ArtifactNotFoundError) {
+      const aside = await store.quarantined(digest);
+      if (aside) throw corruptInput(inv, name, digest, aside.manifest, err);
     }
     throw err;
   }
+}
+
+function corruptInput(inv: StageInvocation, name: string, digest: string, manifest: Manifest | undefined, cause: Error): CorruptInputError {
+  const producer = manifest?.lineage.stageId;
+  return new CorruptInputError(
+    `the input artifact ${digest} ("${name}") of stage "${inv.stageId}"${producer ? ` (produced by stage "${producer}")` : ''} was corrupt and has been quarantined`,
+    { hint: `\`embedflow resume ${inv.runId}\` rebuilds it`, cause },
+  );
 }

@@ -38,6 +38,8 @@ import {
   type VerifyResult,
   checkDigest,
   contentDigest,
+  newestQuarantined,
+  parseManifestOrUndefined,
   safeName,
   safeNamespace,
   safeRelPath,
@@ -450,6 +452,13 @@ export class S3Store implements ArtifactStore {
     const dest = `quarantine/${digest}-${Date.now()}-${randomId(3)}/`;
     await forEachLimit(objects, PARALLEL, (o) => this.copy(o.key, dest + o.key.slice(`artifacts/${digest}/`.length)));
     await this.removeArtifactObjects(digest, objects);
+  }
+
+  async quarantined(digest: string): Promise<{ manifest?: Manifest } | undefined> {
+    const objects = await this.list(`quarantine/${checkDigest(digest)}-`);
+    const latest = newestQuarantined([...new Set(objects.map((o) => o.key.split('/')[1] ?? ''))], digest);
+    if (latest === undefined) return undefined;
+    return { manifest: parseManifestOrUndefined((await this.getText(`quarantine/${latest}/manifest.json`))?.text ?? '') };
   }
 
   async deleteArtifact(digest: string): Promise<number> {

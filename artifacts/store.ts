@@ -64,6 +64,11 @@ export interface ArtifactStore {
   quickVerify(digest: string): Promise<VerifyResult>;
   /** Move a corrupt artifact out of the way so it is rebuilt, not reused. */
   quarantine(digest: string): Promise<void>;
+  /**
+   * Whether `digest` was ever quarantined, with its newest quarantined manifest when that is readable:
+   * a stage whose input has vanished can then say it was found corrupt rather than just missing.
+   */
+  quarantined(digest: string): Promise<{ manifest?: Manifest } | undefined>;
   listArtifacts(): Promise<string[]>;
   getCache(key: string): Promise<string | undefined>;
   putCache(key: string, digest: string, info?: Record<string, unknown>): Promise<void>;
@@ -125,6 +130,22 @@ export function safeRelPath(rel: string): string {
     });
   }
   return n;
+}
+
+/** The newest of `names` (quarantine folders, `<digest>-<ms>-<id>`) holding `digest`. */
+export function newestQuarantined(names: string[], digest: string): string | undefined {
+  const prefix = `${checkDigest(digest)}-`;
+  const ms = (name: string) => Number(name.slice(prefix.length).split('-')[0]);
+  return names.filter((n) => n.startsWith(prefix)).sort((a, b) => ms(b) - ms(a))[0];
+}
+
+/** A quarantined copy's manifest if it parses (an unreadable manifest may be why it was quarantined). */
+export function parseManifestOrUndefined(text: string): Manifest | undefined {
+  try {
+    return Manifest.parse(JSON.parse(text));
+  } catch {
+    return undefined;
+  }
 }
 
 export function checkDigest(digest: string): string {
@@ -338,6 +359,20 @@ export class LocalStore implements ArtifactStore {
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw err;
     }
+  }
+
+  async quarantined(digest: string): Promise<{ manifest?: Manifest } | undefined> {
+    const dir = join(this.root, 'quarantine');
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+    const latest = newestQuarantined(names, digest);
+    if (latest === undefined) return undefined;
+    return { manifest: parseManifestOrUndefined(await readFile(join(dir, latest, 'manifest.json'), 'utf8').catch(() => '')) };
   }
 
   async listArtifacts(): Promise<string[]> {

@@ -2,8 +2,13 @@ import { mkdir, mkdtemp, readFile, rm, stat, symlink, truncate, utimes, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { CorruptInputError } from '../../activities/errors.ts';
+import { LocalStore } from '../../artifacts/store.ts';
+import type { RunView } from '../../cli/runs.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
+import { combine } from '../fixtures/pipelines/words.ts';
 import { type TestEnv, cli, testEnv } from '../support/cli.ts';
+import { runStage } from '../support/runStage.ts';
 
 // The stage cache through real runs of the CLI: what invalidates a cached stage (a code edit nobody
 // versioned) and what a damaged cached artifact leads to (a rebuild, never its use).
@@ -176,7 +181,22 @@ export default definePipeline({
     const failed = await cli(['run', WORDS, '--json', '--set', 'summary.salt=x'], env);
     expect(failed.code).toBe(1);
     expect(statusOf(failed.json)).toEqual({ words: 'cached', chars: 'cached', summary: 'failed' });
-    expect(failed.json.error).toMatchObject({ stage: 'summary' });
+    // What on-call reads: the corruption, where the input came from, and the command that rebuilds it.
+    const { runId } = failed.json;
+    const words = stageOf(first.json, 'words').artifact;
+    expect(failed.json.error).toMatchObject({ stage: 'summary', type: 'CorruptInputError' });
+    for (const part of [`input artifact ${words}`, 'of stage "summary"', 'produced by stage "words"', 'corrupt', 'quarantined', `embedflow resume ${runId}`]) {
+      expect(failed.json.error.message).toContain(part);
+    }
+    // Not retried: no attempt of this run can rebuild its input, and a retry would only find it gone.
+    const view = (await cli(['status', runId, '--json'], env)).json as RunView;
+    const summary = view.stages.find((s) => s.id === 'summary');
+    expect(summary?.error).toMatchObject({ type: 'CorruptInputError', attempt: 1, message: failed.json.error.message });
+    // An attempt that finds the input already quarantined (a lost attempt's retry, or a parallel stage
+    // needing it too) says the same, not a bare "not in the store".
+    const gone = runStage(combine, { store: new LocalStore(env.EMBEDFLOW_STORE), inputs: { words, chars: stageOf(first.json, 'chars').artifact } });
+    await expect(gone).rejects.toThrow(CorruptInputError);
+    await expect(gone).rejects.toThrow(`the input artifact ${words} ("words") of stage "test.combine" (produced by stage "words") was corrupt and has been quarantined`);
     // Its inputs are hashed before the stage's code runs: it started only in the first run.
     expect((await logLines(env)).filter((l) => l === 'summary start')).toHaveLength(1);
 

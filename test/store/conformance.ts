@@ -107,8 +107,11 @@ export function storeConformance(name: string, make: () => Promise<StoreUnderTes
       const { store, reopen, raw } = await make();
       const { digest } = await publishText(store, FILES);
       await raw.write(`artifacts/${digest}/data/a.txt`, 'garbage');
+      expect(await store.quarantined(digest)).toBeUndefined();
       await store.quarantine(digest);
       expect(await store.has(digest)).toBe(false);
+      // Any handle can tell a quarantined artifact from one never published, and who made it.
+      expect(await (await reopen()).quarantined(digest)).toMatchObject({ manifest: { digest, lineage: { stageId: 's' } } });
       expect(await store.listArtifacts()).toEqual([]);
       await expect((await reopen()).open(digest)).rejects.toThrow(ArtifactNotFoundError);
       const aside = await raw.list('quarantine/');
