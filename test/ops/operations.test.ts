@@ -4,18 +4,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readChunkTexts } from '../../activities/llm/queriesTable.ts';
+import { S3Store } from '../../artifacts/s3Store.ts';
 import { LocalStore } from '../../artifacts/store.ts';
 import type { RunView } from '../../cli/runs.ts';
 import { llmEnv } from '../llm/fixtures.ts';
 import { cli, collect, remote, spawnCliKilledAfterEach, testEnv, until } from '../support/cli.ts';
 import { LlmServer } from '../support/llmServer.ts';
+import { startS3Server } from '../support/s3Server.ts';
 
-// Schedulers and on-call staff: scheduled reruns pay only for what changed, a run survives losing a
-// worker (SIGKILL or SIGTERM), and gc never deletes what a kept run needs.
+// Schedulers and on-call staff: scheduled reruns pay only for what changed (counted at the LLM
+// server), a run survives losing a worker (SIGKILL or SIGTERM), cpu and gpu workers in separate
+// processes share one S3 store, and gc never deletes what a kept run needs.
 
 const PIPELINE = 'test/fixtures/pipelines/words.ts';
 /** ingest → chunk → one question per chunk from the test LLM server. */
 const SCHEDULED = 'test/fixtures/pipelines/scheduledLlm.ts';
+/** words with its summary stage on the gpu queue. */
+const GPU_PIPELINE = 'test/fixtures/pipelines/wordsGpu.ts';
 const start = spawnCliKilledAfterEach();
 
 function worker(env: Record<string, string>, pipeline = PIPELINE): ChildProcess {
@@ -124,6 +129,39 @@ describe('operations', () => {
     const lines = await log();
     expect(lines.filter((l) => l === 'words start')).toHaveLength(2);
     expect(lines.filter((l) => l === 'words end')).toHaveLength(1);
+  });
+
+  it('a cpu worker and a gpu worker sharing only the Temporal server and an S3 store: the gpu stage runs on the gpu worker', async () => {
+    const s3 = await startS3Server();
+    try {
+      await s3.createBucket('ef-ops');
+      const base = remote(await testEnv());
+      const store = `s3://ef-ops/${base.EMBEDFLOW_QUEUE_PREFIX}`;
+      // Each "host" has its own home (so its own S3 cache) and its own stage log: what one worker ran
+      // shows up in its log only.
+      const host = async (role: string) => {
+        const home = await mkdtemp(join(tmpdir(), `ef-host-${role}-`));
+        return { ...base, ...s3.env, EMBEDFLOW_STORE: store, EMBEDFLOW_HOME: home, EMBEDFLOW_TEST_LOG: join(home, 'stage.log') };
+      };
+      const lines = async (file: string) => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+      const cpuHost = await host('cpu');
+      const gpuHost = await host('gpu');
+      start(['worker', '--queue', 'workflow', '--queue', 'cpu', '--pipeline', GPU_PIPELINE], cpuHost);
+      start(['worker', '--queue', 'gpu', '--pipeline', GPU_PIPELINE], gpuHost);
+      const res = await cli(['run', GPU_PIPELINE, '--json'], await host('cli'));
+      expect(res.code, res.stderr).toBe(0);
+      expect(statuses(res.json)).toEqual({ words: 'ran', chars: 'ran', summary: 'ran' });
+      expect((await lines(cpuHost.EMBEDFLOW_TEST_LOG)).sort()).toEqual(['chars end', 'chars start', 'words end', 'words start']);
+      expect(await lines(gpuHost.EMBEDFLOW_TEST_LOG)).toEqual(['summary start', 'summary end']);
+      // The gpu worker read what the cpu worker published, and published its own result to the bucket.
+      const summary = res.json.stages.find((s: { id: string }) => s.id === 'summary').artifact as string;
+      const fresh = S3Store.fromUrl(store, { env: s3.env, home: await mkdtemp(join(tmpdir(), 'ef-host-reader-')) });
+      const out = JSON.parse(await readFile((await fresh.open(summary)).file('summary.json'), 'utf8')) as { words: number; chars: number };
+      expect(out.words).toBeGreaterThan(0);
+      expect(out.chars).toBeGreaterThan(out.words);
+    } finally {
+      await s3.stop();
+    }
   });
 
   it('gc keeps everything the last runs need, frees the rest, and is a dry run by default', async () => {
