@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { FileHashCache } from '../artifacts/fileHashCache.ts';
 import { listFiles } from '../artifacts/fsutil.ts';
 import { hashJson, sha256, sha256File } from '../artifacts/hash.ts';
-import { contentDigest } from '../artifacts/store.ts';
+import type { Memo } from '../artifacts/memo.ts';
+import { type ArtifactStore, contentDigest } from '../artifacts/store.ts';
 import { type StageResult, defineStage } from '../pipelines/stage.ts';
 import { readModelInfo } from './embedding/modelInfo.ts';
 import { ModelExportError, TrainerFailedError } from './errors.ts';
@@ -55,13 +56,11 @@ export const prepareModel = defineStage({
     const key = hashJson({ source: source.fingerprint, exporter, name, spec: p.model, q: p.queryPrefix, d: p.passagePrefix });
     const memo = await ctx.store.memo<string>(EXPORTS_MEMO);
     try {
-      const earlier = memo.get(key);
       // The export is minutes of work and its artifact is large: reuse it rather than copy it.
-      if (earlier !== undefined && (await ctx.store.quickVerify(earlier)).ok) {
-        const prior = (await ctx.store.readManifest(earlier)).meta.stats as StageResult['stats'];
+      const earlier = await reuseEarlier(ctx.store, memo, key);
+      if (earlier) {
         ctx.progress({ done: 1, total: 1, unit: 'model' });
-        const stats: NonNullable<StageResult['stats']> = { ...prior, reused: true };
-        return { reuse: earlier, stats };
+        return earlier;
       }
       await runExport(ctx, sourceDir, name);
       memo.put(key, await digestOf(ctx.out.dir));
@@ -79,6 +78,17 @@ export const prepareModel = defineStage({
 });
 
 /** The name a model gets when none is given: the package, the hub id, or the folder's name. */
+/**
+ * What a volatile stage hands back instead of redoing its work: the artifact an earlier run recorded
+ * under `key` in `memo`, if it is still intact, with that run's stats marked as reused.
+ */
+export async function reuseEarlier(store: ArtifactStore, memo: Memo<string>, key: string): Promise<StageResult | undefined> {
+  const earlier = memo.get(key);
+  if (earlier === undefined || !(await store.quickVerify(earlier)).ok) return undefined;
+  const prior = (await store.readManifest(earlier)).meta.stats as StageResult['stats'];
+  return { reuse: earlier, stats: { ...prior, reused: true } };
+}
+
 export function defaultName(spec: string, dir: string): string {
   if (spec.startsWith('package:')) return spec.slice('package:'.length);
   return /^[\w.-]+\/[\w.-]+$/.test(spec) && !spec.startsWith('.') ? spec : basename(dir);

@@ -6,12 +6,12 @@ import { z } from 'zod';
 import { FileHashCache } from '../artifacts/fileHashCache.ts';
 import { asDiskFull } from '../artifacts/fsutil.ts';
 import { hashJson, sha256 } from '../artifacts/hash.ts';
-import { type StageResult, defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../pipelines/stage.ts';
 import { EmbedflowError, ModelNotFoundError } from './errors.ts';
 import { loadOnnxRuntime } from './heavyLibs.ts';
 import { fingerprintDir } from './models/fingerprint.ts';
 import { resolveModelDir } from './models/resolve.ts';
-import { defaultName, digestOf } from './prepareModel.ts';
+import { defaultName, digestOf, reuseEarlier } from './prepareModel.ts';
 import { type RerankerInfo, loadCrossEncoder } from './rerank/crossEncoder.ts';
 
 /**
@@ -77,12 +77,10 @@ export const prepareReranker = defineStage({
     const key = hashJson({ source: fp.fingerprint, code, spec: p.model, onnx: source.graphRel, maxLength: p.maxLength, name });
     const memo = await ctx.store.memo<string>(PREPARED_MEMO);
     try {
-      const earlier = memo.get(key);
-      if (earlier !== undefined && (await ctx.store.quickVerify(earlier)).ok) {
-        const prior = (await ctx.store.readManifest(earlier)).meta.stats as StageResult['stats'];
+      const earlier = await reuseEarlier(ctx.store, memo, key);
+      if (earlier) {
         ctx.progress({ done: 3, total: 3, unit: 'steps' });
-        const stats: NonNullable<StageResult['stats']> = { ...prior, reused: true };
-        return { reuse: earlier, stats };
+        return earlier;
       }
 
       ctx.progress({ done: 1, total: 3, unit: 'steps', message: `copying ${source.graphRel} and the tokenizer` });

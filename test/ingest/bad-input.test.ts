@@ -34,6 +34,16 @@ async function corpus(name: string, files: Record<string, Uint8Array | string>):
   return dir;
 }
 
+/** Run a script of this folder in a child process, as an unprivileged user when the tests run as root (root reads chmod 000 files anyway). */
+function asUnprivileged(script: string, args: string[]) {
+  const asRoot = process.getuid?.() === 0;
+  return spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, script), ...args], {
+    encoding: 'utf8',
+    cwd: join(import.meta.dirname, '..', '..'),
+    ...(asRoot ? { uid: 65534, gid: 65534, env: { ...process.env, HOME: tmpdir() } } : {}),
+  });
+}
+
 function reasons(skipped: Array<{ path: string; reason: string }>): Record<string, string> {
   return Object.fromEntries(skipped.map((s) => [s.path, s.reason]));
 }
@@ -85,12 +95,7 @@ describe('ingest: files it cannot read are skipped with the reason, nothing half
     const outDir = join(work, 'perm-out');
     await mkdir(outDir);
     await chmod(outDir, 0o777);
-    const asRoot = process.getuid?.() === 0;
-    const child = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'ingestAsChild.ts'), dir, join(outDir, DOCUMENTS_FILE)], {
-      encoding: 'utf8',
-      cwd: join(import.meta.dirname, '..', '..'),
-      ...(asRoot ? { uid: 65534, gid: 65534, env: { ...process.env, HOME: tmpdir() } } : {}),
-    });
+    const child = asUnprivileged('ingestAsChild.ts', [dir, join(outDir, DOCUMENTS_FILE)]);
     expect(child.status, child.stderr).toBe(0);
     const result = JSON.parse(child.stdout) as { ok: boolean; documents: number; skipped: Array<{ path: string; reason: string }> };
     expect(result, child.stdout).toMatchObject({ ok: true, documents: 1 });
@@ -107,12 +112,7 @@ describe('ingest: files it cannot read are skipped with the reason, nothing half
     const storeRoot = join(work, 'perm-store');
     await mkdir(storeRoot);
     await chmod(storeRoot, 0o777);
-    const asRoot = process.getuid?.() === 0;
-    const child = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'snapshotAsChild.ts'), storeRoot, dir], {
-      encoding: 'utf8',
-      cwd: join(import.meta.dirname, '..', '..'),
-      ...(asRoot ? { uid: 65534, gid: 65534, env: { ...process.env, HOME: tmpdir() } } : {}),
-    });
+    const child = asUnprivileged('snapshotAsChild.ts', [storeRoot, dir]);
     await chmod(join(dir, 'private'), 0o755);
     expect(child.status, child.stderr).toBe(0);
     const snap = JSON.parse(child.stdout) as { ok: boolean; digest: string; files: number; skipped: Array<{ path: string; reason: string }> };
