@@ -1,7 +1,8 @@
 // `npm run bench`: the default recipe on real data, measured, written to BENCHMARKS.md.
 //   node --import tsx bench/all.ts [--pipeline pipelines/domain-embedding.ts]
 //        [--corpus ../shared/data/jaquad-dev/docs] [--questions FILE] [--set k=v ...]
-//        [--levers default|all|none] [--llm-sample 40] [--no-reruns] [--out BENCHMARKS.md]
+//        [--levers default|all|none|NAME,...] [--llm-sample 40] [--no-reruns] [--out BENCHMARKS.md]
+// Lever names: negatives, sample (ICT vs local LLM on one sample), steps, roundtrip.
 // Cold run, fully cached rerun, and an incremental rerun after changing 10% of the documents (wall
 // time, LLM calls, embeddings computed), the quality table with confidence intervals, then the
 // levers, each a rerun on the same store, so only the stages a lever touches run again. The file is
@@ -163,6 +164,29 @@ function llmSection(): string[] {
   return out;
 }
 
+// The levers, chosen before anything runs so a misspelt name fails at once.
+const sample = Number(values['llm-sample']);
+const sampleLevers = sample > 0
+  ? [
+      { label: `ICT queries on a ${sample}-chunk sample`, extra: [`generatedQueries.maxChunks=${sample}`] },
+      { label: `local LLM queries on the same ${sample} chunks`, extra: ['generatedQueries.llm={"provider":"local"}', 'generatedQueries.concurrency=1', `generatedQueries.maxChunks=${sample}`] },
+    ]
+  : [];
+const all = [
+  { name: 'negatives', label: 'no hard negatives (in-batch only)', extra: ['model.numNegatives=0'] },
+  ...sampleLevers.map((l) => ({ name: 'sample', ...l })),
+  { name: 'steps', label: '3x the steps', extra: ['model.maxSteps=120'] },
+  { name: 'roundtrip', label: 'round-trip filter (base model top 10)', extra: ['queries.roundTripTopK=10'] },
+];
+const chosen = values.levers!;
+const unknown = ['none', 'all', 'default'].includes(chosen) ? [] : chosen.split(',').filter((n) => !all.some((l) => l.name === n));
+if (unknown.length) {
+  rmSync(home, { recursive: true, force: true });
+  throw new Error(`unknown lever(s) ${unknown.join(', ')}: use negatives, sample, steps, roundtrip, or default, all, none`);
+}
+const levers =
+  chosen === 'none' ? [] : chosen === 'all' ? all : chosen === 'default' ? all.filter((l) => l.name === 'negatives' || l.name === 'sample') : all.filter((l) => chosen.split(',').includes(l.name));
+
 try {
   runs.push(run('cold'));
   write();
@@ -179,20 +203,6 @@ try {
   }
 
   // The levers, on the original documents: every upstream stage is a cache hit from the cold run.
-  const sample = Number(values['llm-sample']);
-  const sampleLevers = sample > 0
-    ? [
-        { label: `ICT queries on a ${sample}-chunk sample`, extra: [`generatedQueries.maxChunks=${sample}`] },
-        { label: `local LLM queries on the same ${sample} chunks`, extra: ['generatedQueries.llm={"provider":"local"}', 'generatedQueries.concurrency=4', `generatedQueries.maxChunks=${sample}`] },
-      ]
-    : [];
-  const all = [
-    { label: 'no hard negatives (in-batch only)', extra: ['model.numNegatives=0'] },
-    ...sampleLevers,
-    { label: '3x the steps', extra: ['model.maxSteps=120'] },
-    { label: 'round-trip filter (base model top 10)', extra: ['queries.roundTripTopK=10'] },
-  ];
-  const levers = values.levers === 'none' ? [] : values.levers === 'all' ? all : all.slice(0, 1 + sampleLevers.length);
   for (const l of levers) {
     leverRuns.push({ ...run(`lever: ${l.label}`, { corpus: values.corpus!, extra: l.extra }), label: l.label });
     write();
