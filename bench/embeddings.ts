@@ -20,6 +20,9 @@
  *   --threads 1 (500 paragraphs, best of 2): per CPU-second fp32 1.11×, int8 1.66×
  *   Recall@10    torch 8.30 · fp32 8.30 · int8 8.80 (an English model on Japanese: low, but comparable)
  *   mining       30k×10k 4.4 s, 60k×20k 16.4 s (exact; time grows with queries × chunks)
+ * Again at 13:02 on the quiet machine (load 0.8-2.0):
+ *   sentences/s  torch 19.8 · fp32 24.6 (1.24×) · int8 32.4 (1.64×); per CPU-second 1.25× · 1.69×
+ *   Recall@10    unchanged; mining 30k×10k 2.65 s, 60k×20k 8.12 s
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
