@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineStage } from '../pipelines/stage.ts';
-import type { Skipped } from './ingest/corpus.ts';
+import { byPath, type Skipped } from './ingest/corpus.ts';
 import { DOCUMENTS_FILE } from './ingest/documents.ts';
 import { ingestCorpus } from './ingest/ingestCorpus.ts';
 
@@ -37,9 +37,7 @@ export const ingest = defineStage({
       onProgress: (p) => ctx.progress({ done: p.done, total: p.total, unit: 'files', message: p.path }),
     });
     // Files the snapshot could not copy (permissions) never reached the folder: list them with the rest.
-    const skipped = [...SnapshotSkipped.parse(ctx.inputs.corpus.manifest.meta.skipped ?? []), ...summary.skipped].sort((a, b) =>
-      a.path < b.path ? -1 : a.path > b.path ? 1 : 0,
-    );
+    const skipped = [...SnapshotSkipped.parse(ctx.inputs.corpus.manifest.meta.skipped ?? []), ...summary.skipped].sort(byPath);
     for (const s of skipped) ctx.log.warn(`skipped ${s.path}: ${s.reason}`);
     return {
       stats: { documents: summary.documents, skipped: skipped.length, textMB: +(summary.textBytes / 1e6).toFixed(3) },

@@ -3,7 +3,7 @@ import { join, relative, sep } from 'node:path';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import { CorpusEmptyError, CorpusPathError } from './errors.ts';
 import { isErrno } from '../artifacts/fsutil.ts';
-import { readError, type Skipped } from './ingest/corpus.ts';
+import { byPath, readError, type Skipped, skippedText } from './ingest/corpus.ts';
 import { globMatcher, isGlob, splitGlob } from './ingest/glob.ts';
 
 export interface SnapshotRequest {
@@ -58,7 +58,7 @@ export async function snapshotInput(store: ArtifactStore, req: SnapshotRequest):
     }
     throw err;
   }
-  skipped.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  skipped.sort(byPath);
   const manifest = await store.publish(writer, {
     kind: 'files',
     meta: { input: req.name, type: req.type, source: req.path, files: copied, ...(pattern ? { glob: pattern } : {}), skipped },
@@ -69,10 +69,7 @@ export async function snapshotInput(store: ArtifactStore, req: SnapshotRequest):
 function emptyCorpus(req: SnapshotRequest, root: string, pattern: string | undefined, skipped: Skipped[]): CorpusEmptyError {
   if (skipped.length > 0) {
     return new CorpusEmptyError(
-      `input "${req.name}": no file in ${root} could be read (${skipped
-        .slice(0, 5)
-        .map((s) => `${s.path}: ${s.reason}`)
-        .join('; ')}${skipped.length > 5 ? '; ...' : ''})`,
+      `input "${req.name}": no file in ${root} could be read (${skippedText(skipped)})`,
       { where: root, hint: 'make the documents readable by the user the worker runs as' },
     );
   }

@@ -98,8 +98,19 @@ export async function listCorpus(root: string): Promise<{ files: CorpusFile[]; s
   };
   const rel = (abs: string): string => relative(root, abs).split(sep).join('/');
   await visit(root);
-  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  files.sort(byPath);
   return { files, skipped };
+}
+
+/** Path order by code unit, the same on every machine and locale (localeCompare is neither). */
+export function byPath(a: { path: string }, b: { path: string }): number {
+  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+}
+
+/** The first few skipped files with their reasons, for an error message. */
+export function skippedText(skipped: Skipped[], first = 5): string {
+  const shown = skipped.slice(0, first).map((s) => `${s.path}: ${s.reason}`);
+  return `${shown.join('; ')}${skipped.length > first ? '; ...' : ''}`;
 }
 
 /** A read failure as a reason a person can act on. */

@@ -1,6 +1,6 @@
 import { ParquetStreamWriter } from '../../artifacts/parquet.ts';
 import { CorpusEmptyError } from '../errors.ts';
-import { listCorpus, type Skipped } from './corpus.ts';
+import { byPath, listCorpus, type Skipped, skippedText } from './corpus.ts';
 import { type DocumentRow, documentsTable, readDocument } from './documents.ts';
 import type { NormalizationForm } from './normalize.ts';
 
@@ -67,10 +67,7 @@ export async function ingestCorpus(root: string, outPath: string, opts: IngestOp
       throw new CorpusEmptyError(
         files.length === 0 && skipped.length === 0
           ? `the corpus folder ${root} is empty`
-          : `no readable document in the corpus (${skipped.length} file(s) skipped: ${skipped
-              .slice(0, 5)
-              .map((s) => `${s.path}: ${s.reason}`)
-              .join('; ')}${skipped.length > 5 ? '; ...' : ''})`,
+          : `no readable document in the corpus (${skipped.length} file(s) skipped: ${skippedText(skipped)})`,
         { where: root, hint: 'add .pdf, .html, .md or .txt files with text in them' },
       );
     }
@@ -80,6 +77,6 @@ export async function ingestCorpus(root: string, outPath: string, opts: IngestOp
     await writer.abort();
     throw err;
   }
-  skipped.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  skipped.sort(byPath);
   return summary;
 }
