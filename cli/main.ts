@@ -87,14 +87,52 @@ function isEmbedded(rt: Runtime): boolean {
   return rt.cfg.temporal === undefined;
 }
 
-/** In embedded mode the CLI is its own worker for the run's lifetime. */
-async function withWorkers<T>(rt: Runtime, pipelines: string[], fn: () => Promise<T>): Promise<T> {
-  let workers: RunningWorkers | undefined;
-  if (isEmbedded(rt)) workers = await startWorkers(rt, { queues: ['workflow', 'cpu', 'gpu'], pipelines });
+/** Ctrl-C (or SIGTERM) while the CLI served and followed a run: the run itself stays open. */
+export class RunDetachedError extends EmbedflowError {}
+const INTERRUPTED_EXIT = 130;
+
+/**
+ * In embedded mode the CLI is its own worker for the run's lifetime. Ctrl-C stops that worker (its
+ * running stages are cancelled and keep their checkpoints) and returns at once: following a run that
+ * nothing serves any more would wait forever. A second Ctrl-C quits without waiting for the stages.
+ */
+async function withWorkers<T>(rt: Runtime, pipelines: string[], runId: string, fn: () => Promise<T>): Promise<T> {
+  if (!isEmbedded(rt)) return fn();
+  const workers: RunningWorkers = await startWorkers(rt, { queues: ['workflow', 'cpu', 'gpu'], pipelines });
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) process.exit(INTERRUPTED_EXIT);
+    process.stderr.write('\ninterrupted: stopping the worker in this process (Ctrl-C again to quit at once)\n');
+    void workers.shutdown();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const stopped = workers.done.then(
+    () => {
+      throw new RunDetachedError(`the worker in this process stopped; run ${runId} stays open on the Temporal server, its finished stages kept`, {
+        hint: `\`embedflow resume ${runId}\` continues it, \`embedflow status ${runId}\` shows where it is, \`embedflow cancel ${runId}\` ends it`,
+      });
+    },
+    (err: unknown) => {
+      throw new RunDetachedError(`the worker in this process failed; run ${runId} stays open on the Temporal server`, {
+        hint: `\`embedflow resume ${runId}\` continues it`,
+        cause: err,
+      });
+    },
+  );
+  // Once the run is followed to its end, the workers stopping is the expected epilogue.
+  stopped.catch(() => {});
   try {
-    return await fn();
+    return await Promise.race([fn(), stopped]);
+  } catch (err) {
+    // Interrupted: whatever following the run threw as the worker went away, the user is told the
+    // run is still open and how to go on.
+    if (signals > 0 && !(err instanceof RunDetachedError)) throw await stopped.catch((e: unknown) => e);
+    throw err;
   } finally {
-    await workers?.shutdown();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await workers.shutdown();
   }
 }
 
@@ -139,7 +177,7 @@ async function cmdRun(args: string[]): Promise<number> {
 }
 
 async function execute(rt: Runtime, plan: Plan, runId: string, json: boolean): Promise<number> {
-  return withWorkers(rt, [plan.file], async () => {
+  return withWorkers(rt, [plan.file], runId, async () => {
     await startRun(rt, plan, runId);
     process.stderr.write(`run ${runId}${rt.uiUrl ? `  (web UI: ${rt.uiUrl}/namespaces/${rt.namespace}/workflows/${runId})` : ''}\n`);
     const printer = new ProgressPrinter();
@@ -238,7 +276,7 @@ async function cmdResume(args: string[]): Promise<number> {
     }
     if (view.status === 'running') {
       // Still open on the server (its worker died): serve it and follow it.
-      return await withWorkers(rt, [plan.file], async () => {
+      return await withWorkers(rt, [plan.file], runId, async () => {
         process.stderr.write(`run ${runId} is still open; continuing it\n`);
         const printer = new ProgressPrinter();
         const outcome = await followRun(rt, runId, (v) => printer.update(v));
@@ -469,7 +507,7 @@ export async function runCli(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof EmbedflowError) {
       process.stderr.write(`${err.describe()}\n`);
-      return 1;
+      return err instanceof RunDetachedError ? INTERRUPTED_EXIT : 1;
     }
     const e = err as Error;
     process.stderr.write(`error: ${e?.stack ?? String(err)}\n`);

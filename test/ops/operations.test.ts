@@ -110,6 +110,31 @@ describe('operations', () => {
     expect((await log()).filter((l) => l === 'summary end')).toHaveLength(1);
   });
 
+  it('Ctrl-C on `embedflow run` (embedded worker) returns at once with how to go on; `resume` finishes the run', async () => {
+    const base = await testEnv();
+    const env = { ...base, EMBEDFLOW_TEST_LOG: join(base.EMBEDFLOW_STORE, 'stage.log') };
+    const log = async () => (await readFile(env.EMBEDFLOW_TEST_LOG, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+    const run = start(['run', PIPELINE, '--json', '--set', 'words.sleepMs=6000'], env);
+    const result = collect(run);
+    await until(async () => (await log()).includes('words start') && (await log()).includes('chars end'), 60_000, 'words to start');
+    const interrupted = Date.now();
+    run.kill('SIGINT');
+    const res = await result;
+    // Before, the CLI stopped its worker and then followed a run nothing served: it never returned.
+    expect(Date.now() - interrupted).toBeLessThan(20_000);
+    expect(res.code, res.stderr).toBe(130);
+    const runId = /embedflow resume (\S+)`/.exec(res.stderr)?.[1];
+    expect(runId, res.stderr).toMatch(/^words-/);
+
+    const resumed = await cli(['resume', runId!, '--json'], env);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.json.status).toBe('completed');
+    const lines = await log();
+    expect(lines.filter((l) => l === 'chars start')).toHaveLength(1);
+    expect(lines.filter((l) => l === 'words end')).toHaveLength(1);
+    expect(lines.filter((l) => l === 'summary end')).toHaveLength(1);
+  });
+
   it('SIGTERM: a worker shuts down gracefully, its activity is retried on another worker', async () => {
     const base = await testEnv();
     const env = remote({ ...base, EMBEDFLOW_TEST_LOG: join(base.EMBEDFLOW_STORE, 'stage.log') });
