@@ -31,8 +31,9 @@ import { loadCrossEncoder, orderByScore } from './rerank/crossEncoder.ts';
 /**
  * The evaluation every run must answer: did the fine-tuned model beat the base model on this
  * domain, by how much, and is it as good as a reranker? Each model embeds the whole chunk corpus and
- * each query (one at a time, as a search service would), exact cosine search ranks the top 100, and
- * a cross-encoder optionally reranks base's (and fine-tuned's) top N. Metrics carry 95% bootstrap
+ * every query in batches, exact cosine search ranks the top 100, and a cross-encoder optionally
+ * reranks base's (and fine-tuned's) top N. A sample of queries is also run one at a time, as a
+ * search service would, for the latency percentiles. Metrics carry 95% bootstrap
  * intervals; paired tests say whether a difference is more than noise; latency is measured in this
  * process beside the quality numbers.
  */
@@ -50,6 +51,11 @@ const Params = z
     /** Which ONNX graph of the models to run. */
     variant: z.enum(['fp32', 'int8']).default('fp32'),
     batchSize: z.number().int().positive().default(32),
+    /**
+     * Queries timed one at a time (embed + search, as a search service would) for the latency
+     * percentiles, a seeded sample per model. Every query is scored; the rest are embedded in batches.
+     */
+    latencyQueries: z.number().int().min(0).default(200),
     bootstrapSamples: z.number().int().min(100).default(1000),
     seed: z.number().int().default(42),
     /** Fail (after publishing the evaluation) unless fine-tuned beats base beyond the CI. */
@@ -168,40 +174,59 @@ export const evaluate = defineStage({
         modelMeta[role] = { name: enc.info.name, digest: reader.digest, variant: p.variant };
         let last = 0;
         // Through the shared embedding memo: chunks the mining stage (or an earlier evaluation)
-        // embedded with this model are not embedded again.
+        // embedded with this model, and queries an earlier evaluation embedded, are not embedded again.
         const memo = await openEmbeddingMemo(ctx.store, reader.digest, p.variant);
-        const { embeddings: emb, memoHits } = await embedWithMemo(enc, memo, corpus.texts, {
-          kind: 'passage',
-          batchSize: p.batchSize,
-          // Progress (the heartbeat) comes once per flush: keep it frequent on a slow CPU.
-          flushEvery: 128,
-          signal: ctx.signal,
-          onProgress: (n) => {
-            tick(n - last, `${role}: embedding the corpus`);
-            last = n;
-          },
-        }).finally(() => memo.close());
-        corpusMemoHits += memoHits;
-        const index = new ExactIndex(emb.data, emb.dim);
+        const embed = async (texts: readonly string[], kind: 'passage' | 'query', message: string) => {
+          let last = 0;
+          const r = await embedWithMemo(enc, memo, texts, {
+            kind,
+            batchSize: p.batchSize,
+            // Progress (the heartbeat) comes once per flush: keep it frequent on a slow CPU.
+            flushEvery: 128,
+            signal: ctx.signal,
+            onProgress: (n) => {
+              tick(n - last, message);
+              last = n;
+            },
+          });
+          // Repeated texts are embedded once but count once each.
+          tick(texts.length - last, message);
+          return r;
+        };
+        let queryVectors: Float32Array[];
+        let index: ExactIndex;
+        try {
+          const { embeddings: emb, memoHits } = await embed(corpus.texts, 'passage', `${role}: embedding the corpus`);
+          corpusMemoHits += memoHits;
+          index = new ExactIndex(emb.data, emb.dim);
+          queryVectors = [];
+          for (const set of sets) queryVectors.push((await embed(set.texts, 'query', `${role}: ${set.name} queries`)).embeddings.data);
+        } finally {
+          await memo.close();
+        }
+        const dim = index.dim;
+
+        // Latency as a search service sees it: one query embedded and searched at a time.
         const search = async (text: string) => index.search((await enc.encode([text], { kind: 'query' })).data, RANKING_DEPTH).indices;
         for (const text of sets[0]!.texts.slice(0, WARMUP_QUERIES)) await search(text);
-        const allLatencies: number[] = [];
-        for (const set of sets) {
-          const ms = new Float64Array(set.texts.length);
-          const top: Int32Array[] = [];
-          for (let i = 0; i < set.texts.length; i++) {
-            ctx.signal.throwIfAborted();
-            const t0 = performance.now();
-            top.push(await search(set.texts[i]!));
-            ms[i] = performance.now() - t0;
-            if (i % 50 === 49) tick(50, `${role}: ${set.name} queries`);
-          }
-          tick(set.texts.length % 50, `${role}: ${set.name} queries`);
-          allLatencies.push(...ms);
+        const timed = sets.map((set) => new Float64Array(set.texts.length).fill(Number.NaN));
+        const flat = sets.flatMap((set, si) => set.texts.map((_, i) => [si, i] as const));
+        for (const j of seededSample(flat.length, p.latencyQueries, p.seed)) {
+          ctx.signal.throwIfAborted();
+          const [si, i] = flat[j]!;
+          const t0 = performance.now();
+          await search(sets[si]!.texts[i]!);
+          timed[si]![i] = performance.now() - t0;
+        }
+        const allLatencies: number[] = timed.flatMap((ms) => Array.from(ms).filter((x) => !Number.isNaN(x)));
+
+        sets.forEach((set, si) => {
+          const vectors = queryVectors[si]!;
+          const top = set.texts.map((_, i) => index.search(vectors.subarray(i * dim, (i + 1) * dim), RANKING_DEPTH).indices);
           candidates.set(`${role}/${set.name}`, top);
           const rankings = top.map((t) => Array.from(t, (j) => corpus.ids[j]!));
-          scores.get(set.name)!.set(role, scoreRankings(role, rankings, set.relevant, allIndices(set), ms));
-        }
+          scores.get(set.name)!.set(role, scoreRankings(role, rankings, set.relevant, allIndices(set), timed[si]!));
+        });
         latency['embed+search'][role] = summarizeLatency(allLatencies);
       } finally {
         await enc.release();
@@ -471,7 +496,9 @@ function perQueryTable(sets: EvalSet[], scores: Map<EvalSetName, Map<string, Sys
         col.system.push(s.system);
         col.query_id.push(set.queryIds[qi]!);
         col.first_relevant_rank.push(s.firstRank[i] ?? null);
-        col.latency_ms.push(s.latencyMs ? s.latencyMs[i]! : null);
+        // NaN: a query outside the timed sample.
+        const ms = s.latencyMs?.[i];
+        col.latency_ms.push(ms === undefined || Number.isNaN(ms) ? null : ms);
         col.top10.push(s.top10[i]!);
         col.relevant_chunk_ids.push([...set.relevant[qi]!]);
         for (const m of METRIC_NAMES) col.metrics[m].push(s.metrics[m][i]!);

@@ -70,6 +70,23 @@ describe('evaluate', () => {
     expect(new Set(stringColumn(t, 'query_id', where).filter((q) => q.startsWith('q')))).toHaveLength(17);
   });
 
+  it('latency from a sample of queries: the same metrics, the untimed queries have no latency', async () => {
+    const all = await runStage(evaluate, { store, params: { bootstrapSamples: 200 }, inputs: { base: model, chunks, evalQueries, evalQuestions } });
+    const sampled = await runStage(evaluate, {
+      store,
+      params: { bootstrapSamples: 200, latencyQueries: 10 },
+      inputs: { base: model, chunks, evalQueries, evalQuestions },
+    });
+    const [a, b] = [await metricsOf(all.digest), await metricsOf(sampled.digest)];
+    expect(b.latency['embed+search'].base!.n).toBe(10);
+    expect(b.generated).toEqual(a.generated);
+    expect(b.human).toEqual(a.human);
+    const where = (await store.open(sampled.digest)).file('per_query.parquet');
+    const column = (await readParquet(where)).getChild('latency_ms')!;
+    expect(column.length).toBe(47);
+    expect(column.nullCount).toBe(37);
+  });
+
   it('identical base and fine-tuned models: no difference, and the quality gate fails after publishing', async () => {
     const err = await runStage(evaluate, {
       store,
