@@ -154,7 +154,9 @@ export const evaluate = defineStage({
     const queryCount = sets.reduce((s, e) => s + e.queryIds.length, 0);
     const models = [{ role: 'base' as const, reader: base }, ...(finetuned ? [{ role: 'finetuned' as const, reader: finetuned }] : [])];
     const rerankCount = reranker ? sets.reduce((s, e) => s + Math.min(e.queryIds.length, p.rerankMaxQueries ?? Infinity), 0) : 0;
-    const total = models.length * (corpus.ids.length + queryCount) + rerankCount;
+    // A reranked query scores its whole candidate list: it counts as that many texts, so the bar
+    // does not sit at 98% through the slowest part.
+    const total = models.length * (corpus.ids.length + queryCount) + rerankCount * Math.max(...rerankDepths);
     let done = 0;
     const tick = (n: number, message: string) => {
       done += n;
@@ -450,9 +452,9 @@ async function rerankAll(ctx: Ctx, job: RerankJob): Promise<string> {
           }
           ftRankings.push(reranked(fc, maxDepth, scoreOf, job.corpus.ids));
         }
-        if (k % 10 === 9) job.tick(10, `reranking ${set.name} queries`);
+        if (k % 10 === 9) job.tick(10 * maxDepth, `reranking ${set.name} queries`);
       }
-      job.tick(chosen.length % 10, `reranking ${set.name} queries`);
+      job.tick((chosen.length % 10) * maxDepth, `reranking ${set.name} queries`);
       const bySystem = job.scores.get(set.name)!;
       for (const d of job.depths) {
         bySystem.set(`base+rerank@${d}`, scoreRankings(`base+rerank@${d}`, rankings.get(d)!, set.relevant, chosen, ms.get(d)!));
