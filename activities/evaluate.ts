@@ -169,6 +169,8 @@ export const evaluate = defineStage({
     const latency: LatencyTable = { 'embed+search': {}, rerank: {} };
     const modelMeta: MetricsJson['meta']['models'] = {};
     let corpusMemoHits = 0;
+    /** Texts the models embedded for ranking (the latency sample's repeats not counted). */
+    let embeddingsComputed = 0;
 
     for (const { role, reader } of models) {
       const enc = await Encoder.load(reader.dir, { variant: p.variant });
@@ -207,6 +209,7 @@ export const evaluate = defineStage({
           await memo.close();
         }
         const dim = index.dim;
+        embeddingsComputed += enc.modelCalls;
 
         // Latency as a search service sees it: one query embedded and searched at a time.
         const search = async (text: string) => index.search((await enc.encode([text], { kind: 'query' })).data, RANKING_DEPTH).indices;
@@ -302,6 +305,7 @@ export const evaluate = defineStage({
     const stats: Record<string, number | string | boolean> = {
       chunks: corpus.ids.length,
       corpusMemoHits,
+      embeddingsComputed,
       seconds: Number(seconds.toFixed(1)),
     };
     for (const set of sets) {

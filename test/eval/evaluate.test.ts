@@ -63,6 +63,7 @@ describe('evaluate', () => {
     expect(m.latency['embed+search'].base!.p99).toBeGreaterThanOrEqual(m.latency['embed+search'].base!.p50);
     expect(m.meta.inputs).toMatchObject({ base: model, chunks, evalQueries, evalQuestions });
     expect(stats['human.queries']).toBe(17);
+    expect(stats['embeddingsComputed']).toBeGreaterThan(0);
 
     const where = (await store.open(digest)).file('per_query.parquet');
     const t = await readParquet(where);
@@ -79,6 +80,8 @@ describe('evaluate', () => {
     });
     const [a, b] = [await metricsOf(all.digest), await metricsOf(sampled.digest)];
     expect(b.latency['embed+search'].base!.n).toBe(10);
+    // The same model again: chunks and queries all come from the embedding memo.
+    expect(sampled.stats['embeddingsComputed']).toBe(0);
     expect(b.generated).toEqual(a.generated);
     expect(b.human).toEqual(a.human);
     const where = (await store.open(sampled.digest)).file('per_query.parquet');
