@@ -176,7 +176,6 @@ export const evaluate = defineStage({
       const enc = await Encoder.load(reader.dir, { variant: p.variant });
       try {
         modelMeta[role] = { name: enc.info.name, digest: reader.digest, variant: p.variant };
-        let last = 0;
         // Through the shared embedding memo: chunks the mining stage (or an earlier evaluation)
         // embedded with this model, and queries an earlier evaluation embedded, are not embedded again.
         const memo = await openEmbeddingMemo(ctx.store, reader.digest, p.variant);
@@ -197,18 +196,16 @@ export const evaluate = defineStage({
           tick(texts.length - last, message);
           return r;
         };
-        let queryVectors: Float32Array[];
-        let index: ExactIndex;
-        try {
-          const { embeddings: emb, memoHits } = await embed(corpus.texts, 'passage', `${role}: embedding the corpus`);
-          corpusMemoHits += memoHits;
-          index = new ExactIndex(emb.data, emb.dim);
-          queryVectors = [];
-          for (const set of sets) queryVectors.push((await embed(set.texts, 'query', `${role}: ${set.name} queries`)).embeddings.data);
-        } finally {
-          await memo.close();
-        }
-        const dim = index.dim;
+        const queryVectors: Float32Array[] = [];
+        const corpusEmbedded = await embed(corpus.texts, 'passage', `${role}: embedding the corpus`)
+          .then(async (r) => {
+            for (const set of sets) queryVectors.push((await embed(set.texts, 'query', `${role}: ${set.name} queries`)).embeddings.data);
+            return r;
+          })
+          .finally(() => memo.close());
+        corpusMemoHits += corpusEmbedded.memoHits;
+        const { dim } = corpusEmbedded.embeddings;
+        const index = new ExactIndex(corpusEmbedded.embeddings.data, dim);
         embeddingsComputed += enc.modelCalls;
 
         // Latency as a search service sees it: one query embedded and searched at a time.
