@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { hashJson } from '../../artifacts/hash.ts';
 import type { StageEnv } from '../../pipelines/stage.ts';
 import { DEFAULT_GGUF, resolveGguf } from './gguf.ts';
-import { IctProvider } from './ict.ts';
+import { CLOZE_RULES_HASH, IctProvider } from './ict.ts';
 import { LlmQueryProvider, type QuerySampling } from './llmQueries.ts';
 import { LocalChatBackend } from './local.ts';
 import { OpenAiCompatibleBackend } from './openaiCompatible.ts';
@@ -48,7 +48,15 @@ const OpenAiSpec = z
   })
   .strict();
 
-const IctSpec = z.object({ provider: z.literal('ict') }).strict();
+const IctSpec = z
+  .object({
+    provider: z.literal('ict'),
+    form: z
+      .enum(['sentence', 'question'])
+      .default('sentence')
+      .describe("'sentence': a sentence of the chunk is the query (Inverse Cloze Task); 'question': that sentence rewritten by rule into the question it answers (Japanese; others stay sentences)"),
+  })
+  .strict();
 
 /** Refuse secrets in parameters (they would be kept in the run's history and the artifact's lineage). */
 export const LlmSpec = z.preprocess(
@@ -134,7 +142,11 @@ function querySampling(params: GenerationParams): QuerySampling {
  */
 export async function providerIdentity(params: GenerationParams, language: Language, env: StageEnv): Promise<ProviderIdentity> {
   const llm = params.llm;
-  if (llm.provider === 'ict') return { provider: 'ict', model: 'ict', key: { provider: 'ict', n: params.queriesPerChunk, seed: params.seed } };
+  if (llm.provider === 'ict') {
+    // The sentence form's key is what it was before forms existed, so its memo stays valid.
+    const form = llm.form === 'sentence' ? {} : { form: llm.form, rules: CLOZE_RULES_HASH };
+    return { provider: 'ict', model: 'ict', key: { provider: 'ict', n: params.queriesPerChunk, seed: params.seed, ...form } };
+  }
   const plan = stylePlan(params.queriesPerChunk, params.styles);
   const templates = templateSet(language, params.prompts ?? {});
   const used: TemplateName[] = [...plan.filter((p) => p.count > 0).map((p) => p.style), 'repair'];
@@ -155,7 +167,7 @@ export async function providerIdentity(params: GenerationParams, language: Langu
 
 export async function openProvider(params: GenerationParams, language: Language, env: StageEnv, signal?: AbortSignal): Promise<QueryProvider> {
   const llm = params.llm;
-  if (llm.provider === 'ict') return new IctProvider();
+  if (llm.provider === 'ict') return new IctProvider(llm.form);
   const templates = templateSet(language, params.prompts ?? {});
   if (llm.provider === 'local') {
     const backend = await LocalChatBackend.open(env, {

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { sha256 } from '../../artifacts/hash.ts';
+import { clozeQuestion } from './clozeQuestion.ts';
 import type { ChunkGeneration, ChunkInput, QueryProvider, StyleCount } from './types.ts';
 
 /**
@@ -17,10 +19,14 @@ export function sentences(text: string): string[] {
 }
 
 export const ICT_PROMPT_HASH = sha256('ict:v1').slice(0, 16);
+/** The question rules' identity: editing them makes new queries (the per-chunk memo is keyed by it). */
+export const CLOZE_RULES_HASH = sha256(readFileSync(new URL('./clozeQuestion.ts', import.meta.url))).slice(0, 16);
 
 export class IctProvider implements QueryProvider {
   readonly provider = 'ict';
   readonly model = 'ict';
+
+  constructor(private readonly form: 'sentence' | 'question' = 'sentence') {}
 
   async generate(chunk: ChunkInput, plan: StyleCount[], seed: number): Promise<ChunkGeneration> {
     const want = plan.reduce((s, p) => s + p.count, 0);
@@ -30,8 +36,10 @@ export class IctProvider implements QueryProvider {
     // A chunk of one sentence would make the query equal the passage: nothing to learn from.
     const usable = pool.filter((s) => s.length < chunk.text.trim().length || pool.length > 1);
     const picked = seededShuffle(usable, `${seed}\n${chunk.text}`).slice(0, want);
+    const texts = this.form === 'question' ? picked.map((s) => clozeQuestion(s, unitHash(`${seed}\n${s}`)) ?? s) : picked;
+    const promptHash = this.form === 'question' ? CLOZE_RULES_HASH : ICT_PROMPT_HASH;
     return {
-      queries: picked.map((text) => ({ text, style: 'ict', promptHash: ICT_PROMPT_HASH, latencyMs: 0, tokens: 0 })),
+      queries: texts.map((text) => ({ text, style: 'ict', promptHash, latencyMs: 0, tokens: 0 })),
       llmCalls: 0,
       retries: 0,
       malformed: 0,
@@ -42,6 +50,11 @@ export class IctProvider implements QueryProvider {
   }
 
   async close(): Promise<void> {}
+}
+
+/** A number in [0, 1) fixed by `seed`. */
+function unitHash(seed: string): number {
+  return parseInt(sha256(seed).slice(0, 8), 16) / 0x100000000;
 }
 
 function seededShuffle<T>(items: T[], seed: string): T[] {
