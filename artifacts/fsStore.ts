@@ -1,5 +1,5 @@
-import { type BigIntStats, constants } from 'node:fs';
-import { link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { link, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { hashFile, localProblems } from './fileProblems.ts';
 import { fsyncPath, isErrno, randomId, writeFileAtomic } from './fsutil.ts';
@@ -54,8 +54,25 @@ class FsBackend implements StoreBackend {
   async put(key: string, body: string | Buffer, condition?: PutCondition): Promise<void> {
     const path = this.localPath(key);
     if (!condition) return writeFileAtomic(path, body);
-    if ('ifMatch' in condition) await this.takeAside(key, condition.ifMatch);
-    await createExclusive(path, body, key);
+    // Written in full beside it first: the object is never seen half-written, and the moment an
+    // If-Match put leaves it absent (between taking the old one aside and linking) is short.
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = `${path}.tmp-${randomId()}`;
+    try {
+      await writeFile(tmp, body, { flag: 'wx' });
+      if ('ifMatch' in condition) await this.takeAside(key, condition.ifMatch);
+      // link(), unlike rename(), fails when the name exists: the create-if-absent step. Where a
+      // filesystem has no hard links, an exclusive create does it (a reader may then see it half-written).
+      await link(tmp, path).catch(async (err: unknown) => {
+        if (!isErrno(err, 'EPERM', 'ENOTSUP', 'EOPNOTSUPP')) throw err;
+        await writeFile(path, body, { flag: 'wx' });
+      });
+    } catch (err) {
+      if (isErrno(err, 'EEXIST')) throw new PreconditionFailed(key);
+      throw err;
+    } finally {
+      await rm(tmp, { force: true });
+    }
   }
 
   async delete(keys: readonly string[]): Promise<void> {
@@ -186,26 +203,6 @@ export function openLocalStore(root: string): LocalStore {
 /** Changes with any rewrite: a new file (inode), new bytes (time) or a new length. */
 function etagOf(st: BigIntStats): string {
   return `${st.ino}-${st.mtimeNs}-${st.size}`;
-}
-
-/** Create `path` with `body` only if there is none: written aside in full, then linked (which fails if it exists). */
-async function createExclusive(path: string, body: string | Buffer, key: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${randomId()}`;
-  try {
-    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL);
-    try {
-      await fh.writeFile(body);
-    } finally {
-      await fh.close();
-    }
-    await link(tmp, path);
-  } catch (err) {
-    if (isErrno(err, 'EEXIST')) throw new PreconditionFailed(key);
-    throw err;
-  } finally {
-    await rm(tmp, { force: true });
-  }
 }
 
 async function dirsBelow(dir: string): Promise<string[]> {

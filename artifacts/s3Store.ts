@@ -108,9 +108,9 @@ export class S3Store extends StoreCore {
       endpointLabel: e.EMBEDFLOW_S3_ENDPOINT ?? `AWS S3 (${region})`,
     });
   }
-
 }
 
+/** The S3 primitives, and S3's way to commit (manifest last, conditionally) and to materialise (download). */
 class S3Backend implements StoreBackend {
   readonly location: string;
   readonly localRoot: string;
@@ -427,7 +427,6 @@ class S3Backend implements StoreBackend {
         'check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and that they may read, write, list and delete in the bucket',
     });
   }
-
 }
 
 /** `s3://bucket/optional/prefix` → its parts, checked. */
