@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { DiskFullError } from '../activities/errors.ts';
+import { DiskFullError } from '../core/errors.ts';
 
 export function randomId(bytes = 6): string {
   return randomBytes(bytes).toString('hex');
@@ -75,4 +75,31 @@ export function asDiskFull(err: unknown, where: string): unknown {
     });
   }
   return err;
+}
+
+/**
+ * The folders in `dir` with nothing in them modified since `cutoff`. A folder's own mtime is set when
+ * its writer starts and changes only when entries are added to it directly, so a writer busy for
+ * hours below it would look dead; the stage runner also touches a writer's folder while it runs,
+ * for stages that write their output only at the end (training).
+ */
+export async function untouchedSince(dir: string, cutoff: number): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!(await touchedSince(join(dir, name), cutoff))) out.push(join(dir, name));
+  }
+  return out;
+}
+
+/** Whether `path` or anything below it was modified since `cutoff`; stops at the first that was. */
+async function touchedSince(path: string, cutoff: number): Promise<boolean> {
+  const st = await stat(path).catch(() => undefined);
+  // Gone meanwhile (published or discarded): nothing left to remove.
+  if (!st) return true;
+  if (st.mtimeMs >= cutoff) return true;
+  if (!st.isDirectory()) return false;
+  for (const name of await readdir(path).catch(() => [] as string[])) {
+    if (await touchedSince(join(path, name), cutoff)) return true;
+  }
+  return false;
 }

@@ -1,16 +1,41 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+export interface Hashed {
+  sha256: string;
+  bytes: number;
+}
 
 export function sha256(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-export async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
+export function sha256File(path: string): Promise<Hashed> {
+  return hashStream(createReadStream(path, { highWaterMark: 1 << 20 }));
+}
+
+/** Read a stream through sha256, copying it into `dest` when given: one pass for a download and its check. */
+export async function hashStream(source: Readable, dest?: string): Promise<Hashed> {
   const hash = createHash('sha256');
   let bytes = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  if (dest) {
+    await mkdir(dirname(dest), { recursive: true });
+    await pipeline(source, tap, createWriteStream(dest));
+  } else {
+    await pipeline(source, tap, async (chunks: AsyncIterable<Buffer>) => {
+      for await (const _ of chunks);
+    });
   }
   return { sha256: hash.digest('hex'), bytes };
 }

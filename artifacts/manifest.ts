@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { hashJson } from './hash.ts';
 
 export const DIGEST_RE = /^[0-9a-f]{64}$/;
 export const Digest = z.string().regex(DIGEST_RE, 'expected a 64-character sha256 hex digest');
@@ -39,3 +40,22 @@ export const Manifest = z.object({
   createdAt: z.string(),
 });
 export type Manifest = z.infer<typeof Manifest>;
+
+/** The content digest: what the artifact holds (kind and files), not who made it or when. */
+export function contentDigest(kind: string, files: ManifestFile[]): string {
+  return hashJson({ kind, files: files.map((f) => [f.path, f.sha256]).sort() });
+}
+
+/** How a manifest is stored: the same bytes on every backend. */
+export function manifestText(manifest: Manifest): string {
+  return JSON.stringify(manifest, null, 2);
+}
+
+/** A quarantined copy's manifest if it parses (an unreadable manifest may be why it was quarantined). */
+export function parseManifestOrUndefined(text: string): Manifest | undefined {
+  try {
+    return Manifest.parse(JSON.parse(text));
+  } catch {
+    return undefined;
+  }
+}

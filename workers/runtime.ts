@@ -9,8 +9,8 @@ import { createActivities } from '../activities/engine.ts';
 import { ConfigError } from '../activities/errors.ts';
 import { writeFileAtomic } from '../artifacts/fsutil.ts';
 import { sha256 } from '../artifacts/hash.ts';
-import { S3Store } from '../artifacts/s3Store.ts';
-import { type ArtifactStore, LocalStore } from '../artifacts/store.ts';
+import type { ArtifactStore } from '../artifacts/store.ts';
+import { openStoreUrl } from '../artifacts/storeUrl.ts';
 import { codeFingerprint } from '../pipelines/fingerprint.ts';
 import { loadPipeline } from '../pipelines/load.ts';
 import { type Config, PROJECT_ROOT, loadConfig, stageEnv, taskQueues } from './config.ts';
@@ -30,13 +30,9 @@ export interface Runtime {
 
 const WORKFLOWS = join(PROJECT_ROOT, 'workflows', 'index.ts');
 
-/**
- * `s3://bucket/prefix` opens an S3Store (AWS_* environment, EMBEDFLOW_S3_ENDPOINT for S3-compatible
- * servers; its local cache under `<home>/s3cache`); anything else is a filesystem path.
- */
+/** The configured store: openStoreUrl with this process's environment and home. */
 export function openStore(url: string, home: string = loadConfig().home): ArtifactStore {
-  if (url.startsWith('s3://')) return S3Store.fromUrl(url, { env: process.env, home });
-  return new LocalStore(url.startsWith('file://') ? new URL(url).pathname : url);
+  return openStoreUrl(url, { env: process.env, home });
 }
 
 async function tlsOptions(cfg: Config): Promise<TLSConfig | undefined> {

@@ -57,18 +57,18 @@ describe('evaluate', () => {
     }
     // A query that is a chunk's own first sentence is easy even for the base model.
     expect(m.generated!['base']!['recall@10'].value).toBeGreaterThan(0.5);
-    expect(m.meta.evalSets).toMatchObject({ generated: { queries: 30 }, human: { queries: 17 } });
-    expect(m.latency['embed+search'].base!.n).toBe(47);
+    expect(m.meta.evalSets).toMatchObject({ generated: { queries: 30 }, human: { queries: 87 } });
+    expect(m.latency['embed+search'].base!.n).toBe(117);
     expect(m.latency['embed+search'].base!.p50).toBeGreaterThan(0);
     expect(m.latency['embed+search'].base!.p99).toBeGreaterThanOrEqual(m.latency['embed+search'].base!.p50);
     expect(m.meta.inputs).toMatchObject({ base: model, chunks, evalQueries, evalQuestions });
-    expect(stats['human.queries']).toBe(17);
+    expect(stats['human.queries']).toBe(87);
     expect(stats['embeddingsComputed']).toBeGreaterThan(0);
 
     const where = (await store.open(digest)).file('per_query.parquet');
     const t = await readParquet(where);
-    expect(t.numRows).toBe(47);
-    expect(new Set(stringColumn(t, 'query_id', where).filter((q) => q.startsWith('q')))).toHaveLength(17);
+    expect(t.numRows).toBe(117);
+    expect(new Set(stringColumn(t, 'query_id', where).filter((q) => q.startsWith('q')))).toHaveLength(87);
   });
 
   it('latency from a sample of queries: the same metrics, the untimed queries have no latency', async () => {
@@ -86,8 +86,8 @@ describe('evaluate', () => {
     expect(b.human).toEqual(a.human);
     const where = (await store.open(sampled.digest)).file('per_query.parquet');
     const column = (await readParquet(where)).getChild('latency_ms')!;
-    expect(column.length).toBe(47);
-    expect(column.nullCount).toBe(37);
+    expect(column.length).toBe(117);
+    expect(column.nullCount).toBe(107);
   });
 
   it('identical base and fine-tuned models: no difference, and the quality gate fails after publishing', async () => {

@@ -34,7 +34,7 @@ describe('importQuestions', () => {
   it('resolves the example questions to the overlapping chunks that hold each answer', async () => {
     const { digest, manifest, stats } = await importFile(join(EXAMPLES, 'questions.jsonl'));
     expect(manifest.kind).toBe('evalQuestions');
-    expect(stats).toMatchObject({ questions: 17, dropped: 0 });
+    expect(stats).toMatchObject({ questions: 87, dropped: 0 });
     const where = (await store.open(digest)).file('questions.parquet');
     const t = await readParquet(where);
     expect(t.schema.fields.map((f) => `${f.name}:${f.type}`)).toEqual(

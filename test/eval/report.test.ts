@@ -153,7 +153,7 @@ describe('report', () => {
     const m = MetricsJson.parse(JSON.parse(await readFile(art.file('metrics.json'), 'utf8')));
     expect(Object.keys(m.human!)).toEqual(expect.arrayContaining(['base', 'finetuned', 'base+rerank@5', 'base+rerank@10', 'finetuned+rerank@10']));
     const md = await readFile(art.file('summary.md'), 'utf8');
-    expect(md).toMatch(/## human-written questions \(18 queries\)/);
+    expect(md).toMatch(/## human-written questions \(88 queries\)/);
     expect(md).toMatch(/Fine-tuned vs base: ndcg@10 [+−]\d+\.\d\d pts \(95% CI .+\) — (a real gain|a real loss|not distinguishable from noise)\./);
     expect(md).toMatch(/\| base\+rerank@10 \| \d\.\d{3} \(/);
     expect(md).toMatch(/Latency per query \(p50 \/ p95 \/ p99\): base embed\+search/);

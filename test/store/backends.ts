@@ -5,6 +5,7 @@ import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectC
 import { exists, listFiles, randomId } from '../../artifacts/fsutil.ts';
 import { S3Store } from '../../artifacts/s3Store.ts';
 import { type ArtifactStore, LocalStore } from '../../artifacts/store.ts';
+import { openStoreUrl } from '../../artifacts/storeUrl.ts';
 import type { S3TestServer } from '../support/s3Server.ts';
 
 /** The store's bytes, addressed by the shared layout (`artifacts/<digest>/data/a.txt`), bypassing the store. */
@@ -27,7 +28,7 @@ export interface StoreUnderTest {
 
 /** How the child processes open a store: a path is a LocalStore, `s3://` an S3Store with its cache in `home`. */
 export function openTestStore(url: string, home: string): ArtifactStore {
-  return url.startsWith('s3://') ? S3Store.fromUrl(url, { env: process.env, home }) : new LocalStore(url);
+  return openStoreUrl(url, { env: process.env, home });
 }
 
 export async function localStoreUnderTest(): Promise<StoreUnderTest> {
