@@ -50,6 +50,7 @@ export const train = defineStage({
     '../trainer/device.py',
     '../trainer/parent_watch.py',
     '../trainer/export_model.py',
+    '../trainer/merge.py',
   ],
   // The pipeline puts it on 'gpu' (with device 'auto' or 'cuda') when a GPU worker exists.
   defaults: { queue: 'cpu', startToCloseTimeout: '48h', heartbeatTimeout: '5m', retry: { maximumAttempts: 3, initialInterval: '10s' } },
@@ -155,6 +156,7 @@ export const train = defineStage({
         trainSeconds: done.trainSeconds,
         checkpoints: ckptSeconds.length,
         ...(ndcg != null ? { devNdcg10: round(ndcg, 4) } : {}),
+        ...(done.merge ? { mergeShare: done.merge.share } : {}),
         device: done.device,
         precision: done.precision,
         ...(done.peakGpuMemoryMB != null ? { peakGpuMemoryMB: done.peakGpuMemoryMB } : {}),
@@ -167,6 +169,7 @@ export const train = defineStage({
         lossCurve: curve.filter((_, i) => i % every === 0 || i === curve.length - 1),
         evals,
         evalMetrics: done.evalMetrics,
+        ...(done.merge ? { merge: done.merge } : {}),
         checkpointSeconds: ckptSeconds,
         export: done.export,
       },

@@ -80,6 +80,10 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
     model_max_seq_length = model.max_seq_length
     if cfg.max_seq_length:
         model.max_seq_length = cfg.max_seq_length
+    if cfg.freeze_embeddings:
+        # A multilingual vocabulary is most of a small model's weights (e5-small: 96M of 118M), and a
+        # corpus shows few of its tokens: updating them only drifts the rest away from what the base knew.
+        model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
 
     # 2. Data
     train_dataset, dropped = load_pairs(cfg.train, "--train", cfg.num_negatives)
@@ -150,8 +154,14 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
     result = trainer.train(resume_from_checkpoint=cfg.resume_from)
     train_seconds = time.perf_counter() - t0
 
-    # 7. Save (--max-seq-length bounds training cost only; the model keeps the length it supports)
+    # 7. Merge with the base (WiSE-FT), then save (--max-seq-length bounds training cost only; the model
+    #    keeps the length it supports)
     model.max_seq_length = model_max_seq_length
+    merge = None
+    if cfg.merge_with_base != "1":
+        from merge import merge_with_base
+
+        merge = merge_with_base(model, cfg.model, cfg.merge_with_base, evaluator)
     final = save_final(model, cfg.output_dir)
     metrics = {}
     if evaluator is not None:
@@ -186,6 +196,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         "rows": len(train_dataset),
         "droppedRows": dropped,
         "evalMetrics": metrics,
+        "merge": merge,
         "export": export,
     }
 

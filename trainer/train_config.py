@@ -49,6 +49,8 @@ class TrainConfig:
     evaluate: bool
     resume_from: str | None
     exit_with_stdin: bool
+    freeze_embeddings: bool
+    merge_with_base: str
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-steps", type=int, help="evaluate on --dev every N steps (default: only at the end)")
     p.add_argument("--no-evaluate", dest="evaluate", action="store_false", help="skip the dev-set evaluation")
     p.add_argument("--resume-from", help="checkpoint directory to continue from (optimizer, scheduler and RNG state included)")
+    p.add_argument("--freeze-embeddings", action="store_true", help="keep the word-embedding matrix as the base has it")
+    p.add_argument(
+        "--merge-with-base",
+        default="1",
+        help="share of the fine-tuned weights in the saved model (WiSE-FT): 1 = as trained, 0.5 = halfway to the base, "
+        "'auto' = the share among 0, 0.25, 0.5, 0.75, 1 that scores best on --dev (0: the base itself)",
+    )
     p.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the parent died)")
     return p
 
@@ -118,6 +127,13 @@ def output_dir_of(argv: list[str]) -> str | None:
     return p.parse_known_args(argv)[0].output_dir
 
 
+def _is_share(text: str) -> bool:
+    try:
+        return 0.0 <= float(text) <= 1.0
+    except ValueError:
+        return False
+
+
 def parse_config(argv: list[str]) -> TrainConfig:
     a = _parser().parse_args(argv)
     _require_dir(a.model, "--model", "modules.json")
@@ -139,6 +155,8 @@ def parse_config(argv: list[str]) -> TrainConfig:
     _require(a.logging_steps >= 1, "--logging-steps", f"must be at least 1, got {a.logging_steps}", "use e.g. 10")
     _require(a.eval_steps is None or a.eval_steps >= 1, "--eval-steps", f"must be at least 1, got {a.eval_steps}", "leave it out to evaluate only at the end")
     _require_dir(a.resume_from, "--resume-from", "trainer_state.json")
+    _require(a.merge_with_base == "auto" or _is_share(a.merge_with_base), "--merge-with-base", f"must be 'auto' or a number in [0, 1], got {a.merge_with_base!r}", "use e.g. 0.5 or auto")
+    _require(a.merge_with_base != "auto" or a.dev is not None, "--merge-with-base", "'auto' chooses on the dev split, and there is no --dev", "give --dev or a number")
     from pairs import check_columns
 
     check_columns(a.train, "--train", a.num_negatives)

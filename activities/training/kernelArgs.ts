@@ -23,6 +23,14 @@ export const TrainParams = z.strictObject({
   evaluate: z.boolean().default(true).describe('retrieval metrics on the dataset’s dev split after training'),
   evalEvery: z.number().int().positive().optional().describe('also evaluate every N steps'),
   name: z.string().min(1).optional().describe('model name in model.json (default: "<base name>-ft")'),
+  freezeEmbeddings: z
+    .boolean()
+    .default(false)
+    .describe("keep the base's word embeddings as they are (most of a multilingual model's weights; few tokens appear in a corpus)"),
+  mergeWithBase: z
+    .union([z.number().min(0).max(1), z.literal('auto')])
+    .default(1)
+    .describe("share of the fine-tuned weights in the saved model (WiSE-FT): 1 as trained, 0.5 halfway to the base, 'auto' the best of 0/0.25/0.5/0.75/1 on the dev split (0 = the base)"),
 });
 export type TrainParams = z.output<typeof TrainParams>;
 
@@ -79,5 +87,7 @@ export function kernelArgs(p: TrainParams, paths: KernelPaths, info: KernelModel
   // --flag=value: a value starting with '-' (a prefix, a name) is never taken for a flag.
   const args = flags.filter(([, v]) => v !== undefined).map(([k, v]) => `--${k}=${v}`);
   if (!p.evaluate) args.push('--no-evaluate');
+  if (p.freezeEmbeddings) args.push('--freeze-embeddings');
+  if (p.mergeWithBase !== 1) args.push(`--merge-with-base=${p.mergeWithBase}`);
   return args;
 }

@@ -61,6 +61,11 @@ export const DoneLine = z.object({
   rows: z.number().int(),
   droppedRows: z.number().int(),
   evalMetrics: z.record(z.string(), num),
+  /** The WiSE-FT merge with the base, when asked for: the share kept and the dev scores it was chosen by. */
+  merge: z
+    .object({ share: z.number(), chosenBy: z.string(), candidates: z.array(z.record(z.string(), num)) })
+    .nullable()
+    .optional(),
   export: z.record(z.string(), z.unknown()).nullable(),
 });
 
