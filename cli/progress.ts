@@ -43,31 +43,34 @@ interface Sample {
 }
 
 /**
- * A stage's pace from the progress it reports. Counted from the last moment before its count first
- * moved (not from the stage's start, which may include loading a model or a resume's memo hits) to
- * the latest change (not to now, so the rate does not sag between throttled heartbeats).
+ * A stage's pace from the progress it reports, measured between changes of its count as this process
+ * saw them: from the first change (not the stage's start, which may include loading a model or a
+ * resume's memo hits) to the latest (not to now, so the rate does not sag between heartbeats). Both
+ * ends are seen the same way, one poll after a heartbeat, so the delay cancels out.
  */
 class Pacer {
-  private anchor: Sample | undefined;
+  private seen: Sample | undefined;
+  private first: Sample | undefined;
   private latest: Sample | undefined;
   private attempt = 0;
 
   observe(done: number, attempt: number, t: number): void {
-    if (attempt !== this.attempt || (this.latest && done < this.latest.done)) {
+    if (attempt !== this.attempt || !this.seen || done < this.seen.done) {
       this.attempt = attempt;
-      this.anchor = { t, done };
-      this.latest = undefined;
+      this.seen = { t, done };
+      this.first = this.latest = undefined;
       return;
     }
-    if (!this.anchor) this.anchor = { t, done };
-    else if (!this.latest && done === this.anchor.done) this.anchor = { t, done };
-    else if (!this.latest || done !== this.latest.done) this.latest = { t, done };
+    if (done === this.seen.done) return;
+    this.seen = { t, done };
+    if (!this.first) this.first = this.seen;
+    else this.latest = this.seen;
   }
 
   pace(): Pace | undefined {
-    if (!this.anchor || !this.latest) return undefined;
-    const seconds = (this.latest.t - this.anchor.t) / 1000;
-    return seconds > 0 ? { rate: (this.latest.done - this.anchor.done) / seconds } : undefined;
+    if (!this.first || !this.latest) return undefined;
+    const seconds = (this.latest.t - this.first.t) / 1000;
+    return seconds > 0 ? { rate: (this.latest.done - this.first.done) / seconds } : undefined;
   }
 }
 
