@@ -1,510 +1,222 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { EmbedflowError } from '../activities/errors.ts';
-import { EVAL_SETS } from '../activities/evaluation/metricsJson.ts';
-import { buildPlan, parseOverride } from '../pipelines/dsl.ts';
-import { loadPipeline } from '../pipelines/load.ts';
-import type { Plan, StageState } from '../pipelines/plan.ts';
-import { loadConfig, taskQueues } from '../workers/config.ts';
-import { stopDevServer } from '../workers/devServer.ts';
-import { connectRuntime, openStore, type Runtime, type RunningWorkers, startWorkers } from '../workers/runtime.ts';
-import { type OverlapName, OVERLAP, createSchedule, describeSchedule, listSchedules, scheduleAction } from './schedules.ts';
-import { exportArtifact, gc, verifyStore } from './storeOps.ts';
-import { ProgressPrinter, onCallReport } from './render.ts';
-import { type RunOutcome, describeRun, followRun, listRuns, planOfRun, runIdFor, snapshotPlanInputs, startRun } from './runs.ts';
+import { PROJECT_ROOT } from '../workers/config.ts';
+import { cmdCancel, cmdRuns, cmdStatus } from './commands/inspect.ts';
+import { type PlanFlags, cmdResume, cmdRun } from './commands/run.ts';
+import { type CreateFlags, cmdScheduleAction, cmdScheduleCreate, cmdScheduleDescribe, cmdScheduleList } from './commands/schedule.ts';
+import { cmdArtifactsExport, cmdArtifactsShow, cmdGc, cmdStoreVerify } from './commands/store.ts';
+import { type Queue, cmdDevStop, cmdWorker } from './commands/worker.ts';
+import { INTERRUPTED_EXIT, RunDetachedError } from './embeddedWorker.ts';
+import { parseProgressInterval } from './progress.ts';
+import { OVERLAP, type OverlapName } from './schedules.ts';
 
-const USAGE = `embedflow — domain-specific embedding models as durable pipelines
+// The command table. Parsing, --help, --version and usage errors belong to commander: they never
+// open the runtime (no Temporal connection, no dev server). Each action is one call into a module
+// under commands/.
 
-  embedflow run <pipeline.ts> [--corpus DIR] [--eval-questions FILE] [--input NAME=PATH]
-                [--set STAGE.PARAM=VALUE ...] [--json]
-  embedflow status [runId] [--json]      stages, progress, failures, how to resume
-  embedflow resume <runId> [--json]      continue a failed or cancelled run
-  embedflow runs [--json]                list runs
-  embedflow cancel <runId>
-  embedflow artifacts show <digest>      manifest and lineage
-  embedflow artifacts export <digest> <dir>
-  embedflow schedule create <name> <pipeline.ts> [--corpus DIR ...] (--cron EXPR | --every DURATION)
-                [--overlap skip|buffer-one|allow-all|cancel-other] [--catchup-window 1h]
-  embedflow schedule list | describe <name> | pause <name> | unpause <name> | trigger <name> | delete <name>
-  embedflow gc [--keep N] [--apply]      free artifacts and memo unreachable from the last N runs of each
-                                         pipeline on this store (runs started with this EMBEDFLOW_STORE)
-  embedflow store verify                 re-hash every artifact, report corrupt or orphaned ones
-  embedflow worker [--queue cpu|gpu|workflow ...] [--pipeline FILE ...] [--concurrency N] [--grace 2s]
-  embedflow dev stop                     stop the embedded Temporal dev server
+/** Usage errors (unknown option, missing argument), as git and the temporal CLI exit on them. */
+const USAGE_EXIT = 2;
 
-Environment: EMBEDFLOW_HOME (state folder, default ./.embedflow), EMBEDFLOW_STORE,
-TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / TEMPORAL_TLS_* (a remote cluster instead of the embedded one).`;
+const ENVIRONMENT_HELP = `
+Environment:
+  EMBEDFLOW_HOME               state folder (default ./.embedflow)
+  EMBEDFLOW_STORE              artifact store: a folder or s3://bucket/prefix (default $EMBEDFLOW_HOME/store)
+  EMBEDFLOW_PROGRESS_INTERVAL  progress line interval when stderr is not a terminal (default 30s)
+  TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_*
+                               a remote cluster instead of the embedded dev server
+  NO_COLOR                     no colour on a terminal`;
 
-/** The --json summary: the last line of stdout. */
-interface JsonSummary {
-  runId: string;
-  status: RunOutcome['status'];
-  stages: Array<{ id: string; kind: string; status: string; artifact: string | null; seconds: number | null; stats: Record<string, unknown> }>;
-  metrics: Record<string, unknown>;
-  report: string | null;
-  error?: RunOutcome['error'];
+const RUN_HELP = `
+Examples:
+  embedflow run pipelines/quickstart.ts                       the example corpus and its questions
+  embedflow run pipelines/quickstart.ts --corpus ./my-docs    your folder (no human eval set unless --eval-questions)
+  embedflow run pipelines/domain-embedding.ts --corpus ./docs --set model.epochs=2 --json`;
+
+function version(): string {
+  return (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'run':
-      return cmdRun(rest);
-    case 'resume':
-      return cmdResume(rest);
-    case 'status':
-      return cmdStatus(rest);
-    case 'runs':
-      return cmdRuns(rest);
-    case 'cancel':
-      return cmdCancel(rest);
-    case 'artifacts':
-      return cmdArtifacts(rest);
-    case 'worker':
-      return cmdWorker(rest);
-    case 'schedule':
-      return cmdSchedule(rest);
-    case 'gc':
-      return cmdGc(rest);
-    case 'store':
-      return cmdStore(rest);
-    case 'dev':
-      return cmdDev(rest);
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(`${USAGE}\n`);
-      return command === undefined ? 2 : 0;
-    default:
-      process.stderr.write(`unknown command "${command}"\n\n${USAGE}\n`);
-      return 2;
-  }
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
+function nameEqualsPath(value: string, previous: Array<[string, string]> | undefined): Array<[string, string]> {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError('use NAME=PATH, e.g. --input corpus=./docs');
+  return [...(previous ?? []), [value.slice(0, eq), value.slice(eq + 1)]];
 }
 
-function isEmbedded(rt: Runtime): boolean {
-  return rt.cfg.temporal === undefined;
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a whole number ≥ 1');
+  return n;
 }
 
-/** Ctrl-C (or SIGTERM) while the CLI served and followed a run: the run itself stays open. */
-export class RunDetachedError extends EmbedflowError {}
-const INTERRUPTED_EXIT = 130;
-
-/**
- * In embedded mode the CLI is its own worker for the run's lifetime. Ctrl-C stops that worker (its
- * running stages are cancelled and keep their checkpoints) and returns at once: following a run that
- * nothing serves any more would wait forever. A second Ctrl-C quits without waiting for the stages.
- */
-async function withWorkers<T>(rt: Runtime, pipelines: string[], runId: string, fn: () => Promise<T>): Promise<T> {
-  if (!isEmbedded(rt)) return fn();
-  const workers: RunningWorkers = await startWorkers(rt, { queues: ['workflow', 'cpu', 'gpu'], pipelines });
-  let signals = 0;
-  const onSignal = () => {
-    if (++signals > 1) process.exit(INTERRUPTED_EXIT);
-    process.stderr.write('\ninterrupted: stopping the worker in this process (Ctrl-C again to quit at once)\n');
-    void workers.shutdown();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const stopped = workers.done.then(
-    () => {
-      throw new RunDetachedError(`the worker in this process stopped; run ${runId} stays open on the Temporal server, its finished stages kept`, {
-        hint: `\`embedflow resume ${runId}\` continues it, \`embedflow status ${runId}\` shows where it is, \`embedflow cancel ${runId}\` ends it`,
-      });
-    },
-    (err: unknown) => {
-      throw new RunDetachedError(`the worker in this process failed; run ${runId} stays open on the Temporal server`, {
-        hint: `\`embedflow resume ${runId}\` continues it`,
-        cause: err,
-      });
-    },
-  );
-  // Once the run is followed to its end, the workers stopping is the expected epilogue.
-  stopped.catch(() => {});
+function interval(value: string): number {
   try {
-    return await Promise.race([fn(), stopped]);
+    return parseProgressInterval(value, '--progress-interval');
   } catch (err) {
-    // Interrupted: whatever following the run threw as the worker went away, the user is told the
-    // run is still open and how to go on.
-    if (signals > 0 && !(err instanceof RunDetachedError)) throw await stopped.catch((e: unknown) => e);
-    throw err;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await workers.shutdown();
+    throw new InvalidArgumentError((err as Error).message.replace(/^--progress-interval "[^"]*": /, ''));
   }
 }
 
-const PLAN_OPTIONS = {
-  corpus: { type: 'string' },
-  'eval-questions': { type: 'string' },
-  input: { type: 'string', multiple: true },
-  set: { type: 'string', multiple: true },
-  json: { type: 'boolean' },
-} as const;
+function queue(value: string, previous: Queue[] | undefined): Queue[] {
+  if (value !== 'cpu' && value !== 'gpu' && value !== 'workflow') throw new InvalidArgumentError('use cpu, gpu or workflow');
+  return [...(previous ?? []), value];
+}
 
-/** The plan for a pipeline file and the run options shared by `run` and `schedule create`. */
-async function planFromArgs(
-  file: string | undefined,
-  values: { corpus?: string; 'eval-questions'?: string; input?: string[]; set?: string[] },
-  cfg: ReturnType<typeof loadConfig>,
-): Promise<Plan> {
-  if (!file) throw new EmbedflowError('a pipeline file is needed', { hint: 'e.g. pipelines/quickstart.ts' });
-  const pipeline = await loadPipeline(file);
-  const inputs: Record<string, string> = {};
-  if (values.corpus) inputs.corpus = values.corpus;
-  if (values['eval-questions']) inputs.evalQuestions = values['eval-questions'];
-  for (const kv of values.input ?? []) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new EmbedflowError(`--input ${kv} is not NAME=PATH`);
-    inputs[kv.slice(0, eq)] = kv.slice(eq + 1);
+function withPlanOptions(cmd: Command): Command {
+  return cmd
+    .option('--corpus <dir>', 'the documents (replaces the default corpus, and the defaults paired with it)')
+    .option('--eval-questions <file>', 'human-written questions with gold spans (JSONL)')
+    .option('--input <name=path>', 'any pipeline input (repeatable)', nameEqualsPath)
+    .option('--set <stage.param=value>', 'override a stage parameter; the value is JSON when it parses (repeatable)', collect);
+}
+
+function withFollowOptions(cmd: Command): Command {
+  return cmd
+    .option('--json', 'print the run summary as one JSON line on stdout')
+    .option('--progress-interval <duration>', 'progress line interval when stderr is not a terminal (e.g. 30s, 2m)', interval);
+}
+
+function buildProgram(argv: string[], done: (code: number) => void): Command {
+  const program = new Command('embedflow')
+    .description('domain-specific embedding models as durable pipelines')
+    .version(version(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => process.stdout.write(s),
+      writeErr: (s) => process.stderr.write(s),
+      // One line: commander puts its "(Did you mean --corpus?)" on a second one.
+      outputError: (s, write) => write(s.replace(/\n(?=\(Did you mean)/, ' ')),
+    })
+    .addHelpText('after', ENVIRONMENT_HELP);
+
+  withFollowOptions(withPlanOptions(program.command('run').argument('<pipeline>', 'the pipeline file (.ts)')))
+    .description('start a run of a pipeline and follow it to its end')
+    .addHelpText('after', RUN_HELP)
+    .action(async (file: string, opts: PlanFlags & { json?: boolean; progressInterval?: number }) => done(await cmdRun(file, opts, argv)));
+
+  withFollowOptions(program.command('resume').argument('<runId>', 'a run id (`embedflow runs` lists them)'))
+    .description('continue a failed or cancelled run: finished stages are reused, long stages continue from their checkpoints')
+    .action(async (runId: string, opts: { json?: boolean; progressInterval?: number }) => done(await cmdResume(runId, opts)));
+
+  program
+    .command('status')
+    .argument('[runId]', 'a run id (default: the latest run)')
+    .description('stages, progress, failures and what to do next')
+    .option('--json', 'the run as one JSON line')
+    .action(async (runId: string | undefined, opts: { json?: boolean }) => done(await cmdStatus(runId, opts)));
+
+  program
+    .command('runs')
+    .description('list runs, newest first')
+    .option('--json', 'the list as one JSON line')
+    .option('--limit <n>', 'at most this many', wholeNumber, 50)
+    .action(async (opts: { json?: boolean; limit: number }) => done(await cmdRuns(opts)));
+
+  program
+    .command('cancel')
+    .argument('<runId>', 'a run id')
+    .description('cancel a run (its finished stages stay in the store)')
+    .action(async (runId: string) => done(await cmdCancel(runId)));
+
+  const artifacts = program.command('artifacts').description('read artifacts in the store');
+  artifacts
+    .command('show')
+    .argument('<digest>', 'an artifact digest')
+    .description('an artifact’s manifest and lineage')
+    .option('--json', 'manifest and lineage as one JSON line')
+    .action(async (digest: string, opts: { json?: boolean }) => done(await cmdArtifactsShow(digest, opts)));
+  artifacts
+    .command('export')
+    .argument('<digest>', 'an artifact digest')
+    .argument('<dir>', 'where to copy its files')
+    .description('copy an artifact’s files out of the store')
+    .action(async (digest: string, dir: string) => done(await cmdArtifactsExport(digest, dir)));
+
+  const schedule = program.command('schedule').description('scheduled runs (Temporal Schedules), served by `embedflow worker`');
+  withPlanOptions(schedule.command('create').argument('<name>', 'the schedule’s name').argument('<pipeline>', 'the pipeline file (.ts)'))
+    .description('run a pipeline on a schedule; its inputs are read afresh at each run')
+    .option('--cron <expr>', 'a cron expression')
+    .option('--every <duration>', 'an interval, e.g. 24h')
+    .addOption(new Option('--overlap <policy>', 'when the previous run is still going').choices(Object.keys(OVERLAP)).default('skip'))
+    .option('--catchup-window <duration>', 'how late a missed run may still start', '1h')
+    .option('--paused', 'create it paused')
+    .action(async (name: string, file: string, opts: CreateFlags & { overlap: OverlapName }) => done(await cmdScheduleCreate(name, file, opts)));
+  schedule
+    .command('list')
+    .description('list schedules')
+    .option('--json', 'the list as one JSON line')
+    .action(async (opts: { json?: boolean }) => done(await cmdScheduleList(opts)));
+  schedule
+    .command('describe')
+    .argument('<name>', 'a schedule')
+    .description('a schedule’s spec, recent and next runs (JSON)')
+    .option('--json', 'one JSON line instead of indented JSON')
+    .action(async (name: string, opts: { json?: boolean }) => done(await cmdScheduleDescribe(name, opts)));
+  for (const [action, what] of [
+    ['pause', 'pause a schedule'],
+    ['unpause', 'unpause a schedule'],
+    ['trigger', 'start a run of a schedule now'],
+    ['delete', 'delete a schedule (its runs are kept)'],
+  ] as const) {
+    schedule
+      .command(action)
+      .argument('<name>', 'a schedule')
+      .description(what)
+      .action(async (name: string) => done(await cmdScheduleAction(name, action)));
   }
-  return buildPlan(pipeline, { overrides: (values.set ?? []).map(parseOverride), inputs, taskQueues: taskQueues(cfg) });
-}
 
-async function cmdRun(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: PLAN_OPTIONS });
-  const cfg = loadConfig();
-  const plan = await planFromArgs(positionals[0], values, cfg);
-  const rt = await connectRuntime(cfg);
-  try {
-    const snapped = await snapshotPlanInputs(rt, plan);
-    return await execute(rt, snapped, runIdFor(snapped), values.json ?? false);
-  } finally {
-    await rt.close();
-  }
-}
+  program
+    .command('gc')
+    .description('free artifacts and memo unreachable from the last N runs of each pipeline on this store')
+    .option('--keep <n>', 'runs to keep per pipeline', wholeNumber, 3)
+    .option('--apply', 'delete (without it, a dry run)')
+    .option('--json', 'the report as one JSON line')
+    .action(async (opts: { keep: number; apply?: boolean; json?: boolean }) => done(await cmdGc(opts)));
 
-async function execute(rt: Runtime, plan: Plan, runId: string, json: boolean): Promise<number> {
-  return withWorkers(rt, [plan.file], runId, async () => {
-    await startRun(rt, plan, runId);
-    process.stderr.write(`run ${runId}${rt.uiUrl ? `  (web UI: ${rt.uiUrl}/namespaces/${rt.namespace}/workflows/${runId})` : ''}\n`);
-    const printer = new ProgressPrinter();
-    const outcome = await followRun(rt, runId, (v) => printer.update(v));
-    printer.update({ ...(await describeRun(rt, runId)), pending: [] });
-    return finish(rt, runId, outcome, json);
-  });
-}
+  program
+    .command('store')
+    .description('the artifact store')
+    .command('verify')
+    .description('re-hash every artifact; report corrupt or orphaned ones (exit 1 if any)')
+    .option('--json', 'the report as one JSON line')
+    .action(async (opts: { json?: boolean }) => done(await cmdStoreVerify(opts)));
 
-async function finish(rt: Runtime, runId: string, outcome: RunOutcome, json: boolean): Promise<number> {
-  const { metrics, report, summaryMd } = await reportOf(rt, outcome.stages);
-  await printSkipped(rt, outcome.stages);
-  const ran = outcome.stages.filter((s) => s.status === 'ran').length;
-  const cached = outcome.stages.filter((s) => s.status === 'cached').length;
-  process.stderr.write(`\n${outcome.status.toUpperCase()}: ${ran} stage(s) ran, ${cached} cached\n`);
-  if (outcome.error) {
-    process.stderr.write(`${outcome.error.type}: ${outcome.error.message}\nresume with: embedflow resume ${runId}\n`);
-  }
-  if (report) process.stderr.write(`report: ${report}\n`);
-  // The verdict for people, on stdout. Not with --json: there stdout is the JSON object alone (it carries the metrics).
-  if (!json && outcome.status === 'completed' && summaryMd) process.stdout.write(`\n${summaryMd}`);
-  if (json) {
-    const summary: JsonSummary = {
-      runId,
-      status: outcome.status,
-      stages: outcome.stages.map((s: StageState) => ({
-        id: s.id,
-        kind: s.kind,
-        status: s.status,
-        artifact: s.artifact ?? null,
-        seconds: s.seconds ?? null,
-        stats: s.stats ?? {},
-      })),
-      metrics,
-      report,
-      ...(outcome.error ? { error: outcome.error } : {}),
-    };
-    process.stdout.write(`${JSON.stringify(summary)}\n`);
-  }
-  return outcome.status === 'completed' ? 0 : 1;
-}
+  program
+    .command('worker')
+    .description('a worker polling task queues of a cluster (TEMPORAL_ADDRESS)')
+    .option('--queue <queue>', 'cpu, gpu or workflow (repeatable; default workflow and cpu)', queue)
+    .option('--pipeline <file>', 'a pipeline whose own stage kinds this worker runs (repeatable)', collect)
+    .option('--concurrency <n>', 'activities at a time per queue', wholeNumber)
+    .option('--grace <duration>', 'time running activities get to stop on shutdown', '2s')
+    .action(async (opts: { queue?: Queue[]; pipeline?: string[]; concurrency?: number; grace: string }) => done(await cmdWorker(opts)));
 
-/** Headline metrics, the report path and its Markdown summary, from the run's `report` (or `evaluation`) artifact. */
-async function reportOf(rt: Runtime, stages: StageState[]): Promise<{ metrics: Record<string, unknown>; report: string | null; summaryMd: string | null }> {
-  let metrics: Record<string, unknown> = {};
-  let report: string | null = null;
-  let summaryMd: string | null = null;
-  for (const s of stages) {
-    if (!s.artifact) continue;
-    let manifest;
-    try {
-      manifest = await rt.store.readManifest(s.artifact);
-    } catch {
-      continue;
-    }
-    const files = new Set(manifest.files.map((f) => f.path));
-    const reader = await rt.store.open(s.artifact).catch(() => undefined);
-    if (!reader) continue;
-    if (files.has('metrics.json') && (manifest.kind === 'report' || manifest.kind === 'evaluation')) {
-      const parsed = JSON.parse(await readFile(reader.file('metrics.json'), 'utf8')) as Record<string, unknown>;
-      // The summary's `metrics` holds the eval sets only; paired tests, latency and the rest stay in the file.
-      metrics = Object.fromEntries(Object.entries(parsed).filter(([k]) => EVAL_SETS.includes(k as (typeof EVAL_SETS)[number])));
-    }
-    if (files.has('report.html')) report = reader.file('report.html');
-    if (manifest.kind === 'report' && files.has('summary.md')) summaryMd = await readFile(reader.file('summary.md'), 'utf8');
-  }
-  return { metrics, report, summaryMd };
-}
+  program
+    .command('dev')
+    .description('the embedded Temporal dev server')
+    .command('stop')
+    .description('stop the embedded Temporal dev server')
+    .action(async () => done(await cmdDevStop()));
 
-/** Files a stage could not use, with the reason (e.g. a scanned PDF without a text layer). */
-async function printSkipped(rt: Runtime, stages: StageState[]): Promise<void> {
-  for (const s of stages) {
-    if (!s.artifact) continue;
-    const manifest = await rt.store.readManifest(s.artifact).catch(() => undefined);
-    const skipped = manifest?.meta.skipped;
-    if (!Array.isArray(skipped) || skipped.length === 0) continue;
-    process.stderr.write(`${s.id}: skipped ${skipped.length} file(s):\n`);
-    for (const item of skipped.slice(0, 50) as Array<{ path?: string; reason?: string }>) {
-      process.stderr.write(`  ${item.path ?? '?'}: ${item.reason ?? 'unreadable'}\n`);
-    }
-    if (skipped.length > 50) process.stderr.write(`  ... and ${skipped.length - 50} more (embedflow artifacts show ${s.artifact})\n`);
-  }
-}
-
-async function cmdResume(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
-  const runId = positionals[0];
-  if (!runId) throw new EmbedflowError('resume needs a run id', { hint: '`embedflow runs` lists them' });
-  const rt = await connectRuntime(loadConfig());
-  try {
-    const view = await describeRun(rt, runId);
-    const plan = await planOfRun(rt, runId);
-    if (view.status === 'completed') {
-      process.stderr.write(`run ${runId} already completed\n`);
-      return finish(rt, runId, { status: 'completed', stages: view.stages }, values.json ?? false);
-    }
-    if (view.status === 'running') {
-      // Still open on the server (its worker died): serve it and follow it.
-      return await withWorkers(rt, [plan.file], runId, async () => {
-        process.stderr.write(`run ${runId} is still open; continuing it\n`);
-        const printer = new ProgressPrinter();
-        const outcome = await followRun(rt, runId, (v) => printer.update(v));
-        return finish(rt, runId, outcome, values.json ?? false);
-      });
-    }
-    // Failed or cancelled: a new execution of the same plan. Finished stages are cache hits, a long
-    // stage continues from the checkpoints in its work directory.
-    return await execute(rt, plan, runId, values.json ?? false);
-  } finally {
-    await rt.close();
-  }
-}
-
-async function cmdStatus(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
-  const rt = await connectRuntime(loadConfig());
-  try {
-    let runId = positionals[0];
-    if (!runId) {
-      const [latest] = await listRuns(rt, 1);
-      if (!latest) {
-        process.stderr.write('no runs yet\n');
-        return 1;
-      }
-      runId = latest.runId;
-    }
-    const view = await describeRun(rt, runId);
-    if (values.json) process.stdout.write(`${JSON.stringify(view)}\n`);
-    else process.stdout.write(`${onCallReport(view, rt.uiUrl, rt.namespace)}\n`);
-    return 0;
-  } finally {
-    await rt.close();
-  }
-}
-
-async function cmdRuns(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { json: { type: 'boolean' } } });
-  const rt = await connectRuntime(loadConfig());
-  try {
-    const runs = await listRuns(rt);
-    if (values.json) process.stdout.write(`${JSON.stringify(runs)}\n`);
-    else for (const r of runs) process.stdout.write(`${r.runId.padEnd(40)} ${r.status.padEnd(10)} ${r.startTime ?? ''}\n`);
-    return 0;
-  } finally {
-    await rt.close();
-  }
-}
-
-async function cmdCancel(args: string[]): Promise<number> {
-  const runId = args[0];
-  if (!runId) throw new EmbedflowError('cancel needs a run id');
-  const rt = await connectRuntime(loadConfig());
-  try {
-    await describeRun(rt, runId);
-    await rt.client.workflow.getHandle(runId).cancel();
-    process.stderr.write(`cancellation requested for ${runId}\n`);
-    return 0;
-  } finally {
-    await rt.close();
-  }
-}
-
-async function cmdArtifacts(args: string[]): Promise<number> {
-  const [sub, digest, dest] = args;
-  const store = openStore(loadConfig().storeUrl);
-  if (sub === 'export' && digest && dest) {
-    const n = await exportArtifact(store, digest, dest);
-    process.stderr.write(`exported ${n} file(s) of ${digest} to ${dest}\n`);
-    return 0;
-  }
-  if (sub !== 'show' || !digest) throw new EmbedflowError('usage: embedflow artifacts show <digest> | artifacts export <digest> <dir>');
-  const manifest = await store.readManifest(digest);
-  const lineage: string[] = [];
-  const walk = async (d: string, depth: number): Promise<void> => {
-    const m = await store.readManifest(d).catch(() => undefined);
-    lineage.push(`${'  '.repeat(depth)}${d.slice(0, 12)} ${m?.kind ?? '(missing)'}${m?.lineage.stageId ? ` ← stage ${m.lineage.stageId} (${m.lineage.stageKind})` : ''}`);
-    if (!m || depth > 12) return;
-    for (const [name, input] of Object.entries(m.lineage.inputs)) {
-      lineage.push(`${'  '.repeat(depth + 1)}${name}:`);
-      await walk(input, depth + 2);
-    }
-  };
-  await walk(digest, 0);
-  process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n\nlineage:\n${lineage.join('\n')}\n`);
-  return 0;
-}
-
-async function cmdWorker(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      queue: { type: 'string', multiple: true },
-      pipeline: { type: 'string', multiple: true },
-      concurrency: { type: 'string' },
-      grace: { type: 'string', default: '2s' },
-    },
-  });
-  const queues = (values.queue ?? ['workflow', 'cpu']).map((q) => {
-    if (q !== 'cpu' && q !== 'gpu' && q !== 'workflow') throw new EmbedflowError(`--queue ${q}: use cpu, gpu or workflow`);
-    return q;
-  });
-  const rt = await connectRuntime(loadConfig());
-  const concurrency = values.concurrency ? Number(values.concurrency) : undefined;
-  const workers = await startWorkers(rt, {
-    queues,
-    pipelines: values.pipeline,
-    cpuConcurrency: concurrency,
-    gpuConcurrency: concurrency,
-    shutdownGraceTime: values.grace,
-  });
-  process.stderr.write(`worker polling ${queues.join(', ')} on ${rt.address} (store ${rt.store.location})\n`);
-  const stop = () => {
-    process.stderr.write('shutting down: cancelling running activities so they are retried elsewhere\n');
-    void workers.shutdown();
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  await workers.done;
-  await rt.close();
-  return 0;
-}
-
-async function cmdSchedule(args: string[]): Promise<number> {
-  const [sub, name, ...rest] = args;
-  const cfg = loadConfig();
-  if (sub === 'create') {
-    const { values, positionals } = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: {
-        ...PLAN_OPTIONS,
-        cron: { type: 'string' },
-        every: { type: 'string' },
-        overlap: { type: 'string', default: 'skip' },
-        'catchup-window': { type: 'string', default: '1h' },
-        paused: { type: 'boolean' },
-      },
-    });
-    if (!name) throw new EmbedflowError('schedule create needs a name and a pipeline file');
-    if (!(values.overlap in OVERLAP)) throw new EmbedflowError(`--overlap ${values.overlap}: use ${Object.keys(OVERLAP).join(', ')}`);
-    const plan = await planFromArgs(positionals[0], values, cfg);
-    const rt = await connectRuntime(cfg);
-    try {
-      await createSchedule(rt, {
-        name,
-        plan,
-        cron: values.cron,
-        every: values.every,
-        overlap: values.overlap as OverlapName,
-        catchupWindow: values['catchup-window'],
-        paused: values.paused,
-      });
-      process.stderr.write(`schedule ${name} created; runs are served by \`embedflow worker\` processes\n`);
-      return 0;
-    } finally {
-      await rt.close();
-    }
-  }
-  const rt = await connectRuntime(cfg);
-  try {
-    if (sub === 'list') {
-      for (const s of await listSchedules(rt)) {
-        process.stdout.write(`${s.name.padEnd(24)} ${s.paused ? 'paused ' : 'active '} ${s.spec}  next: ${s.nextRuns[0] ?? '-'}\n`);
-      }
-      return 0;
-    }
-    if (!name) throw new EmbedflowError(`usage: embedflow schedule ${sub ?? '<list|describe|pause|unpause|trigger|delete>'} <name>`);
-    if (sub === 'describe') {
-      process.stdout.write(`${JSON.stringify(await describeSchedule(rt, name), null, 2)}\n`);
-      return 0;
-    }
-    if (sub === 'pause' || sub === 'unpause' || sub === 'trigger' || sub === 'delete') {
-      await scheduleAction(rt, name, sub);
-      process.stderr.write(`schedule ${name}: ${sub}\n`);
-      return 0;
-    }
-    throw new EmbedflowError(`unknown schedule command "${sub}"`);
-  } finally {
-    await rt.close();
-  }
-}
-
-async function cmdGc(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { keep: { type: 'string', default: '3' }, apply: { type: 'boolean' }, json: { type: 'boolean' } } });
-  const keep = Number(values.keep);
-  if (!Number.isInteger(keep) || keep < 1) throw new EmbedflowError(`--keep ${values.keep}: a whole number ≥ 1`);
-  const rt = await connectRuntime(loadConfig());
-  try {
-    const report = await gc(rt, { keep, apply: values.apply ?? false });
-    if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
-    const mb = (report.bytes / 1e6).toFixed(1);
-    process.stderr.write(
-      `${report.applied ? 'freed' : 'would free'} ${mb} MB: ${report.deleteArtifacts.length} artifact(s), ${report.deleteMemo.length} memo namespace(s), ` +
-        `${report.staleStaging} stale staging folder(s); keeping ${report.keptArtifacts} artifact(s) of ${report.keptRuns.length} run(s)\n` +
-        (report.applied ? '' : 'dry run: add --apply to delete\n'),
-    );
-    return 0;
-  } finally {
-    await rt.close();
-  }
-}
-
-async function cmdStore(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
-  if (positionals[0] !== 'verify') throw new EmbedflowError('usage: embedflow store verify [--json]');
-  const report = await verifyStore(openStore(loadConfig().storeUrl));
-  if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
-  for (const c of report.corrupt) process.stderr.write(`CORRUPT ${c.digest}: ${c.problems.join('; ')}\n`);
-  for (const k of report.danglingCache) process.stderr.write(`DANGLING cache entry ${k}\n`);
-  for (const p of report.staleStaging) process.stderr.write(`STALE staging folder ${p}\n`);
-  const bad = report.corrupt.length + report.danglingCache.length;
-  process.stderr.write(`${report.artifacts} artifact(s) checked, ${report.corrupt.length} corrupt, ${report.danglingCache.length} dangling cache entr(ies)\n`);
-  return bad ? 1 : 0;
-}
-
-async function cmdDev(args: string[]): Promise<number> {
-  if (args[0] !== 'stop') throw new EmbedflowError('usage: embedflow dev stop');
-  const cfg = loadConfig();
-  const stopped = await stopDevServer(cfg.home);
-  process.stderr.write(stopped ? `stopped the dev server of ${join(cfg.home)}\n` : 'no dev server was running\n');
-  return 0;
+  return program;
 }
 
 export async function runCli(argv: string[]): Promise<number> {
+  let code = 0;
+  const program = buildProgram(argv, (c) => (code = c));
+  if (argv.length === 0) {
+    program.outputHelp();
+    return USAGE_EXIT;
+  }
   try {
-    return await main(argv);
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
   } catch (err) {
+    // Commander has already printed its one line (or the help): only the exit code is left.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : USAGE_EXIT;
     if (err instanceof EmbedflowError) {
       process.stderr.write(`${err.describe()}\n`);
       return err instanceof RunDetachedError ? INTERRUPTED_EXIT : 1;

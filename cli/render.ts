@@ -1,4 +1,5 @@
 import type { StageState } from '../pipelines/plan.ts';
+import { nextStepLines } from './nextStep.ts';
 import type { PendingStage, RunView } from './runs.ts';
 
 // What a person reads: progress while a run goes, a table at the end, and `status` for on-call.
@@ -13,17 +14,43 @@ const ICON: Record<string, string> = {
   skipped: '-',
 };
 
-export function progressText(p: PendingStage['progress']): string {
+/** How fast a running stage advances, measured by whoever watches it (the progress printer). */
+export interface Pace {
+  /** Units of the stage's progress per second. */
+  rate: number;
+}
+
+export function progressText(p: PendingStage['progress'], pace?: Pace): string {
   if (!p || typeof p.done !== 'number') return '';
   const unit = p.unit ? ` ${p.unit}` : '';
-  if (typeof p.total === 'number' && p.total > 0) {
-    const pct = Math.min(100, Math.floor((100 * p.done) / p.total));
+  const parts: string[] = [];
+  const hasTotal = typeof p.total === 'number' && p.total > 0;
+  if (hasTotal) {
+    const total = p.total as number;
+    const pct = Math.min(100, Math.floor((100 * p.done) / total));
     const width = 20;
     const filled = Math.round((width * pct) / 100);
-    const extra = typeof p.loss === 'number' ? ` loss ${p.loss.toFixed(4)}` : '';
-    return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.done}/${p.total}${unit} ${pct}%${extra}`;
+    parts.push(`[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.done}/${total}${unit} ${pct}%`);
+  } else {
+    parts.push(`${p.done}${unit}`);
   }
-  return `${p.done}${unit}`;
+  if (pace && pace.rate > 0) {
+    parts.push(rateText(pace.rate, p.unit ?? 'items'));
+    if (hasTotal && (p.total as number) > p.done) parts.push(`ETA ${durationText(((p.total as number) - p.done) / pace.rate)}`);
+  }
+  if (typeof p.loss === 'number') parts.push(`loss ${p.loss.toFixed(4)}`);
+  // What the stage is doing now (e.g. "embedding queries"): a stage with phases restarts its count per phase.
+  const phase = typeof p.phase === 'string' ? p.phase : undefined;
+  const message = [phase, typeof p.message === 'string' ? p.message : undefined].filter(Boolean).join(': ');
+  if (message) parts.push(`— ${message.length > 80 ? `${message.slice(0, 77)}...` : message}`);
+  return parts.join(' ');
+}
+
+/** 2.5 chunks/s, 12.0 steps/min: per second when at least one a second, else per minute or hour. */
+export function rateText(perSecond: number, unit: string): string {
+  if (perSecond >= 1) return `${perSecond.toFixed(1)} ${unit}/s`;
+  if (perSecond * 60 >= 1) return `${(perSecond * 60).toFixed(1)} ${unit}/min`;
+  return `${(perSecond * 3600).toFixed(1)} ${unit}/h`;
 }
 
 function statsText(stats: StageState['stats']): string {
@@ -49,53 +76,55 @@ function failureText(p: PendingStage): string {
   return p.lastFailureType ? `${p.lastFailureType}: ${p.lastFailure}` : (p.lastFailure ?? '');
 }
 
+export interface LineOptions {
+  /** Pace per running stage id. */
+  paces?: ReadonlyMap<string, Pace>;
+  /** Colour the status words (a terminal that wants it; see `colorWanted`). */
+  color?: boolean;
+  now?: number;
+}
+
+const COLOR: Record<string, string> = { running: '36', ran: '32', cached: '32', failed: '31', cancelled: '33' };
+
+/** NO_COLOR (https://no-color.org) set to anything non-empty turns colour off; so does a stream that is not a terminal. */
+export function colorWanted(stream: { isTTY?: boolean }, vars: NodeJS.ProcessEnv = process.env): boolean {
+  return stream.isTTY === true && !vars.NO_COLOR && vars.TERM !== 'dumb';
+}
+
+function paint(text: string, status: string, on: boolean | undefined): string {
+  const code = COLOR[status];
+  return on && code ? `\x1b[${code}m${text}\x1b[0m` : text;
+}
+
 /** One line per stage. */
-export function stageLines(view: Pick<RunView, 'stages' | 'pending'>): string[] {
+export function stageLines(view: Pick<RunView, 'stages' | 'pending'>, opts: LineOptions = {}): string[] {
   const pending = new Map(view.pending.map((p) => [p.stage, p]));
-  return view.stages.map((s) => {
-    const p = pending.get(s.id);
-    const parts = [`${ICON[s.status] ?? '?'} ${s.id.padEnd(18)} ${s.status.padEnd(9)}`];
-    if (s.status === 'running' && p) {
-      parts.push(progressText(p.progress));
+  const now = opts.now ?? Date.now();
+  return view.stages.map((s) => stageLine(s, pending.get(s.id), opts, now));
+}
+
+export function stageLine(s: StageState, p: PendingStage | undefined, opts: LineOptions = {}, now = Date.now()): string {
+  const parts = [`${ICON[s.status] ?? '?'} ${s.id.padEnd(18)} ${paint(s.status.padEnd(9), s.status, opts.color)}`];
+  if (s.status === 'running') {
+    if (s.startedAt) parts.push(durationText(secondsBetween(s.startedAt, now)));
+    if (p) {
+      parts.push(progressText(p.progress, opts.paces?.get(s.id)));
       if (p.attempt > 1) parts.push(`attempt ${p.attempt}${p.lastFailure ? ` (last: ${failureText(p).slice(0, 120)})` : ''}`);
     }
-    if (s.status === 'ran' || s.status === 'cached') {
-      if (typeof s.seconds === 'number' && s.status === 'ran') parts.push(`${s.seconds.toFixed(1)}s`);
-      parts.push(statsText(s.stats));
-    }
-    if (s.status === 'failed' && s.error) {
-      if (s.error.attempt !== undefined) parts.push(`attempt ${s.error.attempt}`);
-      parts.push(`${s.error.type}: ${s.error.message}`);
-    }
-    return parts.filter(Boolean).join('  ');
-  });
-}
-
-/** Prints progress to stderr: rewrites in place on a terminal, prints changed lines otherwise. */
-export class ProgressPrinter {
-  private last = new Map<string, string>();
-  private drawn = 0;
-  private readonly tty = process.stderr.isTTY === true;
-
-  update(view: RunView): void {
-    const lines = stageLines(view);
-    if (this.tty) {
-      if (this.drawn) process.stderr.write(`\x1b[${this.drawn}A`);
-      for (const l of lines) process.stderr.write(`\x1b[2K${l}\n`);
-      this.drawn = lines.length;
-      return;
-    }
-    view.stages.forEach((s, i) => {
-      const key = `${s.status}`;
-      if (this.last.get(s.id) !== key) {
-        this.last.set(s.id, key);
-        if (s.status !== 'pending') process.stderr.write(`${lines[i]}\n`);
-      }
-    });
   }
+  if (s.status === 'ran' || s.status === 'cached') {
+    if (typeof s.seconds === 'number' && s.status === 'ran') parts.push(`${s.seconds.toFixed(1)}s`);
+    parts.push(statsText(s.stats));
+  }
+  if (s.status === 'failed' && s.error) {
+    if (s.error.attempt !== undefined) parts.push(`attempt ${s.error.attempt}`);
+    parts.push(`${s.error.type}: ${s.error.message}`);
+  }
+  return parts.filter(Boolean).join('  ');
 }
 
-export function onCallReport(view: RunView, uiUrl: string | undefined, namespace: string): string {
+/** `status`: where a run is, what failed and how, and what to do next (`startCommand` starts it anew). */
+export function onCallReport(view: RunView, uiUrl: string | undefined, namespace: string, startCommand?: string): string {
   const lines = [`run ${view.runId}  (${view.pipeline ?? '?'})  ${view.status.toUpperCase()}`];
   if (view.startTime) lines.push(`started ${view.startTime}${view.closeTime ? `, closed ${view.closeTime}` : ''}`);
   lines.push(...stageLines(view).map((l) => `  ${l}`));
@@ -119,7 +148,7 @@ export function onCallReport(view: RunView, uiUrl: string | undefined, namespace
     lines.push(`  last progress: ${progressText(e.progress) || 'none reported'}`);
   }
   if (view.status === 'failed' || view.status === 'cancelled' || view.status === 'terminated' || view.status === 'timed_out') {
-    lines.push(`resume with: embedflow resume ${view.runId}`);
+    lines.push(...nextStepLines(view.runId, failed?.error?.type, startCommand));
   }
   if (uiUrl) lines.push(`web UI: ${uiUrl}/namespaces/${namespace}/workflows/${encodeURIComponent(view.runId)}`);
   return lines.join('\n');

@@ -40,11 +40,29 @@ export function stage<K extends AnyKind>(decl: StageDecl<K>): StageDecl<K> {
   return decl;
 }
 
-export interface PipelineInputDecl {
-  type: 'directory' | 'file';
-  /** Used when the command line gives none; relative to the pipeline file. */
-  default?: string;
-  optional?: boolean;
+export const PipelineInputDecl = z
+  .object({
+    type: z.enum(['directory', 'file']).describe('"directory" (a folder, e.g. a corpus) or "file" (e.g. a JSONL of questions)'),
+    default: z.string().min(1).optional().describe('used when the command line gives none; relative to the pipeline file'),
+    optional: z.boolean().optional().describe('a run may leave it out: the stages that need it are left out too'),
+    pairedWith: z
+      .string()
+      .optional()
+      .describe(
+        "another input whose default this default belongs to (questions written for the example corpus): a run that gives that input its own value and this one none leaves this one out, rather than pairing the user's data with the example's",
+      ),
+    description: z.string().optional().describe('what it holds, in a few words (said when it is left out)'),
+  })
+  .strict();
+export type PipelineInputDecl = z.infer<typeof PipelineInputDecl>;
+
+/** A paired default the run left out because the input it belongs with was given (see `pairedWith`). */
+export interface DroppedDefault {
+  input: string;
+  /** The input the run gave its own value. */
+  pairedWith: string;
+  /** The default that was not used, absolute. */
+  default: string;
   description?: string;
 }
 
@@ -106,6 +124,15 @@ export function extendPipeline(
       inputs[name] = { ...inputs[name]!, default: resolve(dirname(base.file), decl.default) };
     }
   }
+  // Defaults that belong together are replaced together: a variant giving an input its own default
+  // drops the base's defaults paired with it, unless it sets those too.
+  for (const [name, decl] of Object.entries(inputs)) {
+    const partner = decl.pairedWith;
+    if (partner !== undefined && change.inputs?.[partner]?.default !== undefined && change.inputs?.[name]?.default === undefined) {
+      const { default: _dropped, pairedWith: _unpaired, ...rest } = decl;
+      inputs[name] = rest;
+    }
+  }
   const stages = base.def.stages.map((s) => {
     const patch = change.stages?.[s.id];
     if (!patch) return s;
@@ -140,9 +167,13 @@ function validateStructure(def: PipelineDef, file: string): void {
   const inputs = def.inputs ?? {};
   for (const [name, decl] of Object.entries(inputs)) {
     if (!ID_RE.test(name)) fail(file, `pipeline input name ${JSON.stringify(name)} is invalid`);
-    if (decl.type !== 'directory' && decl.type !== 'file') {
-      fail(file, `pipeline input "${name}" has type ${JSON.stringify(decl.type)}`, 'use "directory" or "file"');
+    const parsed = PipelineInputDecl.safeParse(decl);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = issue?.path.length ? `.${issue.path.join('.')}` : '';
+      fail(file, `pipeline input "${name}"${field}: ${issue?.message ?? 'invalid'}`, 'declare it as { type: "directory" | "file", default?, optional?, pairedWith?, description? }');
     }
+    validatePairing(name, decl, inputs, file);
   }
   const producers = new Map<string, string>(Object.keys(inputs).map((n) => [n, FILES_KIND]));
   const ids = new Set<string>();
@@ -192,6 +223,21 @@ function validateStructure(def: PipelineDef, file: string): void {
   }
 }
 
+function validatePairing(name: string, decl: PipelineInputDecl, inputs: Record<string, PipelineInputDecl>, file: string): void {
+  const partner = decl.pairedWith;
+  if (partner === undefined) return;
+  const known = Object.keys(inputs).filter((n) => n !== name);
+  if (partner === name || !inputs[partner]) {
+    fail(file, `pipeline input "${name}" is paired with "${partner}", which is not another input of this pipeline`, `pairedWith names one of: ${known.join(', ') || 'none'}`);
+  }
+  if (decl.default === undefined) {
+    fail(file, `pipeline input "${name}" is paired with "${partner}" but has no default`, `pairedWith ties a default to "${partner}"'s default: give "${name}" a default, or drop pairedWith`);
+  }
+  if (inputs[partner]!.default === undefined) {
+    fail(file, `pipeline input "${name}" is paired with "${partner}", which has no default for it to belong to`, `give "${partner}" a default, or drop pairedWith`);
+  }
+}
+
 function findCycle(def: PipelineDef, file: string): void {
   const deps = new Map(def.stages.map((s) => [s.id, Object.values((s.inputs ?? {}) as Record<string, string>).filter((d) => d !== undefined)]));
   const state = new Map<string, 'visiting' | 'done'>();
@@ -235,6 +281,8 @@ export interface PlanOptions {
   /** Pipeline input values (absolute or cwd-relative paths), e.g. { corpus: './docs' }. */
   inputs?: Record<string, string | undefined>;
   taskQueues: Plan['taskQueues'];
+  /** Told of each paired default the run leaves out (its partner input was given), so the user hears it. */
+  onDroppedDefault?: (d: DroppedDefault) => void;
 }
 
 export const DEFAULT_ACTIVITY: ActivityPlan = {
@@ -278,12 +326,23 @@ export async function buildPlan(pipeline: Pipeline, opts: PlanOptions): Promise<
 
   const inputs: PlannedInput[] = [];
   const provided = new Set<string>();
-  for (const [name, decl] of Object.entries(def.inputs ?? {})) {
+  const declared = def.inputs ?? {};
+  const defaultOf = (decl: PipelineInputDecl | undefined) => (decl?.default === undefined ? undefined : resolve(dirname(file), decl.default));
+  for (const [name, decl] of Object.entries(declared)) {
     const given = opts.inputs?.[name];
-    const path = given !== undefined ? resolve(given) : decl.default !== undefined ? resolve(dirname(file), decl.default) : undefined;
+    // A default written for its partner's default (questions about the example corpus) is no use with
+    // the user's own data: leave the input out rather than fail on the mismatch stages later.
+    const partner = decl.pairedWith;
+    const partnerGiven = partner === undefined ? undefined : opts.inputs?.[partner];
+    const unpaired = partnerGiven !== undefined && resolve(partnerGiven) !== defaultOf(declared[partner!]);
+    const path = given !== undefined ? resolve(given) : unpaired ? undefined : defaultOf(decl);
     if (path === undefined) {
       if (!decl.optional) {
-        throw new PipelineValidationError(`pipeline input "${name}" has no value`, { where: file, hint: `pass --input ${name}=PATH` });
+        const why = unpaired ? `: its default belongs with the default "${partner}", and this run gives its own` : '';
+        throw new PipelineValidationError(`pipeline input "${name}" has no value${why}`, { where: file, hint: `pass --input ${name}=PATH` });
+      }
+      if (unpaired && decl.default !== undefined) {
+        opts.onDroppedDefault?.({ input: name, pairedWith: partner!, default: defaultOf(decl)!, ...(decl.description ? { description: decl.description } : {}) });
       }
       continue;
     }

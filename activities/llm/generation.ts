@@ -108,11 +108,16 @@ export async function runGeneration(
       todo.push(i);
     }
   });
+  // Sent per finished chunk (the engine turns it into a heartbeat), so `status` and the bars count
+  // answered chunks as they come, memo hits included, and say what generation is waiting on.
+  let phase = todo.length > 0 ? `opening ${who.provider} ${who.model}` : 'all chunks memoised';
   const report = () =>
-    ctx.progress({ done, total: chunks.length, unit: 'chunks', llmCalls: stats.llmCalls, memoHits: stats.memoHits });
+    ctx.progress({ done, total: chunks.length, unit: 'chunks', message: phase, llmCalls: stats.llmCalls, memoHits: stats.memoHits });
   report();
   // Opened only when there is something to ask: a fully memoised rerun needs no server and no model.
   const provider = todo.length > 0 ? await openProvider(params, language, ctx.env, ctx.signal) : undefined;
+  phase = `generating with ${who.provider} ${who.model}`;
+  if (provider) report();
   if (provider) {
     ctx.log.info('generating queries', { provider: who.provider, model: who.model, chunks: todo.length, memoHits: stats.memoHits });
   }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { PipelineLoadError, PipelineValidationError, StageParamsError } from '../../activities/errors.ts';
-import { buildPlan, definePipeline, extendPipeline, parseOverride, stage } from '../../pipelines/dsl.ts';
+import { buildPlan, type DroppedDefault, definePipeline, extendPipeline, parseOverride, stage } from '../../pipelines/dsl.ts';
 import { loadPipeline } from '../../pipelines/load.ts';
 import { defineStage } from '../../pipelines/stage.ts';
 import { combine, countChars, countWords } from '../fixtures/pipelines/words.ts';
@@ -206,5 +206,53 @@ describe('optional pipeline inputs', () => {
   it('keeps them when the input is given', async () => {
     const plan = await buildPlan(pipeline, { taskQueues: queues, inputs: { extra: '.' } });
     expect(plan.stages.map((s) => s.id)).toEqual(['words', 'extraWords', 'summary']);
+  });
+});
+
+describe('defaults that belong together', () => {
+  const paired = definePipeline({
+    name: 'paired',
+    inputs: {
+      corpus: { type: 'directory', default: '../fixtures/smallcorpus' },
+      extra: { type: 'directory', optional: true, default: '../fixtures/smallcorpus', pairedWith: 'corpus', description: 'extra words' },
+    },
+    stages: [
+      stage({ id: 'words', kind: countWords, inputs: { corpus: 'corpus' } }),
+      stage({ id: 'extraWords', kind: countWords, inputs: { corpus: 'extra' } }),
+    ],
+  });
+  const planOf = async (inputs: Record<string, string>) => {
+    const dropped: DroppedDefault[] = [];
+    const plan = await buildPlan(paired, { taskQueues: queues, inputs, onDroppedDefault: (d) => dropped.push(d) });
+    return { stages: plan.stages.map((s) => s.id), dropped };
+  };
+
+  it('keeps a paired default with its partner’s default, and drops it (saying so) when the run gives its own', async () => {
+    expect(await planOf({})).toEqual({ stages: ['words', 'extraWords'], dropped: [] });
+    // The partner's default given explicitly is still the default: the pair holds.
+    expect((await planOf({ corpus: new URL('../fixtures/smallcorpus', import.meta.url).pathname })).dropped).toEqual([]);
+    const own = await planOf({ corpus: '/tmp' });
+    expect(own.stages).toEqual(['words']);
+    expect(own.dropped).toEqual([{ input: 'extra', pairedWith: 'corpus', default: new URL('../fixtures/smallcorpus', import.meta.url).pathname, description: 'extra words' }]);
+    // Given explicitly, the paired input is used whatever the partner.
+    expect((await planOf({ corpus: '/tmp', extra: '/tmp' })).stages).toEqual(['words', 'extraWords']);
+  });
+
+  it('drops a paired default in a variant that replaces its partner’s default', async () => {
+    const variant = extendPipeline(paired, { name: 'variant', inputs: { corpus: { default: '/tmp' } } });
+    expect(variant.def.inputs?.extra).toEqual({ type: 'directory', optional: true, description: 'extra words' });
+  });
+
+  it('refuses a pairing with an unknown input, or without the defaults it pairs', () => {
+    const decl = (extra: Record<string, unknown>, corpusDefault: string | null = '../fixtures/smallcorpus') => () =>
+      definePipeline({
+        name: 'badPair',
+        inputs: { corpus: { type: 'directory', ...(corpusDefault === null ? {} : { default: corpusDefault }) }, extra: { type: 'directory', optional: true, ...extra } },
+        stages: [stage({ id: 'words', kind: countWords, inputs: { corpus: 'corpus' } })],
+      });
+    expectError(decl({ default: '.', pairedWith: 'corpse' }), PipelineValidationError, 'pipeline input "extra" is paired with "corpse"', 'corpus');
+    expectError(decl({ pairedWith: 'corpus' }), PipelineValidationError, 'has no default');
+    expectError(decl({ default: '.', pairedWith: 'corpus' }, null), PipelineValidationError, '"corpus", which has no default');
+    expectError(decl({ default: '.', pairedWith: 'corpus', optinal: true }), PipelineValidationError, 'pipeline input "extra"', 'optinal');
   });
 });
