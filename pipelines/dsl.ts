@@ -91,14 +91,17 @@ export function definePipeline(def: PipelineDef): Pipeline {
   return { embedflowPipeline: true, name: def.name, file, def };
 }
 
-/** A variant of a pipeline: another name, parameter overrides per stage, activity options per stage. */
+/**
+ * A variant of a pipeline: another name, parameter overrides per stage, activity options per stage,
+ * input wiring per stage (merged: name only the inputs that change), and stages added (`add`).
+ */
 export function extendPipeline(
   base: Pipeline,
   change: {
     name: string;
     description?: string;
     inputs?: Record<string, Partial<PipelineInputDecl>>;
-    stages?: Record<string, { params?: Record<string, unknown> } & ActivitySpec>;
+    stages?: Record<string, { params?: Record<string, unknown>; inputs?: Record<string, string> } & ActivitySpec>;
     add?: StageDecl[];
   },
 ): Pipeline {
@@ -136,8 +139,9 @@ export function extendPipeline(
   const stages = base.def.stages.map((s) => {
     const patch = change.stages?.[s.id];
     if (!patch) return s;
-    const { params, ...activity } = patch;
-    return { ...s, ...activity, params: deepMerge((s.params ?? {}) as Record<string, unknown>, params ?? {}) };
+    const { params, inputs: wiring, ...activity } = patch;
+    const merged = { ...s, ...activity, params: deepMerge((s.params ?? {}) as Record<string, unknown>, params ?? {}) };
+    return wiring ? { ...merged, inputs: { ...(s.inputs as Record<string, string> | undefined), ...wiring } } : merged;
   });
   const def: PipelineDef = {
     name: change.name,
