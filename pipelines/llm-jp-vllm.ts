@@ -8,14 +8,10 @@
 //
 // To compare against a bge-reranker-v2-m3 you have on disk (a folder with tokenizer.json and an ONNX
 // export, e.g. from `optimum-cli export onnx --task text-classification`) instead of the trained
-// reranker, swap the `reranker` stage's kind in a copy of this file (extendPipeline changes only
-// parameters and activity options):
-//   import { definePipeline, stage } from './dsl.ts';
-//   import { prepareReranker } from '../activities/prepareReranker.ts';
-//   const variant = extendPipeline(recipe, { ...the object below... });
-//   export default definePipeline({ ...variant.def, stages: variant.def.stages.map((s) => s.id !== 'reranker' ? s
-//     : stage({ id: 'reranker', kind: prepareReranker, params: { model: '/models/bge-reranker-v2-m3', maxLength: 512 } })) });
-import { extendPipeline } from './dsl.ts';
+// reranker, add a `prepareReranker` stage in its place:
+//   add: [stage({ id: 'reranker', kind: prepareReranker, params: { model: '/models/bge-reranker-v2-m3', maxLength: 512 } })]
+import { trainReranker } from '../activities/trainReranker.ts';
+import { extendPipeline, stage } from './dsl.ts';
 import recipe from './domain-embedding.ts';
 
 const VLLM = process.env.EMBEDFLOW_VLLM_URL ?? 'http://127.0.0.1:8000/v1';
@@ -47,6 +43,8 @@ export default extendPipeline(recipe, {
       heartbeatTimeout: '10m',
       params: { loss: 'mnrl', batchSize: 128, epochs: 100, learningRate: 2e-5, device: 'cuda', precision: 'bf16', checkpointEvery: 1000 },
     },
-    reranker: { queue: 'gpu', params: { maxSteps: 2000 } },
+    evaluation: { inputs: { reranker: 'reranker' } },
   },
+  // A domain cross-encoder from the same pairs, trained long enough on a GPU to be a real baseline.
+  add: [stage({ id: 'reranker', kind: trainReranker, inputs: { model: 'baseModel', dataset: 'dataset' }, queue: 'gpu', params: { maxSteps: 2000 } })],
 });
