@@ -19,21 +19,23 @@ interface Rule {
 }
 
 const DIGITS = '[0-9０-９一二三四五六七八九十百千万億兆〇・.,，．]';
-const DATE = new RegExp(`(${DIGITS}+年(?:${DIGITS}+月)?(?:${DIGITS}+日)?)`, 'u');
+// A date, not a duration (1300年前, 10年間): those ask 何年.
+const DATE = new RegExp(`(${DIGITS}+年(?:${DIGITS}+月)?(?:${DIGITS}+日)?)(?![前後間代目以])`, 'u');
 const WHEN_COUNTERS = new Map([
   ['世紀', '何世紀'],
   ['年代', '何年代'],
   ['時代', 'いつの時代'],
 ]);
 const COUNTER = new RegExp(
-  `(${DIGITS}+)(世紀|年代|人|名|歳|才|メートル|キロメートル|センチメートル|ミリメートル|キロ|トン|グラム|キログラム|円|ドル|個|回|度|番目|番|位|種類?|冊|隻|台|件|頭|羽|匹|本|枚|階|つ|カ所|か所|箇所|ヶ国|か国|カ国|パーセント|%|％|時間|分|秒|日間|週間|ヶ月|か月|カ月|年間|km|m|kg|cm|mm)`,
+  `(${DIGITS}+)(世紀|年代|年前|年後|年間|人|名|歳|才|メートル|キロメートル|センチメートル|ミリメートル|キロ|トン|グラム|キログラム|円|ドル|個|回|度|番目|番|位|種類?|冊|隻|台|件|頭|羽|匹|本|枚|階|つ|カ所|か所|箇所|ヶ国|か国|カ国|パーセント|%|％|時間|分|秒|日間|週間|ヶ月|か月|カ月|年間|km|m|kg|cm|mm)`,
   'u',
 );
 const QUOTED = /(「[^「」]{1,30}」|『[^『』]{1,30}』)/u;
 const PLACE_SUFFIX = /(?:県|府|都|道|市|町|村|区|郡|国|州|島|山|川|湖|駅|港|城|寺|神社|宮|大学|空港)$/u;
-const PERSON_CONTEXT = /^(?:は|が)?(?:[^、。]{0,12})(?:生まれ|死去|即位|就任|発願|設立|創設|作曲|作詞|監督|主演|受賞|著|作)/u;
-const KATAKANA = /(?<![ァ-ヴー・])([ァ-ヴー・]{3,})/u;
-const KANJI = /(?<![一-龯々〆ヵヶ])([一-龯々〆ヵヶ]{2,8})(?=は|が|を|に|で|と|の|へ|から|まで|より)/u;
+const PERSON_CONTEXT = /^(?:は|が)?(?:[^、。]{0,12})(?:生まれ|死去|即位|就任|発願|設立|創設|建立|建設|開発|発明|発見|設計|制作|執筆|創業|指揮|作曲|作詞|監督|主演|受賞|著|作)/u;
+// A name starts and ends at a change of script: ポルトガル語 is one word, not ポルトガル + 語.
+const KATAKANA = /(?<![ァ-ヴー・一-龯々])([ァ-ヴー・]{3,})(?![一-龯々])/u;
+const KANJI = /(?<![0-9０-９一-龯々〆ヵヶァ-ヴー])([一-龯々〆ヵヶ]{2,8})(?=は|が|を|に|で|と|の|へ|から|まで|より)/u;
 
 const RULES: Rule[] = [
   { pattern: DATE, ask: () => 'いつ' },
@@ -44,8 +46,9 @@ const RULES: Rule[] = [
     pattern: KANJI,
     ask: (m) => {
       const span = m[1]!;
-      if (PLACE_SUFFIX.test(span)) return 'どこ';
       const after = m.input.slice(m.index + span.length);
+      // A place is asked with どこ where it is one (…で, …に, …から); as a subject it is a 何.
+      if (PLACE_SUFFIX.test(span) && /^(?:で|に|へ|から|まで|より)/u.test(after)) return 'どこ';
       return PERSON_CONTEXT.test(after) ? '誰' : '何';
     },
   },
@@ -57,25 +60,26 @@ const MAX_CHARS = 100;
 
 /**
  * The question `sentence` answers, or null when no rule applies (not Japanese, no answer-like span, or
- * nothing of the sentence would remain). `pick` chooses among the rules that match (0 ≤ pick < 1), so a
+ * nothing of the sentence would remain). `pick` chooses among the spans that match (0 ≤ pick < 1), so a
  * seeded caller gets varied question types across a corpus and the same ones on every run.
  */
 export function clozeQuestion(sentence: string, pick: number): string | null {
-  // Asides in brackets (readings, dates, originals) are what questions leave out.
-  const text = sentence
-    .replace(/[（(][^（()）]*[)）]/gu, '')
-    .trim()
-    .replace(/[。．.!！?？]+$/u, '');
+  // Asides in brackets (readings, dates, originals; nested too) are what questions leave out.
+  let text = sentence;
+  for (let prev = ''; prev !== text; ) [prev, text] = [text, text.replace(/[（(][^（()）]*[)）]/gu, '')];
+  text = text.trim().replace(/[。．.!！?？]+$/u, '');
   if (!JAPANESE.test(text)) return null;
   const matches: Array<{ m: RegExpExecArray; rule: Rule }> = [];
   for (const rule of RULES) {
-    const m = rule.pattern.exec(text);
-    if (m) matches.push({ m, rule });
+    for (const m of text.matchAll(new RegExp(rule.pattern.source, 'gu'))) matches.push({ m: m as RegExpExecArray, rule });
   }
   if (matches.length === 0) return null;
   const { m, rule } = matches[Math.min(matches.length - 1, Math.floor(pick * matches.length))]!;
   const start = m.index;
-  const asked = shorten(text.slice(0, start) + rule.ask(m) + text.slice(start + m[0].length), start);
+  const ask = rule.ask(m);
+  // いつに reads wrong: いつ takes no particle.
+  const rest = text.slice(start + m[0].length).replace(ask === 'いつ' ? /^に/u : /^$/u, '');
+  const asked = shorten(text.slice(0, start) + ask + rest, start);
   if (asked === null || asked.replace(/何|いつ|どこ|誰|[、\s]/gu, '').length < 4) return null;
   return endAsQuestion(asked);
 }
