@@ -25,6 +25,7 @@ import {
 import { ExactIndex } from './evaluation/search.ts';
 import { type SystemScores, compareSystems, gateCheck, metricTable, scoreRankings } from './evaluation/summary.ts';
 import { float64, int32, stringColumn, utf8, utf8List } from './evaluation/tables.ts';
+import { devCheckOf, judge, verdictStats } from './evaluation/verdict.ts';
 import { readEvalQuestions } from './importQuestions.ts';
 import { loadCrossEncoder, orderByScore } from './rerank/crossEncoder.ts';
 
@@ -265,41 +266,40 @@ export const evaluate = defineStage({
     }
 
     const seconds = (performance.now() - started) / 1000;
-    const result: MetricsJson = {
-      ...metrics,
-      pairedTests,
-      latency,
-      gate,
-      meta: {
-        inputs: Object.fromEntries(
-          Object.entries(ctx.inputs).flatMap(([name, r]) => (r ? [[name, (r as ArtifactReader).digest]] : [])),
-        ),
-        models: {
-          ...modelMeta,
-          ...(reranker && rerankerName ? { reranker: { name: rerankerName, digest: reranker.digest } } : {}),
-        },
-        corpus: { chunks: corpus.ids.length, documents: corpus.documents },
-        evalSets: Object.fromEntries(
-          sets.map((s) => [
-            s.name,
-            {
-              queries: s.queryIds.length,
-              reranked: reranker ? Math.min(s.queryIds.length, p.rerankMaxQueries ?? Infinity) : 0,
-              skipped: s.skipped,
-              relevantPerQuery: Number((s.relevant.reduce((a, r) => a + r.size, 0) / s.relevant.length).toFixed(4)),
-            },
-          ]),
-        ),
-        bootstrap: boot,
-        throughput: { queries: queryCount, seconds: Number(seconds.toFixed(3)), queriesPerSecond: Number((queryCount / seconds).toFixed(3)) },
-        definitions: METRIC_DEFINITIONS,
+    const meta: MetricsJson['meta'] = {
+      inputs: Object.fromEntries(
+        Object.entries(ctx.inputs).flatMap(([name, r]) => (r ? [[name, (r as ArtifactReader).digest]] : [])),
+      ),
+      models: {
+        ...modelMeta,
+        ...(reranker && rerankerName ? { reranker: { name: rerankerName, digest: reranker.digest } } : {}),
       },
+      corpus: { chunks: corpus.ids.length, documents: corpus.documents },
+      evalSets: Object.fromEntries(
+        sets.map((s) => [
+          s.name,
+          {
+            queries: s.queryIds.length,
+            reranked: reranker ? Math.min(s.queryIds.length, p.rerankMaxQueries ?? Infinity) : 0,
+            skipped: s.skipped,
+            relevantPerQuery: Number((s.relevant.reduce((a, r) => a + r.size, 0) / s.relevant.length).toFixed(4)),
+          },
+        ]),
+      ),
+      bootstrap: boot,
+      throughput: { queries: queryCount, seconds: Number(seconds.toFixed(3)), queriesPerSecond: Number((queryCount / seconds).toFixed(3)) },
+      definitions: METRIC_DEFINITIONS,
     };
+    // The train stage's dev evaluations (meta.evals) say whether fine-tuning helped on its own dev split.
+    const verdict = judge({ ...metrics, pairedTests, meta }, finetuned && devCheckOf(finetuned.manifest.meta['evals']));
+    const result: MetricsJson = { ...metrics, pairedTests, latency, gate, verdict, meta };
     await writeFileAtomic(await ctx.out.file('metrics.json'), `${JSON.stringify(result, null, 2)}\n`);
     const perQuery = perQueryTable(sets, scores);
     await writeParquet(await ctx.out.file('per_query.parquet'), perQuery);
 
     const stats: Record<string, number | string | boolean> = {
+      // First: `status` shows a stage's first stats, and this is what a person must not miss.
+      ...verdictStats(verdict),
       chunks: corpus.ids.length,
       corpusMemoHits,
       embeddingsComputed,
@@ -312,7 +312,7 @@ export const evaluate = defineStage({
       }
     }
     if (gate) stats['gate'] = gate.passed ? 'passed' : 'failed';
-    const out = { rows: { 'per_query.parquet': perQuery.numRows }, stats, meta: { gate } };
+    const out = { rows: { 'per_query.parquet': perQuery.numRows }, stats, meta: { gate, verdict } };
     if (gate && !gate.passed) await publishThenFail(ctx, out, gate);
     return out;
   },

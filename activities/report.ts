@@ -8,11 +8,13 @@ import { defineStage } from '../pipelines/stage.ts';
 import { InvalidInputError } from './errors.ts';
 import { recallCurve, RANKING_DEPTH } from './evaluation/metrics.ts';
 import { EVAL_SETS, type EvalSetName, MetricsJson } from './evaluation/metricsJson.ts';
-import type { ExampleQuery, ExampleSection, LineageNode, ReportData } from './evaluation/reportModel.ts';
+import { quantileSorted, sortedCopy } from './evaluation/quantile.ts';
+import type { ExampleQuery, ExampleSection, LineageNode, MiningScores, ReportData } from './evaluation/reportModel.ts';
 import { deepestBaseReranker, orderSystems } from './evaluation/reportModel.ts';
 import { renderReportHtml } from './evaluation/reportHtml.ts';
 import { renderSummaryMd } from './evaluation/summaryMd.ts';
-import { nullableNumberColumn, stringColumn, stringListColumn } from './evaluation/tables.ts';
+import { nullableNumberColumn, numberColumn, numberListColumn, stringColumn, stringListColumn } from './evaluation/tables.ts';
+import { devPoints, judge, verdictStats } from './evaluation/verdict.ts';
 
 /**
  * The evaluation as people read it: report.html (self-contained, opens from disk), summary.md (what
@@ -53,22 +55,28 @@ export const report = defineStage({
     const perQuery = await readPerQuery(ev);
     const lineage = await walkLineage(ctx.store, ev.digest);
     const { training, note } = await trainingCurves(ctx.store, metrics);
+    const verdict = metrics.verdict ?? judge(metrics);
     const data: ReportData = {
       metrics,
       evaluation: { digest: ev.digest, createdAt: ev.manifest.createdAt, runId: ev.manifest.lineage.runId },
       curves: curvesOf(perQuery),
       training,
       trainingNote: note,
+      devCurves: await devCurves(ctx.store, metrics),
       lineage,
       examples: await examplesOf(ctx.store, metrics, perQuery, ctx.params.examples),
+      verdict,
+      mining: await miningScores(ctx.store, lineage),
+      funnel: funnelOf(lineage),
     };
     const html = renderReportHtml(data);
-    const summary = renderSummaryMd(metrics);
+    const summary = renderSummaryMd(metrics, verdict);
     await writeFileAtomic(await ctx.out.file('report.html'), html);
     await writeFileAtomic(await ctx.out.file('summary.md'), summary);
     await writeFileAtomic(await ctx.out.file('metrics.json'), metricsText);
     return {
       stats: {
+        ...verdictStats(verdict),
         evalSets: EVAL_SETS.filter((s) => metrics[s]).length,
         lineageArtifacts: lineage.length,
         trainingCurves: training.length,
@@ -208,6 +216,77 @@ async function trainingCurves(store: ArtifactStore, metrics: MetricsJson): Promi
   }
   if (!metrics.meta.inputs['finetuned']) notes.unshift('no fine-tuned model was evaluated');
   return { training, note: notes.length ? `No training curve for: ${notes.join('; ')}.` : undefined };
+}
+
+/** The dev metrics drawn over training steps: the ranking quality and the first answer. */
+const DEV_CURVE_METRICS = ['dev_cosine_ndcg@10', 'dev_cosine_accuracy@1', 'dev_cosine_mrr@10'];
+
+/** The fine-tuned model's dev evaluations per step (train stage meta.evals). */
+async function devCurves(store: ArtifactStore, metrics: MetricsJson): Promise<ReportData['devCurves']> {
+  const digest = metrics.meta.inputs['finetuned'];
+  const manifest = digest ? await store.readManifest(digest).catch(() => undefined) : undefined;
+  const points = devPoints(manifest?.meta['evals']);
+  return DEV_CURVE_METRICS.flatMap((name) => {
+    const line = points.flatMap((p): Array<[number, number]> => {
+      const v = p.metrics[name];
+      return typeof v === 'number' && Number.isFinite(v) ? [[p.step, v]] : [];
+    });
+    return line.length ? [{ name: name.replace(/^dev_cosine_/, ''), points: line }] : [];
+  });
+}
+
+const HISTOGRAM_BINS = 40;
+
+/**
+ * Scores of each mined positive and of the hard negatives kept, binned on shared edges; read from
+ * the mining stage's negatives.parquet in the lineage (a few numbers per query).
+ */
+async function miningScores(store: ArtifactStore, lineage: LineageNode[]): Promise<MiningScores | undefined> {
+  const node = lineage.find((n) => n.stageKind === 'mineNegatives' && !n.missing);
+  if (!node || !(await store.has(node.digest))) return undefined;
+  const where = (await store.open(node.digest)).file('negatives.parquet');
+  const t = await readParquet(where, ['positive_score', 'negative_scores']);
+  const positive = numberColumn(t, 'positive_score', where).filter(Number.isFinite);
+  const negative = numberListColumn(t, 'negative_scores', where).flat().filter(Number.isFinite);
+  if (positive.length === 0) return undefined;
+  const all = [...positive, ...negative];
+  const lo = Math.floor(Math.min(...all) * 20) / 20;
+  const hi = Math.ceil(Math.max(...all) * 20) / 20;
+  const width = (hi - lo || 0.05) / HISTOGRAM_BINS;
+  const edges = Array.from({ length: HISTOGRAM_BINS + 1 }, (_, i) => lo + i * width);
+  const bin = (xs: number[]) => {
+    const counts = new Array<number>(HISTOGRAM_BINS).fill(0);
+    for (const x of xs) counts[Math.min(HISTOGRAM_BINS - 1, Math.max(0, Math.floor((x - lo) / width)))]!++;
+    return counts;
+  };
+  const params = node.params && typeof node.params === 'object' ? (node.params as Record<string, unknown>) : {};
+  const removed = node.stats['removedByMargin'];
+  return {
+    stageId: node.stageId ?? 'mineNegatives',
+    edges,
+    positive: bin(positive),
+    negative: bin(negative),
+    margin: typeof params['margin'] === 'number' ? params['margin'] : Number.NaN,
+    medianPositive: quantileSorted(sortedCopy(positive), 0.5),
+    removedByMargin: typeof removed === 'number' ? removed : null,
+  };
+}
+
+/** Chunks → generated queries → kept by the filter → mined → training rows, as far as the lineage has them. */
+function funnelOf(lineage: LineageNode[]): ReportData['funnel'] {
+  const stage = (kind: string) => lineage.find((n) => n.stageKind === kind && !n.missing);
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const firstRows = (n: LineageNode | undefined) => (n ? num(Object.values(n.rows)[0]) : undefined);
+  const filter = stage('filterQueries');
+  const dataset = lineage.find((n) => n.kind === 'dataset' && !n.missing);
+  const steps: Array<[string, number | undefined]> = [
+    ['chunks', firstRows(lineage.find((n) => n.kind === 'chunks' && !n.missing))],
+    ['generated queries', firstRows(stage('generateQueries')) ?? num(filter?.stats['input'])],
+    ['kept by the filter', num(filter?.stats['kept'])],
+    ['with hard negatives', firstRows(stage('mineNegatives'))],
+    ['training rows', num(dataset?.stats['trainRows']) ?? num(dataset?.rows['train.parquet'])],
+  ];
+  return steps.flatMap(([label, count]) => (count === undefined ? [] : [{ label, count }]));
 }
 
 async function textsOf(store: ArtifactStore, digest: string | undefined, file: string, key: string, columns: string[]): Promise<Map<string, string[]>> {

@@ -8,7 +8,9 @@ import { METRIC_NAMES } from './metrics.ts';
  * metrics.json of an `evaluation` artifact (copied into the `report` artifact), shaped for the CLI's
  * --json: the eval sets are top-level keys, each mapping a system to its metrics with 95% CIs:
  *   { "human": { "base": { "recall@1": {"value", "lo", "hi"}, …, "map@100": {…} }, "finetuned": {…} },
- *     "generated": {…}, "pairedTests": {…}, "latency": {…}, "gate": {…} | null, "meta": {…} }
+ *     "generated": {…}, "pairedTests": {…}, "latency": {…}, "gate": {…} | null,
+ *     "verdict": { "finetuned": { "human": "worse", … }, "overall": "worse", "baselines": {…}, "notes": […] },
+ *     "meta": {…} }
  */
 
 export const EVAL_SETS = ['generated', 'human'] as const;
@@ -52,6 +54,48 @@ export const GateResult = z.object({
 });
 export type GateResult = z.infer<typeof GateResult>;
 
+/** Fine-tuned against base: a gain or a loss beyond the 95% interval, or neither. */
+export const Outcome = z.enum(['better', 'worse', 'no difference']);
+export type Outcome = z.infer<typeof Outcome>;
+
+/**
+ * Whether a reranked system is a comparison worth making: 'harms its first stage' when it ranks
+ * worse than the system whose candidates it reorders (recall@1 or recall@10 lower beyond the
+ * interval); 'too few queries' when it was scored on a sample too small to judge.
+ */
+export const BaselineStatus = z.enum(['valid', 'harms its first stage', 'too few queries']);
+export type BaselineStatus = z.infer<typeof BaselineStatus>;
+
+/** The training dev split's figures before (step 0) and after fine-tuning, as the train stage recorded them. */
+export const DevCheck = z.object({
+  /** The step of the fine-tuned figures (the last evaluation). */
+  step: z.number().int(),
+  /** Dev metric (e.g. dev_cosine_ndcg@10) → its value for base and for the fine-tuned model. */
+  figures: z.record(z.string(), z.object({ base: z.number(), finetuned: z.number() })),
+  outcome: Outcome,
+});
+export type DevCheck = z.infer<typeof DevCheck>;
+
+export const Verdict = z.object({
+  /** Fine-tuned vs base per eval set (paired 95% CI of recall@1 and ndcg@10) and on the training dev split. */
+  finetuned: z.partialRecord(z.enum([...EVAL_SETS, 'dev']), Outcome),
+  /** 'worse' when worse anywhere, else 'better' when better anywhere; null without a fine-tuned model. */
+  overall: Outcome.nullable(),
+  /** Per eval set, each reranked system's standing as a baseline. */
+  baselines: z.partialRecord(EvalSetName, z.record(SystemName, BaselineStatus)),
+  dev: DevCheck.optional(),
+  /** The verdict in plain sentences, the worst news ('bad') first. */
+  notes: z.array(
+    z.object({
+      /** What the sentence judges: fine-tuned on an eval set, fine-tuned on the dev split, or a reranked baseline. */
+      about: z.enum(['evalSet', 'dev', 'baseline']),
+      severity: z.enum(['bad', 'info']),
+      text: z.string(),
+    }),
+  ),
+});
+export type Verdict = z.infer<typeof Verdict>;
+
 export const EvalMeta = z.object({
   /** Input name → artifact digest: the evaluation's lineage, part of its content. */
   inputs: z.record(z.string(), Digest),
@@ -80,6 +124,8 @@ export const MetricsJson = z.object({
   pairedTests: z.partialRecord(EvalSetName, z.array(PairedComparison)),
   latency: LatencyTable,
   gate: GateResult.nullable(),
+  /** Absent in evaluations written before verdicts existed; the report then derives it from pairedTests. */
+  verdict: Verdict.optional(),
   meta: EvalMeta,
 });
 export type MetricsJson = z.infer<typeof MetricsJson>;

@@ -1,4 +1,4 @@
-import { EVAL_SETS, type EvalSetName } from './metricsJson.ts';
+import { EVAL_SETS, type EvalSetName, type Outcome } from './metricsJson.ts';
 import { METRIC_NAMES } from './metrics.ts';
 import { clip, esc, fmt, ms, pts } from './html.ts';
 import {
@@ -10,9 +10,9 @@ import {
   deepestBaseReranker,
   findComparison,
   orderSystems,
-  verdictOf,
 } from './reportModel.ts';
-import { barChart, lineChart } from './svg.ts';
+import { type IntervalRow, barChart, funnelChart, histogram, intervalChart, lineChart } from './svg.ts';
+import { outcomeOf, scoredOn, tooFew } from './verdict.ts';
 
 /**
  * The evaluation report as one self-contained HTML file: inline CSS and SVG, no script, no external
@@ -27,9 +27,10 @@ export function renderReportHtml(d: ReportData): string {
     header(d, title),
     verdicts(d, sets),
     ...sets.map((s) => setSection(d, s)),
-    latencySection(d),
+    winsAndLosses(d, sets),
     datasetSection(d, sets),
     trainingSection(d),
+    latencySection(d),
     ...sets.flatMap((s) => (d.examples[s] ? [examplesSection(d, s)] : [])),
     lineageSection(d),
     definitions(d),
@@ -59,7 +60,10 @@ th{background:#f9fafb;font-weight:600}td.l,th.l{text-align:left}td small{color:#
 td.best{font-weight:700}.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0}.card{border:1px solid #e5e7eb;border-radius:8px;padding:8px 12px;min-width:130px}
 .card b{display:block;font-size:18px}.card span{color:#6b7280;font-size:12px}
-.verdict{border-left:4px solid #9ca3af;background:#f9fafb;padding:8px 12px;margin:8px 0}.verdict.better{border-color:#16a34a}.verdict.worse{border-color:#dc2626}
+.verdict{border-left:4px solid #9ca3af;background:#f9fafb;padding:8px 12px;margin:8px 0}.verdict.better{border-color:#16a34a}.verdict.worse{border-color:#dc2626;background:#fef2f2;color:#991b1b}
+.headline{font-size:16px;font-weight:700;padding:10px 14px;border-radius:6px;margin:8px 0;background:#f3f4f6}.headline.worse{background:#dc2626;color:#fff}.headline.better{background:#dcfce7;color:#166534}
+.notes li.bad{color:#b91c1c;font-weight:600}td.worse{color:#b91c1c}tr.flag td{background:#fef2f2}.flagnote{color:#b91c1c;font-size:11px;display:block}
+.wl{display:grid;grid-template-columns:1fr 1fr;gap:10px}.wl>div{border:1px solid #e5e7eb;border-radius:8px;padding:8px 12px;font-size:13px}.wl .win{border-left:4px solid #16a34a}.wl .loss{border-left:4px solid #dc2626}.wl p{margin:4px 0}.wl .win,.wl .loss{padding:2px 0 2px 10px;margin:8px 0}.wl .lbl{color:#6b7280;font-size:11px;text-transform:uppercase}
 .gate.pass{color:#166534}.gate.fail{color:#b91c1c;font-weight:600}.empty{color:#6b7280;font-style:italic}
 .lineage .params{font-size:11px;max-width:360px}.charts{display:flex;flex-wrap:wrap;gap:12px}.ex td{text-align:left;max-width:330px}.q{font-weight:600}
 `;
@@ -87,16 +91,29 @@ function diffText(d: { value: number; lo: number; hi: number }): string {
   return `${pts(d.value)} (95% CI ${pts(d.lo)} … ${pts(d.hi)})`;
 }
 
+const OUTCOME_CLASS: Record<Outcome, string> = { better: 'better', worse: 'worse', 'no difference': 'same' };
+
+const HEADLINE: Record<Outcome, string> = {
+  worse: 'The fine-tuned model is WORSE than its base. Do not use it as the result: the base model serves better.',
+  better: 'The fine-tuned model beats its base.',
+  'no difference': 'The fine-tuned model cannot be told apart from its base.',
+};
+
 function verdicts(d: ReportData, sets: EvalSetName[]): string {
   const m = d.metrics;
+  const v = d.verdict;
   const out: string[] = [];
+  if (v.overall) out.push(`<div class="headline ${OUTCOME_CLASS[v.overall]}">${esc(HEADLINE[v.overall])}</div>`);
+  // Fine-tuned vs base per eval set has its own box below; the notes say the rest (baselines, dev split).
+  const notes = v.notes.filter((n) => n.about !== 'evalSet');
+  if (notes.length) out.push(`<ul class="notes">${notes.map((n) => `<li class="${n.severity}">${esc(n.text)}</li>`).join('')}</ul>`);
   for (const set of sets) {
     const systems = Object.keys(m[set]!);
     const ft = findComparison(m, set, 'base', 'finetuned');
     if (ft) {
-      const v = verdictOf(ft, 'ndcg@10');
-      const word = { better: 'beats', worse: 'is worse than', indistinguishable: 'cannot be told apart from' }[v];
-      out.push(`<div class="verdict ${v}"><b>${esc(SET_LABEL[set])}</b>: the fine-tuned model ${word} base — ${HEADLINE_METRICS.map(
+      const o = outcomeOf(ft);
+      const word = { better: 'beats', worse: 'is worse than', 'no difference': 'cannot be told apart from' }[o];
+      out.push(`<div class="verdict ${OUTCOME_CLASS[o]}"><b>${esc(SET_LABEL[set])}</b>: the fine-tuned model ${word} base — ${HEADLINE_METRICS.map(
         (k) => `${esc(k)} ${fmt(m[set]!['base']![k].value)} → ${fmt(m[set]!['finetuned']![k].value)} <small>${esc(diffText(ft.metrics[k].diff))}${
           ft.metrics[k].significant ? '' : ', not significant'
         }</small>`,
@@ -104,29 +121,56 @@ function verdicts(d: ReportData, sets: EvalSetName[]): string {
     }
     const rr = deepestBaseReranker(systems);
     const vsRr = rr && findComparison(m, set, rr, 'finetuned');
-    if (vsRr && rr) {
-      const v = verdictOf(vsRr, 'ndcg@10');
-      const word = { better: 'better than', worse: 'worse than', indistinguishable: 'as good as (no significant difference from)' }[v];
-      out.push(`<div class="verdict ${v}"><b>${esc(SET_LABEL[set])}</b>: fine-tuned alone is ${word} base reranked by the cross-encoder (${esc(rr)}): ndcg@10 ${esc(
+    const status = rr ? v.baselines[set]?.[rr] : undefined;
+    if (vsRr && rr && status === 'valid') {
+      const o = outcomeOf(vsRr);
+      const word = { better: 'better than', worse: 'worse than', 'no difference': 'as good as (no significant difference from)' }[o];
+      out.push(`<div class="verdict ${OUTCOME_CLASS[o]}"><b>${esc(SET_LABEL[set])}</b>: fine-tuned alone is ${word} base reranked by the cross-encoder (${esc(rr)}): ndcg@10 ${esc(
         diffText(vsRr.metrics['ndcg@10'].diff),
       )}, recall@1 ${esc(diffText(vsRr.metrics['recall@1'].diff))} on the ${vsRr.n} reranked queries.</div>`);
     }
   }
   if (out.length === 0) out.push('<p class="empty">No fine-tuned model in this evaluation: the numbers below are the baseline.</p>');
-  return `<h2>Verdict</h2>${out.join('\n')}${gateLine(d)}`;
+  const charts = sets.map((s) => diffChart(d, s)).filter(Boolean);
+  return `<h2>Verdict</h2>${out.join('\n')}${gateLine(d)}${charts.length ? `<h3>What the verdict rests on: paired differences with 95% CIs</h3><div class="charts">${charts.join('')}</div>` : ''}`;
+}
+
+/** Fine-tuned minus base, and minus each reranked system it can be compared with, per headline metric. */
+function diffChart(d: ReportData, set: EvalSetName): string {
+  const m = d.metrics;
+  const table = m[set]!;
+  if (!table['finetuned']) return '';
+  const others = orderSystems(Object.keys(table)).filter((s) => s === 'base' || s.startsWith('base+rerank@'));
+  const rows: IntervalRow[] = [];
+  for (const k of HEADLINE_METRICS) {
+    for (const a of others) {
+      const cmp = findComparison(m, set, a, 'finetuned');
+      const status = d.verdict.baselines[set]?.[a];
+      if (!cmp || (status && status !== 'valid')) continue;
+      const t = cmp.metrics[k].diff;
+      rows.push({ group: k, label: `fine-tuned − ${a}${cmp.n < (m.meta.evalSets[set]?.queries ?? 0) ? ` (n=${cmp.n})` : ''}`, ...t });
+    }
+  }
+  return intervalChart(rows, { title: `Fine-tuned minus each system — ${SET_LABEL[set]}`, xLabel: 'difference (points; red: worse beyond the CI, green: better)', format: (x) => `${x >= 0 ? '+' : '−'}${fmt(Math.abs(x * 100), 1)}` });
 }
 
 function setSection(d: ReportData, set: EvalSetName): string {
   const table = d.metrics[set]!;
   const systems = orderSystems(Object.keys(table));
   const n = d.metrics.meta.evalSets[set];
-  const best = Object.fromEntries(METRIC_NAMES.map((k) => [k, Math.max(...systems.map((s) => table[s]![k].value))]));
+  const judged = systems.filter((s) => !tooFew(d.metrics, set, s));
+  const best = Object.fromEntries(METRIC_NAMES.map((k) => [k, Math.max(...judged.map((s) => table[s]![k].value))]));
   const rows = systems
     .map((s) => {
-      const sampled = s.includes('+rerank@') && n && n.reranked < n.queries ? `<small>${n.reranked} queries</small>` : '';
-      return `<tr><td class="l"><span class="sw" style="background:${colorOf(s, systems)}"></span>${esc(s)}${sampled}</td>${METRIC_NAMES.map((k) => {
+      const scored = scoredOn(d.metrics, set, s);
+      const few = tooFew(d.metrics, set, s);
+      const sampled = scored.sampled ? `<small>n = ${scored.n} of ${n?.queries ?? '?'} queries${few ? ': too few to judge' : ''}</small>` : '';
+      const harms = d.verdict.baselines[set]?.[s] === 'harms its first stage';
+      const flag = harms ? `<span class="flagnote">makes ${esc(s.split('+')[0])} worse: not a meaningful baseline</span>` : '';
+      return `<tr class="${harms ? 'flag' : ''}"><td class="l"><span class="sw" style="background:${colorOf(s, systems)}"></span>${esc(s)}${sampled}${flag}</td>${METRIC_NAMES.map((k) => {
         const c = table[s]![k];
-        return `<td class="${c.value === best[k] ? 'best' : ''}">${fmt(c.value)}<small>${fmt(c.lo)} – ${fmt(c.hi)}</small></td>`;
+        const ci = few ? `n=${scored.n}, no interval` : `${fmt(c.lo)} – ${fmt(c.hi)}`;
+        return `<td class="${c.value === best[k] && !few && !harms ? 'best' : ''}">${fmt(c.value)}<small>${ci}</small></td>`;
       }).join('')}</tr>`;
     })
     .join('');
@@ -150,7 +194,7 @@ function setSection(d: ReportData, set: EvalSetName): string {
       (c) =>
         `<tr><td class="l">${esc(c.b)} vs ${esc(c.a)}</td><td>${c.n}</td>${HEADLINE_METRICS.map((k) => {
           const t = c.metrics[k];
-          return `<td class="${t.significant ? 'best' : ''}">${esc(pts(t.diff.value))}<small>${esc(pts(t.diff.lo))} … ${esc(pts(t.diff.hi))}; p=${fmt(t.pValue, 3)}</small></td>`;
+          return `<td class="${t.significant ? (t.diff.hi < 0 ? 'best worse' : 'best') : ''}">${esc(pts(t.diff.value))}<small>${esc(pts(t.diff.lo))} … ${esc(pts(t.diff.hi))}; p=${fmt(t.pValue, 3)}</small></td>`;
         }).join('')}</tr>`,
     )
     .join('');
@@ -215,8 +259,35 @@ function datasetSection(d: ReportData, sets: EvalSetName[]): string {
           human.stats['dropped'] ?? 0,
         )} dropped (span in text removed by ingest).</p>`
       : '';
+  const charts = [d.funnel.length >= 2 ? funnelChart(d.funnel, { title: 'From chunks to training rows' }) : '', miningChart(d)].filter(Boolean);
   return `<h2>Data</h2><div class="cards">${cards.join('')}</div>${humanNote}
+${charts.length ? `<div class="charts">${charts.join('')}</div>` : ''}${miningNote(d)}
 <p class="sub">Filter and generation counts of every stage are in the lineage table below.</p>`;
+}
+
+function miningChart(d: ReportData): string {
+  const g = d.mining;
+  if (!g) return '';
+  const marker = Number.isFinite(g.margin)
+    ? [{ x: g.margin * g.medianPositive, label: `margin ${fmt(g.margin, 2)} × median positive`, color: '#dc2626' }]
+    : [];
+  return histogram(
+    g.edges,
+    [
+      { name: 'positive (query, its chunk)', color: '#16a34a', counts: g.positive },
+      { name: 'hard negatives kept', color: '#f59e0b', counts: g.negative },
+    ],
+    { title: `Mined similarity scores — ${g.stageId}`, xLabel: "cosine similarity (the base model's)", markers: marker },
+  );
+}
+
+function miningNote(d: ReportData): string {
+  const g = d.mining;
+  if (!g) return '';
+  const removed = g.removedByMargin === null ? '' : ` ${g.removedByMargin} candidates were dropped that way.`;
+  return `<p class="sub">Hard negatives: a candidate scoring above margin × its own positive's score is dropped as a likely unlabelled positive; the dashed line is that bound for the median positive (${fmt(
+    g.medianPositive,
+  )}).${esc(removed)} Negatives piled up against the line mean the margin decides which texts the model learns to push away.</p>`;
 }
 
 function trainingSection(d: ReportData): string {
@@ -224,9 +295,46 @@ function trainingSection(d: ReportData): string {
   const charts = d.training
     .filter((t) => t.points.length > 0)
     .map((t, i) => lineChart([{ name: t.name, color: palette[i % 2]!, points: t.points }], { title: `Training loss — ${t.name}`, xLabel: 'step', yLabel: 'loss', xInteger: true }));
+  if (d.devCurves.length) {
+    const devPalette = ['#2563eb', '#16a34a', '#7c3aed'];
+    charts.push(
+      lineChart(
+        d.devCurves.map((c, i) => ({ name: c.name, color: devPalette[i % devPalette.length]!, points: c.points })),
+        { title: 'Dev split over training steps (fine-tuned model)', xLabel: 'step', yLabel: 'score', xInteger: true, yMin: 0, yMax: 1 },
+      ),
+    );
+  }
   return `<h2>Training</h2>${charts.length ? `<div class="charts">${charts.join('')}</div>` : ''}${
     d.trainingNote ? `<p class="empty">${esc(d.trainingNote)}</p>` : ''
   }`;
+}
+
+const WIN_LOSS_COUNT = 3;
+
+/** A few questions where fine-tuning moved the answer up, and a few where it moved it down, with the chunks. */
+function winsAndLosses(d: ReportData, sets: EvalSetName[]): string {
+  const parts = sets.flatMap((set) => {
+    const lists = d.examples[set] ?? [];
+    const wins = lists.find((l) => l.label.startsWith('Most improved'))?.queries.slice(0, WIN_LOSS_COUNT) ?? [];
+    const losses = lists.find((l) => l.label.startsWith('Most regressed'))?.queries.slice(0, WIN_LOSS_COUNT) ?? [];
+    if (wins.length + losses.length === 0) return [];
+    const col = (kind: 'win' | 'loss', list: ExampleQuery[]) =>
+      `<div><h3>${kind === 'win' ? 'Fine-tuned wins' : 'Fine-tuned loses'}</h3>${list.map((e) => winLossCard(kind, e)).join('') || '<p class="empty">none</p>'}</div>`;
+    return [`<h3>${esc(SET_LABEL[set])}</h3><div class="wl">${col('win', wins)}${col('loss', losses)}</div>`];
+  });
+  return parts.length ? `<h2>Where fine-tuning wins and loses</h2>${parts.join('')}` : '';
+}
+
+function winLossCard(kind: 'win' | 'loss', e: ExampleQuery): string {
+  const rank = (system: string) => e.ranks.find((r) => r.system === system);
+  const line = (system: string, label: string) => {
+    const r = rank(system);
+    if (!r) return '';
+    return `<p><span class="lbl">${esc(label)} · rank of the answer ${r.rank === null ? '&gt;100' : r.rank}</span><br>top 1: ${esc(clip(r.top1, 220))}</p>`;
+  };
+  return `<div class="${kind}"><p class="q">${esc(clip(e.query, 200))}</p><p><span class="lbl">relevant chunk${e.relevantPath ? ` · ${esc(e.relevantPath)}` : ''}</span><br>${esc(
+    clip(e.relevant, 320),
+  )}</p>${line('base', 'base')}${line('finetuned', 'fine-tuned')}</div>`;
 }
 
 function rankCell(r: ExampleQuery['ranks'][number]): string {

@@ -1,4 +1,4 @@
-import type { EvalSetName, MetricsJson, PairedComparison } from './metricsJson.ts';
+import type { EvalSetName, MetricsJson, PairedComparison, Verdict } from './metricsJson.ts';
 import type { MetricName } from './metrics.ts';
 
 /** Everything the report renders, gathered by the report stage from the evaluation and its lineage. */
@@ -11,8 +11,28 @@ export interface ReportData {
   training: Array<{ name: string; points: Array<[number, number]> }>;
   /** Why a training curve is missing, when it is. */
   trainingNote?: string;
+  /** Dev-split metrics per step of the fine-tuned model's training (the train stage's meta.evals). */
+  devCurves: Array<{ name: string; points: Array<[number, number]> }>;
   lineage: LineageNode[];
   examples: Partial<Record<EvalSetName, ExampleSection>>;
+  /** From metrics.json, or derived from its paired tests for an evaluation written before verdicts. */
+  verdict: Verdict;
+  /** Similarity scores of the mined pairs, binned; absent when no mining stage is in the lineage. */
+  mining?: MiningScores;
+  /** Counts from the chunks to the training rows, in pipeline order, from the stages' stats. */
+  funnel: Array<{ label: string; count: number }>;
+}
+
+export interface MiningScores {
+  stageId: string;
+  /** Bin edges shared by both histograms (bins + 1 values). */
+  edges: number[];
+  positive: number[];
+  negative: number[];
+  /** TopK-PercPos: candidates scoring above margin × their positive's score were dropped. */
+  margin: number;
+  medianPositive: number;
+  removedByMargin: number | null;
 }
 
 export interface LineageNode {
@@ -62,14 +82,7 @@ export function colorOf(system: string, all: string[]): string {
   return system.startsWith('base') ? RERANK_BASE[i % RERANK_BASE.length]! : RERANK_FT[i % RERANK_FT.length]!;
 }
 
-export type Verdict = 'better' | 'worse' | 'indistinguishable';
-
-export function verdictOf(cmp: PairedComparison, metric: MetricName): Verdict {
-  const d = cmp.metrics[metric].diff;
-  return d.lo > 0 ? 'better' : d.hi < 0 ? 'worse' : 'indistinguishable';
-}
-
-export function findComparison(metrics: MetricsJson, set: EvalSetName, a: string, b: string): PairedComparison | undefined {
+export function findComparison(metrics: Pick<MetricsJson, 'pairedTests'>, set: EvalSetName, a: string, b: string): PairedComparison | undefined {
   return metrics.pairedTests[set]?.find((c) => c.a === a && c.b === b);
 }
 

@@ -155,3 +155,146 @@ ${grid}<line x1="${M.left}" x2="${M.left + pw}" y1="${M.top + ph}" y2="${M.top +
 <text transform="translate(12,${M.top + ph / 2}) rotate(-90)" text-anchor="middle" ${FONT}>${esc(o.yLabel)}</text>
 ${bars}${legend(series, M.left + pw + 14, M.top + 6)}</svg>`;
 }
+
+export interface IntervalRow {
+  label: string;
+  value: number;
+  lo: number;
+  hi: number;
+  /** A heading drawn above the first row of each group (a metric). */
+  group: string;
+}
+
+/** Red when the interval lies below 0, green above, grey when it crosses 0: the colour is the verdict. */
+export function intervalColor(lo: number, hi: number): string {
+  return hi < 0 ? '#dc2626' : lo > 0 ? '#16a34a' : '#6b7280';
+}
+
+/**
+ * Differences with their intervals as horizontal whiskers around a zero line (a forest plot), one
+ * row per comparison, grouped by metric: which side of zero an interval falls on is the verdict.
+ */
+export function intervalChart(rows: IntervalRow[], o: { title: string; xLabel: string; format: (v: number) => string }): string {
+  if (rows.length === 0) return `<p class="empty">${esc(o.title)}: no data</p>`;
+  const ROW = 18;
+  const labelW = Math.min(260, 24 + Math.max(...rows.map((r) => [...r.label].length)) * 6.5);
+  const M = { top: 30, bottom: 40, left: labelW, right: 90 };
+  const groups = [...new Set(rows.map((r) => r.group))];
+  const H = M.top + M.bottom + (rows.length + groups.length) * ROW;
+  const W = PLOT_WIDTH + 120;
+  const pw = W - M.left - M.right;
+  const extent = Math.max(1e-6, ...rows.flatMap((r) => [Math.abs(r.lo), Math.abs(r.hi), Math.abs(r.value)])) * 1.1;
+  const sx = (v: number) => r1(M.left + ((v + extent) / (2 * extent)) * pw);
+  const ticks = niceTicks(-extent, extent, 6);
+  const bottom = H - M.bottom;
+  const grid = ticks
+    .map((t) => `<line x1="${sx(t)}" x2="${sx(t)}" y1="${M.top}" y2="${bottom}" stroke="#e5e7eb"/><text x="${sx(t)}" y="${bottom + 14}" text-anchor="middle" ${FONT}>${esc(o.format(t))}</text>`)
+    .join('');
+  let y = M.top;
+  const body: string[] = [];
+  for (const g of groups) {
+    y += ROW;
+    body.push(`<text x="6" y="${y - 5}" ${FONT} font-weight="600">${esc(g)}</text>`);
+    for (const r of rows.filter((x) => x.group === g)) {
+      const c = intervalColor(r.lo, r.hi);
+      const cy = y + ROW / 2;
+      const tip = `${r.group} · ${r.label}: ${o.format(r.value)} (95% CI ${o.format(r.lo)} … ${o.format(r.hi)})`;
+      body.push(
+        `<g><title>${esc(tip)}</title><text x="16" y="${cy + 4}" ${FONT}>${esc(r.label)}</text>` +
+          `<line x1="${sx(r.lo)}" x2="${sx(r.hi)}" y1="${cy}" y2="${cy}" stroke="${c}" stroke-width="2.5"/>` +
+          `<line x1="${sx(r.lo)}" x2="${sx(r.lo)}" y1="${cy - 4}" y2="${cy + 4}" stroke="${c}" stroke-width="1.5"/>` +
+          `<line x1="${sx(r.hi)}" x2="${sx(r.hi)}" y1="${cy - 4}" y2="${cy + 4}" stroke="${c}" stroke-width="1.5"/>` +
+          `<circle cx="${sx(r.value)}" cy="${cy}" r="3.5" fill="${c}"/>` +
+          `<text x="${W - M.right + 8}" y="${cy + 4}" ${FONT} fill="${c}">${esc(o.format(r.value))}</text></g>`,
+      );
+      y += ROW;
+    }
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(o.title)}">
+<text x="6" y="16" ${TITLE_FONT}>${esc(o.title)}</text>
+${grid}<line x1="${sx(0)}" x2="${sx(0)}" y1="${M.top}" y2="${bottom}" stroke="#111827" stroke-width="1.2"/>
+<text x="${M.left + pw / 2}" y="${H - 6}" text-anchor="middle" ${FONT}>${esc(o.xLabel)}</text>
+${body.join('')}</svg>`;
+}
+
+/**
+ * Overlaid histograms on shared bin edges, each series as its share of its own total (a few
+ * hundred positives beside thousands of negatives stay comparable), with optional vertical markers.
+ */
+export function histogram(
+  edges: number[],
+  series: Array<{ name: string; color: string; counts: number[] }>,
+  o: { title: string; xLabel: string; markers?: Array<{ x: number; label: string; color: string }> },
+): string {
+  const M = margins([...series.map((s) => s.name), ...(o.markers ?? []).map((m) => m.label)]);
+  const W = PLOT_WIDTH + M.right;
+  const H = HEIGHT;
+  const pw = W - M.left - M.right;
+  const ph = H - M.top - M.bottom;
+  if (edges.length < 2 || series.every((s) => s.counts.every((c) => c === 0))) return `<p class="empty">${esc(o.title)}: no data</p>`;
+  const shares = series.map((s) => {
+    const total = s.counts.reduce((a, b) => a + b, 0) || 1;
+    return s.counts.map((c) => c / total);
+  });
+  const yMax = Math.max(...shares.flat()) * 1.1;
+  const x0 = edges[0]!;
+  const x1 = edges[edges.length - 1]!;
+  const sx = (v: number) => r1(M.left + ((v - x0) / (x1 - x0 || 1)) * pw);
+  const sy = (v: number) => r1(M.top + ph - (v / yMax) * ph);
+  const grid = niceTicks(0, yMax)
+    .map((t) => `<line x1="${M.left}" x2="${M.left + pw}" y1="${sy(t)}" y2="${sy(t)}" stroke="#e5e7eb"/><text x="${M.left - 6}" y="${sy(t) + 4}" text-anchor="end" ${FONT}>${fmt(t * 100, 0)}%</text>`)
+    .join('');
+  const xAxis = niceTicks(x0, x1, 6)
+    .map((t) => `<line x1="${sx(t)}" x2="${sx(t)}" y1="${M.top + ph}" y2="${M.top + ph + 4}" stroke="#6b7280"/><text x="${sx(t)}" y="${M.top + ph + 16}" text-anchor="middle" ${FONT}>${esc(fmt(t, 2))}</text>`)
+    .join('');
+  const bars = series
+    .map((s, si) =>
+      shares[si]!
+        .map((v, i) => {
+          if (v === 0) return '';
+          const a = sx(edges[i]!);
+          const b = sx(edges[i + 1]!);
+          return `<rect x="${a}" y="${sy(v)}" width="${r1(Math.max(0.5, b - a - 0.5))}" height="${r1(M.top + ph - sy(v))}" fill="${s.color}" fill-opacity="0.55"><title>${esc(
+            `${s.name} ${fmt(edges[i]!, 2)}–${fmt(edges[i + 1]!, 2)}: ${s.counts[i]} (${fmt(v * 100, 1)}%)`,
+          )}</title></rect>`;
+        })
+        .join(''),
+    )
+    .join('');
+  const markers = (o.markers ?? [])
+    .filter((m) => m.x >= x0 && m.x <= x1)
+    .map((m) => `<line x1="${sx(m.x)}" x2="${sx(m.x)}" y1="${M.top}" y2="${M.top + ph}" stroke="${m.color}" stroke-width="2" stroke-dasharray="5 3"><title>${esc(m.label)}</title></line>`)
+    .join('');
+  const keys = [...series.map((s) => ({ name: s.name, color: s.color })), ...(o.markers ?? []).map((m) => ({ name: m.label, color: m.color, dashed: true }))];
+  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(o.title)}">
+<text x="${M.left}" y="16" ${TITLE_FONT}>${esc(o.title)}</text>
+${grid}<line x1="${M.left}" x2="${M.left + pw}" y1="${M.top + ph}" y2="${M.top + ph}" stroke="#6b7280"/>${xAxis}
+<text x="${M.left + pw / 2}" y="${H - 6}" text-anchor="middle" ${FONT}>${esc(o.xLabel)}</text>
+<text transform="translate(12,${M.top + ph / 2}) rotate(-90)" text-anchor="middle" ${FONT}>share of each kind</text>
+${bars}${markers}${legend(keys, M.left + pw + 14, M.top + 6)}</svg>`;
+}
+
+/** Horizontal bars, widest first, each with its count and its share of the bar above (a data funnel). */
+export function funnelChart(steps: Array<{ label: string; count: number }>, o: { title: string }): string {
+  if (steps.length === 0) return `<p class="empty">${esc(o.title)}: no data</p>`;
+  const ROW = 30;
+  const labelW = Math.min(260, 20 + Math.max(...steps.map((s) => [...s.label].length)) * 6.5);
+  const W = PLOT_WIDTH + 120;
+  const H = 30 + steps.length * ROW + 10;
+  const pw = W - labelW - 130;
+  const max = Math.max(1, ...steps.map((s) => s.count));
+  const rows = steps
+    .map((s, i) => {
+      const y = 30 + i * ROW;
+      const w = r1((s.count / max) * pw);
+      const prev = i > 0 ? steps[i - 1]!.count : undefined;
+      const share = prev ? ` (${fmt((100 * s.count) / prev, 0)}% of the row above)` : '';
+      return `<g><title>${esc(`${s.label}: ${s.count}${share}`)}</title><text x="6" y="${y + 15}" ${FONT}>${esc(s.label)}</text><rect x="${labelW}" y="${y + 3}" width="${Math.max(1, w)}" height="${ROW - 8}" fill="#2563eb" fill-opacity="${
+        1 - (0.5 * i) / Math.max(1, steps.length - 1)
+      }"/><text x="${labelW + Math.max(1, w) + 6}" y="${y + 15}" ${FONT}>${esc(s.count.toLocaleString('en-US'))}${esc(prev ? ` · ${fmt((100 * s.count) / prev, 0)}%` : '')}</text></g>`;
+    })
+    .join('');
+  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(o.title)}">
+<text x="6" y="16" ${TITLE_FONT}>${esc(o.title)}</text>
+${rows}</svg>`;
+}

@@ -35,6 +35,10 @@ export function stringListColumn(table: Table, name: string, where: string): str
   return [...child(table, name, where)].map((v) => (v ? [...(v as Iterable<unknown>)].map(String) : []));
 }
 
+export function numberListColumn(table: Table, name: string, where: string): number[][] {
+  return [...child(table, name, where)].map((v) => (v ? [...(v as Iterable<unknown>)].map(Number) : []));
+}
+
 export const utf8 = (values: ReadonlyArray<string | null>) => vectorFromArray([...values], new Utf8());
 export const int32 = (values: ReadonlyArray<number | null>) => vectorFromArray([...values], new Int32());
 export const float64 = (values: ReadonlyArray<number | null>) => vectorFromArray([...values], new Float64());

@@ -130,10 +130,11 @@ export async function readChunks(store: ArtifactStore, chunks: string): Promise<
 }
 
 /**
- * Generated-style eval queries (`evalQueries` contract): one per chunk, the chunk's first sentence
- * (a crude question the chunk answers; the LLM stages are not under test here).
+ * Generated-style eval queries (`evalQueries` contract, or the training `queries` one, which has the
+ * same columns): one per chunk, the chunk's first sentence (a crude question the chunk answers; the
+ * LLM stages are not under test here).
  */
-export async function sentenceQueries(store: ArtifactStore, chunks: string, max = 40): Promise<string> {
+export async function sentenceQueries(store: ArtifactStore, chunks: string, max = 40, kind: 'evalQueries' | 'queries' = 'evalQueries'): Promise<string> {
   const rows = (await readChunks(store, chunks))
     .map((c) => ({ chunk_id: c.chunk_id, text: c.text.split(/(?<=[。．.!?！？])/)[0]!.trim() }))
     .filter((r) => r.text.length >= 8)
@@ -151,7 +152,7 @@ export async function sentenceQueries(store: ArtifactStore, chunks: string, max 
   });
   const writer = await store.newWriter();
   await writeParquet(await writer.file('queries.parquet'), table);
-  return (await store.publish(writer, { kind: 'evalQueries', rows: { 'queries.parquet': rows.length }, lineage: { inputs: { chunks } } })).digest;
+  return (await store.publish(writer, { kind, rows: { 'queries.parquet': rows.length }, lineage: { inputs: { chunks } } })).digest;
 }
 
 /**

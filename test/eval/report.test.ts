@@ -1,29 +1,30 @@
-import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { exists } from '../../artifacts/fsutil.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
+import { buildDataset } from '../../activities/buildDataset.ts';
 import { chunk } from '../../activities/chunk.ts';
 import { evaluate } from '../../activities/evaluate.ts';
 import { MetricsJson } from '../../activities/evaluation/metricsJson.ts';
 import { importQuestions } from '../../activities/importQuestions.ts';
+import { mineNegatives } from '../../activities/mineNegatives.ts';
 import { report } from '../../activities/report.ts';
 import { train } from '../../activities/train.ts';
 import { trainReranker } from '../../activities/trainReranker.ts';
 import { filesArtifact, runStage, tempStore } from '../support/runStage.ts';
-import { EXAMPLES, OUTPUT, baseModel, ingestDir, sentenceDataset, sentenceQueries } from './fixtures.ts';
+import { renderInChromium } from './chromium.ts';
+import { EXAMPLES, baseModel, ingestDir, sentenceQueries } from './fixtures.ts';
 
-const CHROMIUM = process.env['EMBEDFLOW_CHROMIUM'] ?? '/usr/bin/chromium';
 const EVIL = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">';
 
 let store: LocalStore;
 let withEverything: string;
 let baseOnly: string;
 let finetuned: string;
+let evaluation: { digest: string; stats: Record<string, unknown> };
 /** The fine-tuned model's loss per step, as the train stage recorded it. */
 let lossCurve: Array<{ step: number; loss: number }>;
 
@@ -43,54 +44,41 @@ beforeAll(async () => {
   const model = await baseModel(store);
   const documents = await ingestDir(store, corpusDir);
   const chunks = (await runStage(chunk, { store, params: { maxTokens: 96, overlap: 16 }, inputs: { documents } })).digest;
-  const evalQueries = await sentenceQueries(store, chunks, 25);
+  const evalQueries = await sentenceQueries(store, chunks, 40);
   const questions = await filesArtifact(store, questionsPath, 'file');
   const evalQuestions = (await runStage(importQuestions, { store, inputs: { questions, documents, chunks } })).digest;
-  const dataset = await sentenceDataset(store, chunks, 2);
+  // Training data the way the pipeline makes it, so the report can chart the mined scores and the funnel.
+  const queries = await sentenceQueries(store, chunks, 40, 'queries');
+  const negatives = (await runStage(mineNegatives, { store, params: { numNegatives: 2 }, inputs: { model, chunks, queries } })).digest;
+  const dataset = (await runStage(buildDataset, { store, params: { devFraction: 0.2 }, inputs: { queries, chunks, negatives } })).digest;
+  // Training gone wrong, with the real stages: a reranker whose scoring head learnt nothing (it
+  // shuffles base's top N), and a fine-tuning at a learning rate a thousand times too high (it wrecks
+  // the model). Neither may be reported as a result or as a baseline the fine-tuned model beats.
   const reranker = (
-    await runStage(trainReranker, { store, params: { maxSteps: 3, batchQueries: 4, negatives: 2, maxLength: 96 }, inputs: { model, dataset } })
+    await runStage(trainReranker, { store, params: { maxSteps: 3, batchQueries: 4, negatives: 2, maxLength: 96, lr: 1e-12 }, inputs: { model, dataset } })
   ).digest;
-  // A real (if short) fine-tuning: the report draws the loss curve the train stage keeps in its manifest.
+  // Real (if short): the report draws the loss and dev curves the train stage keeps in its manifest.
   const trained = await runStage(train, {
     store,
-    params: { maxSteps: 4, batchSize: 4, maxSeqLength: 64, cpuThreads: 1, logEvery: 1, warmupRatio: 0, evaluate: false },
+    params: { maxSteps: 4, batchSize: 4, maxSeqLength: 64, cpuThreads: 1, logEvery: 1, warmupRatio: 0, learningRate: 0.02, evalEvery: 2 },
     inputs: { model, dataset },
   });
   finetuned = trained.digest;
   lossCurve = z.array(z.object({ step: z.number(), loss: z.number() })).parse(trained.manifest.meta['lossCurve']);
 
-  const ev = await runStage(evaluate, {
+  evaluation = await runStage(evaluate, {
     store,
-    params: { bootstrapSamples: 200, rerankDepths: [5, 10], rerankMaxQueries: 10 },
+    params: { bootstrapSamples: 200, rerankDepths: [5, 10] },
     inputs: { base: model, finetuned, chunks, evalQueries, evalQuestions, reranker },
   });
-  withEverything = (await runStage(report, { store, inputs: { evaluation: ev.digest } })).digest;
+  withEverything = (await runStage(report, { store, inputs: { evaluation: evaluation.digest } })).digest;
   const ev2 = await runStage(evaluate, { store, params: { bootstrapSamples: 200 }, inputs: { base: model, chunks, evalQuestions } });
   baseOnly = (await runStage(report, { store, inputs: { evaluation: ev2.digest } })).digest;
 }, 600_000);
 
-async function renderInChromium(digest: string, screenshot: string) {
-  if (!(await exists(CHROMIUM))) {
-    throw new Error(`Chromium is not installed at ${CHROMIUM}: run scripts/install-chromium.sh (or set EMBEDFLOW_CHROMIUM)`);
-  }
-  const htmlPath = (await store.open(digest)).file('report.html');
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-  });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-    const problems: string[] = [];
-    const requests: string[] = [];
-    page.on('console', (msg) => {
-      if (msg.type() === 'error' || msg.type() === 'warning') problems.push(`${msg.type()}: ${msg.text()}`);
-    });
-    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
-    page.on('request', (req) => requests.push(req.url()));
-    await page.goto(pathToFileURL(htmlPath).href, { waitUntil: 'load' });
-    await mkdir(OUTPUT, { recursive: true });
-    await page.screenshot({ path: join(OUTPUT, screenshot), fullPage: true });
-    const state = await page.evaluate(() => ({
+function renderReport(digest: string, screenshot: string) {
+  return renderInChromium(store, digest, screenshot, (page) =>
+    page.evaluate(() => ({
       pwned: (window as unknown as { __pwned?: number }).__pwned,
       scripts: document.querySelectorAll('script').length,
       imgs: document.querySelectorAll('img').length,
@@ -101,16 +89,13 @@ async function renderInChromium(digest: string, screenshot: string) {
         points: svg.querySelectorAll('circle').length,
       })),
       lineage: Array.from(document.querySelectorAll<HTMLTableRowElement>('table.lineage tr')).map((tr) => Array.from(tr.cells).map((c) => c.innerText)),
-    }));
-    return { problems, requests, state, htmlPath };
-  } finally {
-    await browser.close();
-  }
+    })),
+  );
 }
 
 describe('report', () => {
   it('renders in headless Chromium without console errors, network or executed document markup', async () => {
-    const { problems, requests, state, htmlPath } = await renderInChromium(withEverything, 'report.png');
+    const { problems, requests, state, htmlPath } = await renderReport(withEverything, 'report.png');
     expect(problems).toEqual([]);
     expect(requests).toEqual([pathToFileURL(htmlPath).href]);
     expect(state.pwned).toBeUndefined();
@@ -126,7 +111,7 @@ describe('report', () => {
   });
 
   it('draws the training curves the train and reranker stages recorded, one point per logged step', async () => {
-    const { state } = await renderInChromium(withEverything, 'report.png');
+    const { state } = await renderReport(withEverything, 'report.png');
     expect(lossCurve.map((p) => p.step)).toEqual([1, 2, 3, 4]);
     expect(state.trainingCharts).toEqual([
       { title: 'Training loss — fine-tuned model (all-MiniLM-L6-v2-ft)', points: lossCurve.length },
@@ -136,7 +121,7 @@ describe('report', () => {
   });
 
   it("lineage names each artifact's producing stage with its parameters", async () => {
-    const { state } = await renderInChromium(withEverything, 'report.png');
+    const { state } = await renderReport(withEverything, 'report.png');
     const [head, ...rows] = state.lineage;
     expect(head).toEqual(['stage', 'artifact', 'digest', 'rows', 'params', 'stats', 'inputs']);
     const column = (name: string) => head!.indexOf(name);
@@ -161,9 +146,79 @@ describe('report', () => {
   });
 
   it('a report without a fine-tuned model says so instead of drawing a training curve', async () => {
-    const { problems, state } = await renderInChromium(baseOnly, 'report-base-only.png');
+    const { problems, state } = await renderReport(baseOnly, 'report-base-only.png');
     expect(problems).toEqual([]);
     expect(state.text).toContain('No training curve for: no fine-tuned model was evaluated');
     expect(state.text).toContain('the numbers below are the baseline');
+  });
+});
+
+describe('verdicts', () => {
+  const summary = async () => readFile((await store.open(withEverything)).file('summary.md'), 'utf8');
+  const metricsOf = async () => MetricsJson.parse(JSON.parse(await readFile((await store.open(withEverything)).file('metrics.json'), 'utf8')));
+
+  it('a fine-tuned model worse than its base is called worse in metrics.json, the stage stats and summary.md', async () => {
+    const m = await metricsOf();
+    const cmp = m.pairedTests.generated!.find((c) => c.a === 'base' && c.b === 'finetuned')!;
+    expect(cmp.metrics['recall@1'].diff.hi).toBeLessThan(0);
+    expect(m.verdict).toMatchObject({ overall: 'worse', finetuned: { generated: 'worse' } });
+    // `embedflow status` shows a stage's first stats; `run --json` carries them all.
+    expect(Object.entries(evaluation.stats).slice(0, 2)).toEqual([
+      ['verdict', 'worse'],
+      ['verdict.generated', 'worse'],
+    ]);
+    const md = await summary();
+    expect(md).toContain('**Verdict: the fine-tuned model is WORSE than its base.**');
+    const generated = md.slice(md.indexOf('## generated eval queries'), md.indexOf('## human-written questions'));
+    expect(generated).toMatch(/Fine-tuned vs base: ndcg@10 −.* — a real loss\. recall@1 −/);
+    expect(m.verdict!.notes[0]).toMatchObject({ severity: 'bad', text: expect.stringMatching(/^Fine-tuned is WORSE than base on the generated eval queries: recall@1 −/) });
+  });
+
+  it("a reranker that lowers its first stage's recall is flagged, not declared beaten", async () => {
+    const m = await metricsOf();
+    const g = m.generated!;
+    expect(g['base+rerank@10']!['recall@1'].value).toBeLessThan(g['base']!['recall@1'].value);
+    expect(m.verdict!.baselines.generated).toMatchObject({ 'base+rerank@10': 'harms its first stage' });
+    expect(evaluation.stats['baseline.generated.base+rerank@10']).toBe('harms its first stage');
+    const md = await summary();
+    expect(md).toMatch(/- \*\*base\+rerank@10: this reranker makes base worse on the generated eval queries \(recall@1 \d\.\d+ → \d\.\d+\): not a meaningful comparison/);
+    const generated = md.slice(md.indexOf('## generated eval queries'), md.indexOf('## human-written questions'));
+    expect(generated).not.toContain('Fine-tuned vs base+rerank@10');
+  });
+
+  it('the report shows both in red, with the charts the verdict rests on', async () => {
+    const { problems, state } = await renderInChromium(store, withEverything, 'report.png', (page) =>
+      page.evaluate(() => ({
+        text: document.body.innerText,
+        headline: (() => {
+          const el = document.querySelector('.headline');
+          return el ? { text: el.textContent, background: getComputedStyle(el).backgroundColor } : null;
+        })(),
+        flagged: Array.from(document.querySelectorAll<HTMLElement>('tr.flag td:first-child')).map((td) => td.innerText),
+        charts: Array.from(document.querySelectorAll('svg')).map((svg) => svg.getAttribute('aria-label')),
+        redWhiskers: document.querySelectorAll('svg[aria-label^="Fine-tuned minus"] line[stroke="#dc2626"]').length,
+        devPoints: document.querySelectorAll('svg[aria-label^="Dev split"] circle').length,
+        histogramBars: document.querySelectorAll('svg[aria-label^="Mined similarity"] rect').length,
+      })),
+    );
+    expect(problems).toEqual([]);
+    expect(state.headline).toEqual({ text: expect.stringContaining('WORSE than its base'), background: 'rgb(220, 38, 38)' });
+    expect(state.flagged).toEqual(expect.arrayContaining([expect.stringMatching(/^base\+rerank@10[\s\S]*not a meaningful baseline/)]));
+    expect(state.text).toContain('this reranker makes base worse');
+    expect(state.text).not.toContain('fine-tuned alone is better than base reranked');
+    expect(state.charts).toEqual(
+      expect.arrayContaining([
+        'Fine-tuned minus each system — generated eval queries',
+        'Fine-tuned minus each system — human-written questions',
+        'Dev split over training steps (fine-tuned model)',
+        'From chunks to training rows',
+        'Mined similarity scores — mineNegatives',
+      ]),
+    );
+    expect(state.histogramBars).toBeGreaterThan(2);
+    expect(state.redWhiskers).toBeGreaterThan(0);
+    // Evaluated at steps 2 and 4 (every 2 of 4 steps), per dev metric drawn.
+    expect(state.devPoints).toBeGreaterThanOrEqual(4);
+    expect(state.text).toContain('Fine-tuned loses');
   });
 });

@@ -5,6 +5,7 @@ import type { MetricTable, MetricsJson, PairedComparison } from '../../activitie
 import { renderReportHtml } from '../../activities/evaluation/reportHtml.ts';
 import type { ReportData } from '../../activities/evaluation/reportModel.ts';
 import { renderSummaryMd } from '../../activities/evaluation/summaryMd.ts';
+import { judge } from '../../activities/evaluation/verdict.ts';
 
 const EVIL = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'&';
 const D = 'a'.repeat(64);
@@ -39,6 +40,13 @@ const data: ReportData = {
   curves: { human: { base: Array.from({ length: 100 }, (_, i) => Math.min(1, 0.4 + i / 200)), [EVIL]: [0.1, 0.2] } },
   training: [{ name: EVIL, points: [[1, 2], [2, 1]] }],
   trainingNote: EVIL,
+  devCurves: [{ name: EVIL, points: [[2, 0.5], [4, 0.6]] }],
+  verdict: judge(metrics),
+  mining: { stageId: EVIL, edges: [0, 0.5, 1], positive: [1, 3], negative: [4, 1], margin: 0.95, medianPositive: 0.7, removedByMargin: 2 },
+  funnel: [
+    { label: EVIL, count: 30 },
+    { label: 'training rows', count: 20 },
+  ],
   lineage: [
     {
       digest: D,
@@ -93,5 +101,88 @@ describe('report rendering', () => {
     expect(md).toContain('base: a\\|b c');
     expect(md).toMatch(/\| finetuned \| 0\.500 \(0\.450–0\.550\)/);
     expect(md).toContain('Fine-tuned vs base: ndcg@10 +10.00 pts (95% CI +5.00 pts … +15.00 pts) — a real gain.');
+  });
+
+  it('a fine-tuned model worse than base is said so first, in red, in the report and the summary', () => {
+    const worse = { diff: { value: -0.2, lo: -0.3, hi: -0.1 }, pValue: 0.001, significant: true };
+    const worseDiffs = Object.fromEntries(METRIC_NAMES.map((m) => [m, worse])) as PairedComparison['metrics'];
+    const m: MetricsJson = { ...metrics, pairedTests: { human: [{ a: 'base', b: 'finetuned', n: 100, metrics: worseDiffs }] } };
+    const v = judge(m);
+    expect(v).toMatchObject({ overall: 'worse', finetuned: { human: 'worse' } });
+    const html = renderReportHtml({ ...data, metrics: m, verdict: v });
+    expect(html).toMatch(/<div class="headline worse">The fine-tuned model is WORSE than its base/);
+    expect(html).toContain('<div class="verdict worse"><b>human-written questions</b>: the fine-tuned model is worse than base');
+    const md = renderSummaryMd(m);
+    expect(md.split('\n')[4]).toBe('**Verdict: the fine-tuned model is WORSE than its base.** Do not use it as the result; the base model serves better.');
+    expect(md).toContain('Fine-tuned vs base: ndcg@10 −20.00 pts (95% CI −30.00 pts … −10.00 pts) — a real loss.');
+  });
+
+  it('the training dev split counts when the train stage evaluated base at step 0', () => {
+    const v = judge(metrics, {
+      step: 40,
+      figures: { 'dev_cosine_ndcg@10': { base: 0.8, finetuned: 0.7 } },
+      outcome: 'worse',
+    });
+    // Better on the human questions, worse on dev: worse overall, never silently the result.
+    expect(v).toMatchObject({ overall: 'worse', finetuned: { human: 'better', dev: 'worse' } });
+    expect(v.notes[0]).toEqual({
+      about: 'dev',
+      severity: 'bad',
+      text: 'Fine-tuned is WORSE than base on the training dev split: dev_cosine_ndcg@10 0.800 → 0.700 (step 40; means only, no interval).',
+    });
+    expect(renderSummaryMd(metrics, v)).toContain('- **Fine-tuned is WORSE than base on the training dev split: dev_cosine_ndcg@10 0.800 → 0.700');
+  });
+
+  it('a sample of one reranked query is too few to judge, not "0.000 (0.000–0.000)"', () => {
+    const zero = { diff: { value: 0, lo: 0, hi: 0 }, pValue: 1, significant: false };
+    const m: MetricsJson = {
+      ...metrics,
+      human: { ...metrics.human!, 'base+rerank@50': table(0) },
+      pairedTests: {
+        human: [
+          { a: 'base', b: 'finetuned', n: 100, metrics: diffs },
+          { a: 'base+rerank@50', b: 'finetuned', n: 1, metrics: Object.fromEntries(METRIC_NAMES.map((k) => [k, zero])) as PairedComparison['metrics'] },
+        ],
+      },
+      meta: { ...metrics.meta, evalSets: { human: { queries: 100, reranked: 1, skipped: 0, relevantPerQuery: 1 } } },
+    };
+    const v = judge(m);
+    expect(v.baselines.human).toEqual({ 'base+rerank@50': 'too few queries' });
+    const md = renderSummaryMd(m);
+    expect(md).toContain('| base+rerank@50 | 0.000 (n=1: too few to judge) |');
+    expect(md).toContain('- base+rerank@50 was scored on 1 human-written questions only: too few to judge');
+    expect(md).not.toContain('Fine-tuned vs base+rerank@50');
+    expect(md).not.toMatch(/0\.000 \(-?0\.0\d\d–0\.0\d\d\)/);
+    const html = renderReportHtml({ ...data, metrics: m, verdict: v });
+    expect(html).toContain('base+rerank@50 was scored on 1 human-written questions only: too few to judge');
+    expect(html).toContain('n = 1 of 100 queries: too few to judge');
+    expect(html).not.toContain('fine-tuned alone is');
+  });
+
+  it('a reranker that makes its first stage worse is flagged, and fine-tuned is not said to beat it', () => {
+    const harm = { diff: { value: -0.8, lo: -0.9, hi: -0.7 }, pValue: 0.001, significant: true };
+    const harms = Object.fromEntries(METRIC_NAMES.map((k) => [k, harm])) as PairedComparison['metrics'];
+    const m: MetricsJson = {
+      ...metrics,
+      human: { ...metrics.human!, 'base+rerank@50': table(0.05) },
+      pairedTests: {
+        human: [
+          { a: 'base', b: 'finetuned', n: 100, metrics: diffs },
+          { a: 'base', b: 'base+rerank@50', n: 50, metrics: harms },
+          { a: 'base+rerank@50', b: 'finetuned', n: 50, metrics: diffs },
+        ],
+      },
+    };
+    const v = judge(m);
+    expect(v.baselines.human).toEqual({ 'base+rerank@50': 'harms its first stage' });
+    const text =
+      'base+rerank@50: this reranker makes base worse on the human-written questions (recall@1 0.400 → 0.050, recall@10 0.400 → 0.050): ' +
+      'not a meaningful comparison, and fine-tuned is not compared with it.';
+    expect(v.notes[0]).toEqual({ about: 'baseline', severity: 'bad', text });
+    expect(renderSummaryMd(m, v)).toContain(`- **${text}**`);
+    const html = renderReportHtml({ ...data, metrics: m, verdict: v });
+    expect(html).toContain(`<li class="bad">${esc(text)}</li>`);
+    expect(html).not.toContain('fine-tuned alone is better than');
+    expect(html).toMatch(/<tr class="flag">.*?base\+rerank@50.*?not a meaningful baseline/);
   });
 });

@@ -1,0 +1,183 @@
+import { z } from 'zod';
+import { fmt, pts } from './html.ts';
+import type { BaselineStatus, DevCheck, EvalSetName, MetricsJson, Outcome, PairedComparison, Verdict } from './metricsJson.ts';
+import { EVAL_SETS } from './metricsJson.ts';
+import type { MetricName } from './metrics.ts';
+import { SET_LABEL, findComparison, orderSystems } from './reportModel.ts';
+
+/**
+ * The verdict a run must not hide: is the fine-tuned model better or worse than its base, and is
+ * each reranked system a baseline worth beating. Written by the evaluation into metrics.json and its
+ * stats (so `status` and `run --json` carry it), and rendered by the report and summary.
+ */
+
+/** The metrics that decide: the first answer, and the ranking of the first page. */
+export const VERDICT_METRICS: MetricName[] = ['recall@1', 'ndcg@10'];
+
+/**
+ * Below this many queries a sampled system's bootstrap interval means little (one query gives the
+ * interval 0.000–0.000): its figures are shown with their n, and nothing is concluded from them.
+ */
+export const MIN_JUDGED_QUERIES = 30;
+
+/**
+ * The train stage records dev means without per-query values, so there is no interval: a change
+ * smaller than this (one point) is taken as no difference.
+ */
+export const DEV_TOLERANCE = 0.01;
+
+/** The dev figures compared before/after fine-tuning, when the train stage recorded them. */
+const DEV_METRICS = ['dev_cosine_ndcg@10', 'dev_cosine_accuracy@1'] as const;
+
+/** b compared with a: 'worse' when any deciding metric's interval lies below 0, 'better' when one lies above. */
+export function outcomeOf(cmp: PairedComparison): Outcome {
+  const diffs = VERDICT_METRICS.map((k) => cmp.metrics[k].diff);
+  if (diffs.some((d) => d.hi < 0)) return 'worse';
+  if (diffs.some((d) => d.lo > 0)) return 'better';
+  return 'no difference';
+}
+
+/** Queries a system was scored on, and whether that is a sample of the eval set (rerankMaxQueries). */
+export function scoredOn(m: Pick<MetricsJson, 'meta'>, set: EvalSetName, system: string): { n: number; sampled: boolean } {
+  const info = m.meta.evalSets[set];
+  if (!info) return { n: 0, sampled: false };
+  const n = system.includes('+rerank@') ? info.reranked : info.queries;
+  return { n, sampled: n < info.queries };
+}
+
+/** Too few to judge: a sample of fewer than MIN_JUDGED_QUERIES queries. */
+export function tooFew(m: Pick<MetricsJson, 'meta'>, set: EvalSetName, system: string): boolean {
+  const s = scoredOn(m, set, system);
+  return s.sampled && s.n < MIN_JUDGED_QUERIES;
+}
+
+/** The system a reranked system reorders: 'base' for 'base+rerank@50'. */
+export function firstStageOf(system: string): string {
+  return system.split('+')[0]!;
+}
+
+/** The recall figures a harmful reranker lowered beyond the interval: "recall@1 0.900 → 0.125". */
+export function harmText(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'>, set: EvalSetName, system: string): string {
+  const first = firstStageOf(system);
+  const cmp = findComparison(m, set, first, system);
+  const table = m[set]!;
+  return (['recall@1', 'recall@10'] as const)
+    .filter((k) => cmp && cmp.metrics[k].diff.hi < 0)
+    .map((k) => `${k} ${fmt(table[first]![k].value)} → ${fmt(table[system]![k].value)}`)
+    .join(', ');
+}
+
+export function baselineStatus(m: Pick<MetricsJson, 'meta' | 'pairedTests'>, set: EvalSetName, system: string): BaselineStatus {
+  if (tooFew(m, set, system)) return 'too few queries';
+  const cmp = findComparison(m, set, firstStageOf(system), system);
+  const harms = cmp && (['recall@1', 'recall@10'] as const).some((k) => cmp.metrics[k].diff.hi < 0);
+  return harms ? 'harms its first stage' : 'valid';
+}
+
+const EvalPoint = z.object({ step: z.number().int(), metrics: z.record(z.string(), z.number().nullable()) });
+
+/**
+ * The train stage's dev evaluations (meta.evals), one per step, the metric names as the dev evaluator
+ * gives them: the Trainer's periodic evaluations prefix them with "eval_", the final one does not.
+ */
+export function devPoints(evals: unknown): Array<{ step: number; metrics: Record<string, number | null> }> {
+  const parsed = z.array(EvalPoint).safeParse(evals);
+  if (!parsed.success) return [];
+  const byStep = new Map<number, Record<string, number | null>>();
+  for (const e of parsed.data) {
+    const metrics = Object.fromEntries(Object.entries(e.metrics).map(([k, v]) => [k.replace(/^eval_/, ''), v]));
+    byStep.set(e.step, { ...byStep.get(e.step), ...metrics });
+  }
+  return [...byStep].sort((a, b) => a[0] - b[0]).map(([step, metrics]) => ({ step, metrics }));
+}
+
+/**
+ * Base vs fine-tuned on the training dev split, from the train stage's `meta.evals`: the evaluation
+ * at step 0 is the base model's (the kernel evaluates before training when asked to), the last one
+ * the exported model's. Undefined when there is no step-0 figure to compare with.
+ */
+export function devCheckOf(evals: unknown): DevCheck | undefined {
+  const points = devPoints(evals);
+  const before = points.find((p) => p.step === 0);
+  const after = points.at(-1);
+  if (!before || !after || after.step === 0) return undefined;
+  const figures: DevCheck['figures'] = {};
+  for (const k of DEV_METRICS) {
+    const base = before.metrics[k];
+    const finetuned = after.metrics[k];
+    if (typeof base === 'number' && typeof finetuned === 'number') figures[k] = { base, finetuned };
+  }
+  const deltas = Object.values(figures).map((f) => f.finetuned - f.base);
+  if (deltas.length === 0) return undefined;
+  const outcome = deltas.some((d) => d < -DEV_TOLERANCE) ? 'worse' : deltas.some((d) => d > DEV_TOLERANCE) ? 'better' : 'no difference';
+  return { step: after.step, figures, outcome };
+}
+
+const diffText = (d: { value: number; lo: number; hi: number }) => `${pts(d.value)} (95% CI ${pts(d.lo)} … ${pts(d.hi)})`;
+
+/** What the evaluation concludes, from its paired tests and (when recorded) the training dev split. */
+export function judge(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests' | 'meta'>, dev?: DevCheck): Verdict {
+  const finetuned: Verdict['finetuned'] = {};
+  const baselines: Verdict['baselines'] = {};
+  const bad: Verdict['notes'] = [];
+  const rest: Verdict['notes'] = [];
+  const note = (about: Verdict['notes'][number]['about'], isBad: boolean, text: string) => (isBad ? bad : rest).push({ about, severity: isBad ? 'bad' : 'info', text });
+  for (const set of EVAL_SETS) {
+    const table = m[set];
+    if (!table) continue;
+    const label = SET_LABEL[set];
+    const ft = findComparison(m, set, 'base', 'finetuned');
+    if (ft) {
+      const o = outcomeOf(ft);
+      finetuned[set] = o;
+      const figures = VERDICT_METRICS.map((k) => `${k} ${diffText(ft.metrics[k].diff)}`).join(', ');
+      const what = { better: 'better than', worse: 'WORSE than', 'no difference': 'not distinguishable from' }[o];
+      note('evalSet', o === 'worse', `Fine-tuned is ${what} base on the ${label}: ${figures}, n = ${ft.n}.`);
+    }
+    const reranked = orderSystems(Object.keys(table)).filter((s) => s.includes('+rerank@'));
+    if (reranked.length === 0) continue;
+    const statuses: Record<string, BaselineStatus> = {};
+    const few: string[] = [];
+    for (const system of reranked) {
+      const status = baselineStatus(m, set, system);
+      statuses[system] = status;
+      const first = firstStageOf(system);
+      if (status === 'harms its first stage') {
+        note('baseline', true, `${system}: this reranker makes ${first} worse on the ${label} (${harmText(m, set, system)}): not a meaningful comparison, and fine-tuned is not compared with it.`);
+      } else if (status === 'too few queries') {
+        few.push(system);
+      }
+    }
+    if (few.length) {
+      note(
+        'baseline',
+        false,
+        `${few.join(', ')} ${few.length > 1 ? 'were' : 'was'} scored on ${scoredOn(m, set, few[0]!).n} ${label} only: ` +
+          `too few to judge (at least ${MIN_JUDGED_QUERIES}; raise rerankMaxQueries).`,
+      );
+    }
+    baselines[set] = statuses;
+  }
+  if (dev) {
+    finetuned.dev = dev.outcome;
+    const figures = Object.entries(dev.figures)
+      .map(([k, f]) => `${k} ${fmt(f.base)} → ${fmt(f.finetuned)}`)
+      .join(', ');
+    const what = { better: 'better than', worse: 'WORSE than', 'no difference': 'within one point of' }[dev.outcome];
+    note('dev', dev.outcome === 'worse', `Fine-tuned is ${what} base on the training dev split: ${figures} (step ${dev.step}; means only, no interval).`);
+  }
+  const outcomes = Object.values(finetuned);
+  const overall = outcomes.length === 0 ? null : outcomes.includes('worse') ? 'worse' : outcomes.includes('better') ? 'better' : 'no difference';
+  return { finetuned, overall, baselines, ...(dev ? { dev } : {}), notes: [...bad, ...rest] };
+}
+
+/** The verdict's entries for a stage's stats: short keys whose values a person and a script can read. */
+export function verdictStats(v: Verdict): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (v.overall) out['verdict'] = v.overall;
+  for (const [where, o] of Object.entries(v.finetuned)) out[`verdict.${where}`] = o;
+  for (const [set, systems] of Object.entries(v.baselines)) {
+    for (const [system, status] of Object.entries(systems ?? {})) if (status !== 'valid') out[`baseline.${set}.${system}`] = status;
+  }
+  return out;
+}
