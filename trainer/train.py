@@ -120,6 +120,8 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         prompts=prompts or None,
         eval_strategy="steps" if eval_dataset is not None else "no",
+        # The base's own dev figures, so a fine-tune that ends below where it started is seen as such.
+        eval_on_start=evaluator is not None,
         eval_steps=cfg.eval_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
