@@ -12,6 +12,7 @@ import { connectRuntime, openStore, type Runtime, type RunningWorkers, startWork
 import { type OverlapName, OVERLAP, createSchedule, describeSchedule, listSchedules, scheduleAction } from './schedules.ts';
 import { exportArtifact, gc, verifyStore } from './storeOps.ts';
 import { ProgressPrinter, onCallReport } from './render.ts';
+import { RunStillOpenError, STILL_OPEN_EXIT } from './patience.ts';
 import { type RunOutcome, describeRun, followRun, listRuns, planOfRun, runIdFor, snapshotPlanInputs, startRun } from './runs.ts';
 
 const USAGE = `embedflow — domain-specific embedding models as durable pipelines
@@ -507,6 +508,7 @@ export async function runCli(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof EmbedflowError) {
       process.stderr.write(`${err.describe()}\n`);
+      if (err instanceof RunStillOpenError) return STILL_OPEN_EXIT;
       return err instanceof RunDetachedError ? INTERRUPTED_EXIT : 1;
     }
     const e = err as Error;

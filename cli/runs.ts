@@ -7,6 +7,7 @@ import { RunNotFoundError } from '../activities/errors.ts';
 import { Plan, type StageState } from '../pipelines/plan.ts';
 import type { Runtime } from '../workers/runtime.ts';
 import { taskQueues } from '../workers/config.ts';
+import { Patience, RunStillOpenError, followPatienceMs, isNoAnswer } from './patience.ts';
 
 // Starting, following and describing runs. A run id is the Temporal workflow id: derived from the
 // pipeline and the content of its inputs, so starting the same run twice attaches to the first.
@@ -151,45 +152,77 @@ export interface RunOutcome {
   error?: { type: string; message: string; stage?: string };
 }
 
-/** Wait for a run to close, calling `onUpdate` with fresh views while it runs. */
-export async function followRun(rt: Runtime, runId: string, onUpdate: (v: RunView) => void, everyMs = 400): Promise<RunOutcome> {
+export interface FollowOptions {
+  /** How often progress is read. */
+  everyMs?: number;
+  /** Stop following after Temporal has not answered for this long (default: EMBEDFLOW_FOLLOW_PATIENCE, else never). */
+  patienceMs?: number;
+  /** Where "Temporal is not answering" goes (stderr by default). */
+  say?: (line: string) => void;
+}
+
+/**
+ * Wait for a run to close, calling `onUpdate` with fresh views while it runs. A busy or restarting
+ * Temporal only delays it: calls are retried until the server answers (or patience runs out, which
+ * throws RunStillOpenError). A run that is still running never comes back as failed.
+ */
+export async function followRun(rt: Runtime, runId: string, onUpdate: (v: RunView) => void, opts: FollowOptions = {}): Promise<RunOutcome> {
   const handle = rt.client.workflow.getHandle(runId);
+  const patience = new Patience({ runId, patienceMs: opts.patienceMs ?? followPatienceMs(), say: opts.say });
+  const describe = () => patience.call(() => describeRun(rt, runId));
   let stop = false;
   const poll = (async () => {
     while (!stop) {
       try {
         onUpdate(await describeRun(rt, runId));
+        patience.answered();
       } catch {
-        // A transient describe failure only delays the progress display.
+        // Progress just waits for the next answer; the result's wait below tells the person about an outage.
       }
-      await new Promise((r) => setTimeout(r, everyMs));
+      await new Promise((r) => setTimeout(r, opts.everyMs ?? 400));
     }
   })();
   try {
-    await handle.result();
-    const view = await describeRun(rt, runId);
-    return { status: 'completed', stages: view.stages };
-  } catch (err) {
-    const view = await describeRun(rt, runId);
-    if (err instanceof WorkflowFailedError) {
-      const cause = err.cause;
-      if (cause instanceof CancelledFailure || cause instanceof TerminatedFailure) return { status: 'cancelled', stages: view.stages };
-      const failed = view.stages.find((s) => s.status === 'failed');
-      return {
-        status: 'failed',
-        stages: view.stages,
-        error: {
-          type: cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : (cause?.name ?? 'Error'),
-          message: failed?.error?.message ?? cause?.message ?? err.message,
-          stage: failed?.id,
-        },
-      };
+    for (;;) {
+      try {
+        await handle.result();
+        return { status: 'completed', stages: (await describe()).stages };
+      } catch (err) {
+        if (err instanceof WorkflowFailedError) return failedOutcome(err, await describe());
+        if (isNoAnswer(err)) {
+          await patience.unanswered(err);
+          continue;
+        }
+        // Anything else is not the run's outcome while it still runs: say it goes on, not that it failed.
+        const view = await describe().catch(() => undefined);
+        if (view?.status === 'running') {
+          throw new RunStillOpenError(`stopped following run ${runId}, which goes on: ${(err as Error).message}`, {
+            hint: `\`embedflow status ${runId}\` shows where it is; \`embedflow resume ${runId}\` follows it again`,
+            cause: err,
+          });
+        }
+        throw err;
+      }
     }
-    throw err;
   } finally {
     stop = true;
     await poll;
   }
+}
+
+function failedOutcome(err: WorkflowFailedError, view: RunView): RunOutcome {
+  const cause = err.cause;
+  if (cause instanceof CancelledFailure || cause instanceof TerminatedFailure) return { status: 'cancelled', stages: view.stages };
+  const failed = view.stages.find((s) => s.status === 'failed');
+  return {
+    status: 'failed',
+    stages: view.stages,
+    error: {
+      type: cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : (cause?.name ?? 'Error'),
+      message: failed?.error?.message ?? cause?.message ?? err.message,
+      stage: failed?.id,
+    },
+  };
 }
 
 export interface RunListEntry {
