@@ -4,8 +4,10 @@ import { ApplicationFailure, CancelledFailure, TerminatedFailure } from '@tempor
 import { snapshotInput } from '../activities/snapshotInput.ts';
 import { hashJson } from '../artifacts/hash.ts';
 import { RunNotFoundError } from '../activities/errors.ts';
-import { Plan, type StageState } from '../pipelines/plan.ts';
+import { Plan, type RunResult, type StageState } from '../pipelines/plan.ts';
+import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Runtime } from '../workers/runtime.ts';
+import { STAGE_MARKS_KEY, type StageMark, statesFromMarks } from '../workflows/runMemo.ts';
 import { taskQueues } from '../workers/config.ts';
 import { Patience, RunStillOpenError, followPatienceMs, isNoAnswer } from './patience.ts';
 
@@ -95,7 +97,7 @@ export async function describeRun(rt: Runtime, runId: string): Promise<RunView> 
     }
     throw err;
   }
-  const memo = (d.memo ?? {}) as { pipeline?: string; stages?: StageState[] };
+  const memo = (d.memo ?? {}) as { pipeline?: string; stages?: StageState[]; [STAGE_MARKS_KEY]?: Record<string, StageMark> };
   const pending: PendingStage[] = (d.raw.pendingActivities ?? []).map((a) => ({
     stage: a.activityId ?? '?',
     attempt: a.attempt ?? 1,
@@ -113,9 +115,65 @@ export async function describeRun(rt: Runtime, runId: string): Promise<RunView> 
     status: STATUS[d.status.name] ?? 'unknown',
     startTime: d.startTime?.toISOString(),
     closeTime: d.closeTime?.toISOString(),
-    stages: memo.stages ?? [],
+    stages: await stagesOf(rt, runId, d.runId, memo),
     pending,
   };
+}
+
+/**
+ * The stages' states of one execution: from its memo's marks, the stage list of its plan and, for
+ * finished stages, the stats in their artifacts' manifests. Runs started before the marks kept
+ * whole states in the memo (`stages`).
+ */
+async function stagesOf(rt: Runtime, runId: string, temporalRunId: string, memo: { stages?: StageState[]; [STAGE_MARKS_KEY]?: Record<string, StageMark> }): Promise<StageState[]> {
+  const marks = memo[STAGE_MARKS_KEY];
+  if (!marks) return memo.stages ?? [];
+  const plan = await planOfExecution(rt, runId, temporalRunId);
+  const states = statesFromMarks(marks, plan.stages.map((s) => ({ id: s.id, kind: s.kind, queue: s.activity.queue })));
+  for (const s of states) if (s.artifact && (s.status === 'ran' || s.status === 'cached')) s.stats = await statsOf(rt.store, s.artifact);
+  return states;
+}
+
+// Both never change for a given key: read once per process (a follower describes its run every 400 ms).
+const plans = new Map<string, Promise<Plan>>();
+const stats = new Map<string, Promise<NonNullable<StageState['stats']>>>();
+
+function statsOf(store: ArtifactStore, digest: string): Promise<NonNullable<StageState['stats']>> {
+  let got = stats.get(digest);
+  if (!got) {
+    got = store.readManifest(digest).then(
+      (m) => (m.meta.stats ?? {}) as NonNullable<StageState['stats']>,
+      () => {
+        // An artifact gone from this store (or a store not reachable now) only leaves its stats out; try again next time.
+        stats.delete(digest);
+        return {};
+      },
+    );
+    stats.set(digest, got);
+  }
+  return got;
+}
+
+/** The plan an execution started with: its first history event, read alone. */
+function planOfExecution(rt: Runtime, runId: string, temporalRunId?: string): Promise<Plan> {
+  const cacheKey = temporalRunId && `${runId}/${temporalRunId}`;
+  const cached = cacheKey ? plans.get(cacheKey) : undefined;
+  if (cached) return cached;
+  const read = (async () => {
+    const page = await rt.client.workflowService.getWorkflowExecutionHistory({
+      namespace: rt.namespace,
+      execution: { workflowId: runId, runId: temporalRunId },
+      maximumPageSize: 1,
+    });
+    const payload = page.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    if (!payload) throw new RunNotFoundError(`run "${runId}" has no recorded plan`);
+    return Plan.parse(defaultPayloadConverter.fromPayload(payload));
+  })();
+  if (cacheKey) {
+    plans.set(cacheKey, read);
+    read.catch(() => plans.delete(cacheKey));
+  }
+  return read;
 }
 
 type Payload = Parameters<typeof defaultPayloadConverter.fromPayload>[0];
@@ -139,11 +197,8 @@ function tsToIso(ts: { seconds?: unknown; nanos?: number | null } | null | undef
 }
 
 /** The plan a run was started with, read back from its history (for `resume`). */
-export async function planOfRun(rt: Runtime, runId: string): Promise<Plan> {
-  const history = await rt.client.workflow.getHandle(runId).fetchHistory();
-  const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-  if (!payload) throw new RunNotFoundError(`run "${runId}" has no recorded plan`);
-  return Plan.parse(defaultPayloadConverter.fromPayload(payload));
+export function planOfRun(rt: Runtime, runId: string): Promise<Plan> {
+  return planOfExecution(rt, runId);
 }
 
 export interface RunOutcome {
@@ -185,10 +240,11 @@ export async function followRun(rt: Runtime, runId: string, onUpdate: (v: RunVie
   try {
     for (;;) {
       try {
-        await handle.result();
-        return { status: 'completed', stages: (await describe()).stages };
+        // The result holds the whole stage states (the memo only marks them).
+        const result = (await handle.result()) as RunResult;
+        return { status: 'completed', stages: result.stages };
       } catch (err) {
-        if (err instanceof WorkflowFailedError) return failedOutcome(err, await describe());
+        if (err instanceof WorkflowFailedError) return failedOutcome(err, stagesOfFailure(err) ?? (await describe()).stages);
         if (isNoAnswer(err)) {
           await patience.unanswered(err);
           continue;
@@ -210,13 +266,19 @@ export async function followRun(rt: Runtime, runId: string, onUpdate: (v: RunVie
   }
 }
 
-function failedOutcome(err: WorkflowFailedError, view: RunView): RunOutcome {
+/** The whole stage states a failed run put in its failure's details (workflows/pipeline.ts). */
+function stagesOfFailure(err: WorkflowFailedError): StageState[] | undefined {
+  const details = err.cause instanceof ApplicationFailure ? (err.cause.details?.[0] as { stages?: StageState[] } | undefined) : undefined;
+  return Array.isArray(details?.stages) ? details.stages : undefined;
+}
+
+function failedOutcome(err: WorkflowFailedError, stages: StageState[]): RunOutcome {
   const cause = err.cause;
-  if (cause instanceof CancelledFailure || cause instanceof TerminatedFailure) return { status: 'cancelled', stages: view.stages };
-  const failed = view.stages.find((s) => s.status === 'failed');
+  if (cause instanceof CancelledFailure || cause instanceof TerminatedFailure) return { status: 'cancelled', stages };
+  const failed = stages.find((s) => s.status === 'failed');
   return {
     status: 'failed',
-    stages: view.stages,
+    stages,
     error: {
       type: cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : (cause?.name ?? 'Error'),
       message: failed?.error?.message ?? cause?.message ?? err.message,
