@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ArtifactCorruptError, ArtifactNotFoundError, CorruptInputError, InvalidInputError, StageParamsError } from './errors.ts';
 import { asDiskFull } from '../artifacts/fsutil.ts';
 import { recordMemoUse } from '../artifacts/memoUse.ts';
+import { workerBudget } from './resourceBudget.ts';
 
 /** Well inside the hour after which `gc` removes an untouched staging folder. */
 const STAGING_TOUCH_MS = 5 * 60 * 1000;
@@ -117,13 +118,16 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
     log: rt.log,
   };
   let result: StageResult;
+  let release: (() => void) | undefined;
   try {
+    release = await admit(inv, parsed.data, rt);
     result = (await kind.run(ctx)) ?? {};
     rt.signal.throwIfAborted();
   } catch (err) {
     await rt.store.discard(out);
     throw asDiskFull(err, `stage "${inv.stageId}" writing its output`);
   } finally {
+    release?.();
     clearInterval(keepFresh);
   }
   const stats = result.stats ?? {};
@@ -159,6 +163,23 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
   // Checkpoints are only worth keeping until the artifact they lead to exists.
   await rt.store.removeWorkDir(inv.cacheKey);
   return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000, reused: false };
+}
+
+/**
+ * Wait until the stage's declared CPU and memory fit in this worker's budget, telling `status` so
+ * (in the heartbeat, keeping the previous attempt's checkpoint for a resume).
+ */
+function admit(inv: StageInvocation, params: unknown, rt: StageRuntime): Promise<() => void> {
+  const needs = inv.kind.resources?.(params);
+  if (!needs) return Promise.resolve(() => {});
+  return workerBudget(rt.env.vars).admit(needs, {
+    signal: rt.signal,
+    onWait: (message) => rt.heartbeat({ ...rt.resume, done: rt.resume?.done ?? 0, message }),
+    onAlone: (message) => {
+      rt.log.warn(`stage "${inv.stageId}" ${message}`);
+      rt.heartbeat({ ...rt.resume, done: rt.resume?.done ?? 0, message: `running alone: ${message}` });
+    },
+  });
 }
 
 /**

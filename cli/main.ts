@@ -9,6 +9,7 @@ import { type CreateFlags, cmdScheduleAction, cmdScheduleCreate, cmdScheduleDesc
 import { cmdArtifactsExport, cmdArtifactsShow, cmdGc, cmdStoreVerify } from './commands/store.ts';
 import { type Queue, cmdDevStop, cmdWorker } from './commands/worker.ts';
 import { INTERRUPTED_EXIT, RunDetachedError } from './embeddedWorker.ts';
+import { RunStillOpenError, STILL_OPEN_EXIT } from './patience.ts';
 import { parseProgressInterval } from './progress.ts';
 import { OVERLAP, type OverlapName } from './schedules.ts';
 
@@ -219,6 +220,7 @@ export async function runCli(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : USAGE_EXIT;
     if (err instanceof EmbedflowError) {
       process.stderr.write(`${err.describe()}\n`);
+      if (err instanceof RunStillOpenError) return STILL_OPEN_EXIT;
       return err instanceof RunDetachedError ? INTERRUPTED_EXIT : 1;
     }
     const e = err as Error;

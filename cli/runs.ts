@@ -4,9 +4,12 @@ import { ApplicationFailure, CancelledFailure, TerminatedFailure } from '@tempor
 import { snapshotInput } from '../activities/snapshotInput.ts';
 import { hashJson } from '../artifacts/hash.ts';
 import { RunNotFoundError } from '../activities/errors.ts';
-import { Plan, type StageState } from '../pipelines/plan.ts';
+import { Plan, type RunResult, type StageState } from '../pipelines/plan.ts';
+import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Runtime } from '../workers/runtime.ts';
+import { STAGE_MARKS_KEY, type StageMark, statesFromMarks } from '../workflows/runMemo.ts';
 import { taskQueues } from '../workers/config.ts';
+import { Patience, RunStillOpenError, followPatienceMs, isNoAnswer } from './patience.ts';
 
 // Starting, following and describing runs. A run id is the Temporal workflow id: derived from the
 // pipeline and the content of its inputs, so starting the same run twice attaches to the first.
@@ -94,7 +97,7 @@ export async function describeRun(rt: Runtime, runId: string): Promise<RunView> 
     }
     throw err;
   }
-  const memo = (d.memo ?? {}) as { pipeline?: string; stages?: StageState[] };
+  const memo = (d.memo ?? {}) as { pipeline?: string; stages?: StageState[]; [STAGE_MARKS_KEY]?: Record<string, StageMark> };
   const pending: PendingStage[] = (d.raw.pendingActivities ?? []).map((a) => ({
     stage: a.activityId ?? '?',
     attempt: a.attempt ?? 1,
@@ -112,9 +115,65 @@ export async function describeRun(rt: Runtime, runId: string): Promise<RunView> 
     status: STATUS[d.status.name] ?? 'unknown',
     startTime: d.startTime?.toISOString(),
     closeTime: d.closeTime?.toISOString(),
-    stages: memo.stages ?? [],
+    stages: await stagesOf(rt, runId, d.runId, memo),
     pending,
   };
+}
+
+/**
+ * The stages' states of one execution: from its memo's marks, the stage list of its plan and, for
+ * finished stages, the stats in their artifacts' manifests. Runs started before the marks kept
+ * whole states in the memo (`stages`).
+ */
+async function stagesOf(rt: Runtime, runId: string, temporalRunId: string, memo: { stages?: StageState[]; [STAGE_MARKS_KEY]?: Record<string, StageMark> }): Promise<StageState[]> {
+  const marks = memo[STAGE_MARKS_KEY];
+  if (!marks) return memo.stages ?? [];
+  const plan = await planOfExecution(rt, runId, temporalRunId);
+  const states = statesFromMarks(marks, plan.stages.map((s) => ({ id: s.id, kind: s.kind, queue: s.activity.queue })));
+  for (const s of states) if (s.artifact && (s.status === 'ran' || s.status === 'cached')) s.stats = await statsOf(rt.store, s.artifact);
+  return states;
+}
+
+// Both never change for a given key: read once per process (a follower describes its run every 400 ms).
+const plans = new Map<string, Promise<Plan>>();
+const stats = new Map<string, Promise<NonNullable<StageState['stats']>>>();
+
+function statsOf(store: ArtifactStore, digest: string): Promise<NonNullable<StageState['stats']>> {
+  let got = stats.get(digest);
+  if (!got) {
+    got = store.readManifest(digest).then(
+      (m) => (m.meta.stats ?? {}) as NonNullable<StageState['stats']>,
+      () => {
+        // An artifact gone from this store (or a store not reachable now) only leaves its stats out; try again next time.
+        stats.delete(digest);
+        return {};
+      },
+    );
+    stats.set(digest, got);
+  }
+  return got;
+}
+
+/** The plan an execution started with: its first history event, read alone. */
+function planOfExecution(rt: Runtime, runId: string, temporalRunId?: string): Promise<Plan> {
+  const cacheKey = temporalRunId && `${runId}/${temporalRunId}`;
+  const cached = cacheKey ? plans.get(cacheKey) : undefined;
+  if (cached) return cached;
+  const read = (async () => {
+    const page = await rt.client.workflowService.getWorkflowExecutionHistory({
+      namespace: rt.namespace,
+      execution: { workflowId: runId, runId: temporalRunId },
+      maximumPageSize: 1,
+    });
+    const payload = page.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    if (!payload) throw new RunNotFoundError(`run "${runId}" has no recorded plan`);
+    return Plan.parse(defaultPayloadConverter.fromPayload(payload));
+  })();
+  if (cacheKey) {
+    plans.set(cacheKey, read);
+    read.catch(() => plans.delete(cacheKey));
+  }
+  return read;
 }
 
 type Payload = Parameters<typeof defaultPayloadConverter.fromPayload>[0];
@@ -138,11 +197,8 @@ function tsToIso(ts: { seconds?: unknown; nanos?: number | null } | null | undef
 }
 
 /** The plan a run was started with, read back from its history (for `resume`). */
-export async function planOfRun(rt: Runtime, runId: string): Promise<Plan> {
-  const history = await rt.client.workflow.getHandle(runId).fetchHistory();
-  const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-  if (!payload) throw new RunNotFoundError(`run "${runId}" has no recorded plan`);
-  return Plan.parse(defaultPayloadConverter.fromPayload(payload));
+export function planOfRun(rt: Runtime, runId: string): Promise<Plan> {
+  return planOfExecution(rt, runId);
 }
 
 export interface RunOutcome {
@@ -151,45 +207,84 @@ export interface RunOutcome {
   error?: { type: string; message: string; stage?: string };
 }
 
-/** Wait for a run to close, calling `onUpdate` with fresh views while it runs. */
-export async function followRun(rt: Runtime, runId: string, onUpdate: (v: RunView) => void, everyMs = 400): Promise<RunOutcome> {
+export interface FollowOptions {
+  /** How often progress is read. */
+  everyMs?: number;
+  /** Stop following after Temporal has not answered for this long (default: EMBEDFLOW_FOLLOW_PATIENCE, else never). */
+  patienceMs?: number;
+  /** Where "Temporal is not answering" goes (stderr by default). */
+  say?: (line: string) => void;
+}
+
+/**
+ * Wait for a run to close, calling `onUpdate` with fresh views while it runs. A busy or restarting
+ * Temporal only delays it: calls are retried until the server answers (or patience runs out, which
+ * throws RunStillOpenError). A run that is still running never comes back as failed.
+ */
+export async function followRun(rt: Runtime, runId: string, onUpdate: (v: RunView) => void, opts: FollowOptions = {}): Promise<RunOutcome> {
   const handle = rt.client.workflow.getHandle(runId);
+  const patience = new Patience({ runId, patienceMs: opts.patienceMs ?? followPatienceMs(), say: opts.say });
+  const describe = () => patience.call(() => describeRun(rt, runId));
   let stop = false;
   const poll = (async () => {
     while (!stop) {
       try {
         onUpdate(await describeRun(rt, runId));
+        patience.answered();
       } catch {
-        // A transient describe failure only delays the progress display.
+        // Progress just waits for the next answer; the result's wait below tells the person about an outage.
       }
-      await new Promise((r) => setTimeout(r, everyMs));
+      await new Promise((r) => setTimeout(r, opts.everyMs ?? 400));
     }
   })();
   try {
-    await handle.result();
-    const view = await describeRun(rt, runId);
-    return { status: 'completed', stages: view.stages };
-  } catch (err) {
-    const view = await describeRun(rt, runId);
-    if (err instanceof WorkflowFailedError) {
-      const cause = err.cause;
-      if (cause instanceof CancelledFailure || cause instanceof TerminatedFailure) return { status: 'cancelled', stages: view.stages };
-      const failed = view.stages.find((s) => s.status === 'failed');
-      return {
-        status: 'failed',
-        stages: view.stages,
-        error: {
-          type: cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : (cause?.name ?? 'Error'),
-          message: failed?.error?.message ?? cause?.message ?? err.message,
-          stage: failed?.id,
-        },
-      };
+    for (;;) {
+      try {
+        // The result holds the whole stage states (the memo only marks them).
+        const result = (await handle.result()) as RunResult;
+        return { status: 'completed', stages: result.stages };
+      } catch (err) {
+        if (err instanceof WorkflowFailedError) return failedOutcome(err, stagesOfFailure(err) ?? (await describe()).stages);
+        if (isNoAnswer(err)) {
+          await patience.unanswered(err);
+          continue;
+        }
+        // Anything else is not the run's outcome while it still runs: say it goes on, not that it failed.
+        const view = await describe().catch(() => undefined);
+        if (view?.status === 'running') {
+          throw new RunStillOpenError(`stopped following run ${runId}, which goes on: ${(err as Error).message}`, {
+            hint: `\`embedflow status ${runId}\` shows where it is; \`embedflow resume ${runId}\` follows it again`,
+            cause: err,
+          });
+        }
+        throw err;
+      }
     }
-    throw err;
   } finally {
     stop = true;
     await poll;
   }
+}
+
+/** The whole stage states a failed run put in its failure's details (workflows/pipeline.ts). */
+function stagesOfFailure(err: WorkflowFailedError): StageState[] | undefined {
+  const details = err.cause instanceof ApplicationFailure ? (err.cause.details?.[0] as { stages?: StageState[] } | undefined) : undefined;
+  return Array.isArray(details?.stages) ? details.stages : undefined;
+}
+
+function failedOutcome(err: WorkflowFailedError, stages: StageState[]): RunOutcome {
+  const cause = err.cause;
+  if (cause instanceof CancelledFailure || cause instanceof TerminatedFailure) return { status: 'cancelled', stages };
+  const failed = stages.find((s) => s.status === 'failed');
+  return {
+    status: 'failed',
+    stages,
+    error: {
+      type: cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : (cause?.name ?? 'Error'),
+      message: failed?.error?.message ?? cause?.message ?? err.message,
+      stage: failed?.id,
+    },
+  };
 }
 
 export interface RunListEntry {

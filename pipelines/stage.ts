@@ -93,6 +93,16 @@ export interface StageResult {
   reuse?: string;
 }
 
+/** What one execution of a stage needs of its worker's machine: the worker admits it only when it fits. */
+export interface ResourceNeeds {
+  /** 'heavy': keeps cores busy (training, embedding a corpus); 'light' (the default) runs beside anything. */
+  cpu?: 'heavy' | 'light';
+  /** Cores a heavy stage keeps busy; default every core of the worker (torch and ONNX Runtime use them all). */
+  cores?: number;
+  /** Estimated peak resident memory, in bytes. */
+  memoryBytes?: number;
+}
+
 export interface StageKindSpec<P extends z.ZodType, I extends InputKinds, O extends string> {
   /** Unique name of the kind, e.g. 'chunk'. */
   kind: string;
@@ -109,6 +119,8 @@ export interface StageKindSpec<P extends z.ZodType, I extends InputKinds, O exte
   /** Never served from the cache (e.g. reading the outside world). */
   volatile?: boolean;
   defaults?: ActivitySpec;
+  /** What an execution with these parameters needs of the worker's CPU and memory; light when absent. */
+  resources?(params: z.output<P>): ResourceNeeds;
   run(ctx: StageContext<z.output<P>, I>): Promise<StageResult | void>;
 }
 

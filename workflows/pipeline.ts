@@ -12,6 +12,7 @@ import type { EngineActivities, StageFailureDetails } from '../activities/engine
 import { NON_RETRYABLE } from '../activities/errors.ts';
 import type { Plan, PlannedStage, RunResult, StageState } from '../pipelines/plan.ts';
 import type { Progress } from '../pipelines/stage.ts';
+import { stageMarksMemo } from './runMemo.ts';
 
 // Deterministic orchestration only: no I/O, no clocks but the workflow's, no data — digests and counts.
 
@@ -25,7 +26,8 @@ export async function runPipeline(plan: Plan): Promise<RunResult> {
   const states = new Map<string, StageState>(
     plan.stages.map((s) => [s.id, { id: s.id, kind: s.kind, queue: s.activity.queue, status: 'pending' }]),
   );
-  const publish = () => upsertMemo({ stages: [...states.values()] });
+  // `status` reads the memo; each update carries small marks, not whole states (see runMemo.ts).
+  const publish = () => upsertMemo(stageMarksMemo(states.values()));
   const digests = new Map<string, string>();
 
   for (const input of plan.inputs) {
