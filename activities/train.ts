@@ -157,7 +157,9 @@ export const train = defineStage({
         ...(ndcg != null ? { devNdcg10: round(ndcg, 4) } : {}),
         device: done.device,
         precision: done.precision,
+        ...(done.precisionReason ? { precisionReason: done.precisionReason } : {}),
         ...(done.peakGpuMemoryMB != null ? { peakGpuMemoryMB: done.peakGpuMemoryMB } : {}),
+        ...(done.peakRssMB != null ? { peakRssMB: done.peakRssMB } : {}),
       },
       meta: {
         base: { name: base.name, digest: ctx.inputs.model.digest },

@@ -67,6 +67,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
 
     from checkpoints import CheckpointCallback
     from dev_evaluator import build_dev_evaluator
+    from device import peak_rss_mb
     from pairs import load_pairs
     from progress import JsonProgressCallback
 
@@ -178,6 +179,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         "trainSeconds": round(train_seconds, 3),
         "samplesPerSecond": round(progress.steps_executed * cfg.batch_size / train_seconds, 2) if train_seconds > 0 else None,
         "peakGpuMemoryMB": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
+        "peakRssMB": peak_rss_mb(),
         "checkpointSeconds": [round(s, 3) for s in checkpoints.save_seconds],
         "lastCheckpoint": checkpoints.last_checkpoint,
         "finalModel": final,
@@ -203,7 +205,9 @@ def main(argv: list[str]) -> int:
         from device import pick_device, pick_precision
 
         device = pick_device(cfg.device)
-        emit(train(cfg, device, pick_precision(cfg.precision, device)))
+        choice = pick_precision(cfg.precision, device)
+        emit({"type": "status", "message": f"precision {choice.reason}"})
+        emit({**train(cfg, device, choice.precision), "precisionReason": choice.reason})
         return 0
     except KernelError as err:
         emit(err.to_json())

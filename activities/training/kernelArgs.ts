@@ -16,7 +16,12 @@ export const TrainParams = z.strictObject({
   numNegatives: z.number().int().min(0).optional().describe('use at most this many mined negatives per row (default: all)'),
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe("'cuda' needs the stage on queue 'gpu'"),
   cpuThreads: z.number().int().positive().optional().describe('torch CPU threads (default: one per core); fewer helps on a shared machine'),
-  precision: z.enum(['auto', 'fp32', 'bf16', 'fp16']).default('auto').describe('auto: bf16 (fp16 on older GPUs) on CUDA, fp32 on CPU'),
+  precision: z
+    .enum(['auto', 'fp32', 'bf16', 'fp16'])
+    .default('auto')
+    .describe(
+      'auto: the fastest exact-enough choice: bf16 on a GPU (fp16 before Ampere); on a CPU bf16 only where it has avx512_bf16 or amx_bf16, else fp32 (elsewhere bf16 is emulated: slower)',
+    ),
   checkpointEvery: z.number().int().positive().default(500).describe('steps between checkpoints (also written at the end)'),
   keepCheckpoints: z.number().int().positive().default(2),
   logEvery: z.number().int().positive().default(10).describe('steps between progress reports'),
