@@ -48,6 +48,7 @@ export const train = defineStage({
     '../trainer/pairs.py',
     '../trainer/dev_evaluator.py',
     '../trainer/device.py',
+    '../trainer/memory.py',
     '../trainer/parent_watch.py',
     '../trainer/export_model.py',
   ],
@@ -160,6 +161,7 @@ export const train = defineStage({
         ...(done.precisionReason ? { precisionReason: done.precisionReason } : {}),
         ...(done.peakGpuMemoryMB != null ? { peakGpuMemoryMB: done.peakGpuMemoryMB } : {}),
         ...(done.peakRssMB != null ? { peakRssMB: done.peakRssMB } : {}),
+        ...(done.gradCacheMiniBatch != null ? { gradCacheMiniBatch: done.gradCacheMiniBatch } : {}),
       },
       meta: {
         base: { name: base.name, digest: ctx.inputs.model.digest },

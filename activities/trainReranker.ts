@@ -42,7 +42,7 @@ export const trainReranker = defineStage({
   params: Params,
   inputs: { model: 'model', dataset: 'dataset' },
   output: 'reranker',
-  codeFiles: ['../trainer/train_reranker.py', '../trainer/device.py', '../trainer/failures.py', '../trainer/parent_watch.py'],
+  codeFiles: ['../trainer/train_reranker.py', '../trainer/device.py', '../trainer/memory.py', '../trainer/failures.py', '../trainer/parent_watch.py'],
   defaults: { queue: 'cpu', startToCloseTimeout: '4h', heartbeatTimeout: '10m', retry: { maximumAttempts: 2 } },
   async run(ctx) {
     const p = ctx.params;

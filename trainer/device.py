@@ -1,4 +1,4 @@
-"""Where training runs, in what precision and why, and how much memory it took.
+"""Where training runs, and in what precision and why.
 
 'auto' precision is the fastest exact-enough choice on each device: bf16 (fp16 on pre-Ampere) on a
 GPU; on a CPU bf16 only where the CPU multiplies bf16 natively (AVX512-BF16 or AMX), fp32 elsewhere.
@@ -7,7 +7,6 @@ Without those instructions torch still runs bf16, emulated with fp32 ones: corre
 
 from __future__ import annotations
 
-import resource
 from dataclasses import dataclass
 
 from failures import TrainerConfigError
@@ -84,8 +83,3 @@ def pick_precision(requested: str, device: str, cpuinfo: str = "/proc/cpuinfo") 
     if requested == "bf16" and not native:
         return PrecisionChoice("bf16", "bf16: asked for; this CPU has no avx512_bf16 or amx_bf16, so torch emulates it (slower than fp32)")
     return PrecisionChoice(requested, f"{requested}: asked for")
-
-
-def peak_rss_mb() -> int:
-    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -46,7 +46,8 @@ def main() -> int:
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import losses
 
-    from device import peak_rss_mb, pick_precision
+    from device import pick_precision
+    from memory import peak_rss_mb
 
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from device import peak_rss_mb, pick_precision  # noqa: E402
+from device import pick_precision  # noqa: E402
+from memory import peak_rss_mb  # noqa: E402
 from parent_watch import exit_when_stdin_closes  # noqa: E402
 
 # Pairs to check the ONNX export against PyTorch (Japanese and Latin, one truncated).

@@ -10,7 +10,14 @@ export const TrainParams = z.strictObject({
   learningRate: z.number().positive().lt(1).default(2e-5),
   warmupRatio: z.number().min(0).lt(1).default(0.1),
   batchSize: z.number().int().positive().default(32).describe('in-batch negatives: bigger is better, memory permitting'),
-  miniBatchSize: z.number().int().positive().default(32).describe("GradCache mini-batch for loss 'cached-mnrl'"),
+  miniBatchSize: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe(
+      "GradCache (the MNRL loss in bounded memory, for one more forward pass): texts embedded with gradients at once. Loss 'cached-mnrl' uses it (default 32); 'mnrl' when it is below batchSize, and by itself on a CPU when a step would hold more than 4,096 tokens' graph (mini-batches of 4,096 / max length); set it >= batchSize to turn that off",
+    ),
   seed: z.number().int().min(0).default(42),
   maxSeqLength: z.number().int().min(8).optional().describe("truncate training inputs (default: the model's limit)"),
   numNegatives: z.number().int().min(0).optional().describe('use at most this many mined negatives per row (default: all)'),

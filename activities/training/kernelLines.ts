@@ -55,6 +55,8 @@ export const DoneLine = z.object({
   peakGpuMemoryMB: num.optional(),
   /** The kernel's peak resident memory (ru_maxrss). */
   peakRssMB: num.optional(),
+  /** Texts per GradCache mini-batch, when the loss ran as GradCache (trainer/memory.py). */
+  gradCacheMiniBatch: num.optional(),
   checkpointSeconds: z.array(z.number()),
   lastCheckpoint: z.string().nullable(),
   finalModel: z.string(),

@@ -83,7 +83,7 @@ export async function runKernel(run: KernelRun): Promise<DoneLine> {
   const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
   const oomKiller =
     exit.signal === 'SIGKILL'
-      ? 'SIGKILL from outside usually means the machine ran out of memory (OOM killer): try a smaller batchSize or loss "cached-mnrl"'
+      ? 'SIGKILL from outside usually means the machine ran out of memory (OOM killer): try a smaller batchSize or miniBatchSize'
       : undefined;
   const what = `the training kernel ${how}${done ? ' after finishing' : ''}${oomKiller ? ` (${oomKiller})` : ''}`;
   throw new TrainerFailedError(withTail(what, tail), {
@@ -98,10 +98,11 @@ const NATIVE_OOM = /memory allocation of \d+ bytes failed|std::bad_alloc|cannot 
 
 /** Out of memory where the kernel could not say so itself; the advice is the kernel's own (trainer/failures.py). */
 function outOfMemory(what: string, args: string[]): OutOfMemoryError {
-  const batch = Number(/^--batch-size=(\d+)$/.exec(args.find((a) => a.startsWith('--batch-size=')) ?? '')?.[1] ?? Number.NaN);
-  const hint = Number.isFinite(batch)
-    ? `try batchSize ${Math.max(1, Math.floor(batch / 2))} or loss 'cached-mnrl' (GradCache: large batches in bounded memory)`
-    : "try a smaller batchSize or loss 'cached-mnrl'";
+  const flag = (name: string) => Number(new RegExp(`^--${name}=(\\d+)$`).exec(args.find((a) => a.startsWith(`--${name}=`)) ?? '')?.[1] ?? Number.NaN);
+  const batch = flag('batch-size');
+  const mini = flag('mini-batch-size');
+  const grad = `miniBatchSize ${Number.isFinite(mini) ? Math.max(1, Math.floor(mini / 2)) : 8} (GradCache: the same loss, memory bounded by the mini-batch)`;
+  const hint = Number.isFinite(batch) ? `try batchSize ${Math.max(1, Math.floor(batch / 2))} or ${grad}` : `try a smaller batchSize or ${grad}`;
   const at = Number.isFinite(batch) ? ` at batch size ${batch}` : '';
   return new OutOfMemoryError(`out of memory${at}: ${what} (fix: ${hint})`, {
     where: 'batchSize',

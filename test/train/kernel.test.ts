@@ -75,9 +75,10 @@ describe('training kernel', { timeout: 600_000 }, () => {
     const big = join(dir, 'big.parquet');
     await writePairsParquet(big, syntheticRows(1024));
     // 4 GB of address space: enough to load torch and train small batches (peak ~2.7 GB), not for a batch
-    // of 1024 texts of 128 tokens (one layer's activations alone are over 1 GB).
+    // of 1024 texts of 128 tokens (one layer's activations alone are over 1 GB) embedded all at once
+    // (miniBatchSize = batchSize: no GradCache, which would make it fit).
     const python = await memoryCappedPython(dir, 4000);
-    const err = await kernel(join(dir, 'oom'), { batchSize: 1024, maxSeqLength: 128, maxSteps: 1 }, { python, train: big }).catch((e: unknown) => e);
+    const err = await kernel(join(dir, 'oom'), { batchSize: 1024, miniBatchSize: 1024, maxSeqLength: 128, maxSteps: 1 }, { python, train: big }).catch((e: unknown) => e);
     expect(err, String(err)).toBeInstanceOf(OutOfMemoryError);
     expect((err as Error).message).toMatch(/out of (CPU )?memory at batch size 1024.*try batchSize 512/);
   });
