@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../../activities/errors.ts';
 import { latestCheckpoint } from '../../activities/training/checkpoints.ts';
 import { pairRows, syntheticRows, writePairsParquet } from './fixtures.ts';
-import { type TinyRunOptions, baseModelDir, mean, memoryCappedPython, tempDir, tinyKernelRun } from './support.ts';
+import { type TinyRunOptions, autoCpuPrecision, baseModelDir, mean, memoryCappedPython, tempDir, tinyKernelRun } from './support.ts';
 
 // The training kernel (trainer/train.py) driven exactly as the train stage drives it (same flags,
 // same runner), without Temporal: learning, determinism, exact resume, and its failure modes.
@@ -34,7 +34,7 @@ describe('training kernel', { timeout: 600_000 }, () => {
     const losses = a.curve.map(([, l]) => l);
     // Epoch 2 sees the same rows as epoch 1 (reshuffled): the model has learnt them.
     expect(mean(losses.slice(3))).toBeLessThan(0.8 * mean(losses.slice(0, 3)));
-    expect(a.done).toMatchObject({ step: 6, total: 6, stepsExecuted: 6, device: 'cpu', precision: 'fp32' });
+    expect(a.done).toMatchObject({ step: 6, total: 6, stepsExecuted: 6, device: 'cpu', precision: autoCpuPrecision() });
     expect(a.done.lastCheckpoint).toBe(join(dir, 'a', 'checkpoint-6'));
     expect(a.lines.filter((l) => l.type === 'checkpoint').map((l) => (l as { step: number }).step)).toEqual([3, 6]);
 

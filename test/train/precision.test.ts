@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { latestCheckpoint } from '../../activities/training/checkpoints.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { pairRows, writePairsParquet } from './fixtures.ts';
-import { PYTHON, baseModelDir, tempDir, tinyKernelRun } from './support.ts';
+import { PYTHON, baseModelDir, nativeBf16Flag, tempDir, tinyKernelRun } from './support.ts';
 
 // The training precision: 'auto' picks bf16 on a CPU only where it multiplies bf16 natively
 // (avx512_bf16, amx_bf16), fp32 elsewhere; bf16 forced on a CPU without them still trains (torch
@@ -49,12 +49,6 @@ async function pick(requested: string, device: string, flags: string[] | null | 
   return JSON.parse(stdout) as { precision?: string; reason?: string; error?: string };
 }
 
-/** This machine's native bf16 flag, read independently of the code under test. */
-async function nativeBf16Flag(): Promise<string | undefined> {
-  const line = (await readFile('/proc/cpuinfo', 'utf8')).split('\n').find((l) => l.startsWith('flags'))!;
-  const flags = new Set(line.split(':')[1]!.trim().split(/\s+/));
-  return ['amx_bf16', 'avx512_bf16'].find((f) => flags.has(f));
-}
 
 describe('precision choice', () => {
   it("'auto' on a CPU: bf16 only with avx512_bf16 or amx_bf16, and it says why", async () => {
@@ -78,7 +72,7 @@ describe('precision choice', () => {
   });
 
   it("reads the flags from /proc/cpuinfo: this machine's choice follows its own flags", async () => {
-    const native = await nativeBf16Flag();
+    const native = nativeBf16Flag();
     expect(await pick('auto', 'cpu', 'proc')).toEqual(
       native ? { precision: 'bf16', reason: `bf16: CPU has ${native}` } : { precision: 'fp32', reason: expect.stringMatching(/^fp32: CPU has no/) },
     );
@@ -102,7 +96,7 @@ describe('bf16 training on this CPU', { timeout: 600_000 }, () => {
       tinyKernelRun(join(dir, 'fp32'), { ...params, maxSteps: 2, precision: 'fp32' }, { model, train }),
     ]);
     expect(bf16.done).toMatchObject({ device: 'cpu', precision: 'bf16', stepsExecuted: 4 });
-    const native = await nativeBf16Flag();
+    const native = nativeBf16Flag();
     expect(bf16.done.precisionReason).toMatch(native ? /^bf16: asked for$/ : /emulates/);
     expect(bf16.done.peakRssMB).toBeGreaterThan(100);
     expect(bf16.curve.every(([, l]) => Number.isFinite(l) && l > 0)).toBe(true);

@@ -90,6 +90,18 @@ export async function datasetArtifact(store: ArtifactStore, train: PairRow[], de
   return (await store.publish(w, { kind: 'dataset', rows: { 'train.parquet': train.length, ...(dev ? { 'dev.parquet': dev.length } : {}) } })).digest;
 }
 
+/** This machine's native bf16 flag (amx_bf16, avx512_bf16), read independently of the code under test. */
+export function nativeBf16Flag(): string | undefined {
+  const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
+  const flags = new Set(line.slice(line.indexOf(':') + 1).trim().split(/\s+/));
+  return ['amx_bf16', 'avx512_bf16'].find((f) => flags.has(f));
+}
+
+/** What precision 'auto' trains in on this machine's CPU. */
+export function autoCpuPrecision(): 'bf16' | 'fp32' {
+  return nativeBf16Flag() ? 'bf16' : 'fp32';
+}
+
 /** pids of live processes whose command line mentions `needle` (e.g. a run's checkpoint directory). */
 export async function processesMentioning(needle: string): Promise<number[]> {
   const pids: number[] = [];
