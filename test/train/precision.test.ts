@@ -3,10 +3,12 @@ import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { trainReranker } from '../../activities/trainReranker.ts';
 import { latestCheckpoint } from '../../activities/training/checkpoints.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
+import { runStage, tempStore } from '../support/runStage.ts';
 import { pairRows, writePairsParquet } from './fixtures.ts';
-import { PYTHON, baseModelDir, nativeBf16Flag, tempDir, tinyKernelRun } from './support.ts';
+import { PYTHON, autoCpuPrecision, baseModelDir, datasetArtifact, modelArtifact, nativeBf16Flag, tempDir, tinyKernelRun } from './support.ts';
 
 // The training precision: 'auto' picks bf16 on a CPU only where it multiplies bf16 natively
 // (avx512_bf16, amx_bf16), fp32 elsewhere; bf16 forced on a CPU without them still trains (torch
@@ -113,5 +115,22 @@ describe('bf16 training on this CPU', { timeout: 600_000 }, () => {
     const rest = await tinyKernelRun(resumed, { ...params, precision: 'bf16' }, { model, train, resumeFrom: from!.path });
     expect(rest.done.stepsExecuted).toBe(2);
     expect(rest.curve).toEqual(bf16.curve.slice(2));
+  });
+});
+
+describe('the reranker trainer', { timeout: 600_000 }, () => {
+  it("takes the same precision parameter: 'auto' as the train stage picks, bf16 forced trains and exports, and its stats say which and why", async () => {
+    const store = await tempStore('ef-rerank-precision-');
+    const inputs = { model: await modelArtifact(store), dataset: await datasetArtifact(store, pairRows(2, 16)) };
+    const params = { maxSteps: 2, batchQueries: 4, negatives: 2, maxLength: 32, maxQueries: 8 };
+    const [auto, bf16] = await Promise.all([
+      runStage(trainReranker, { store, params, inputs }),
+      runStage(trainReranker, { store, params: { ...params, precision: 'bf16' }, inputs }),
+    ]);
+    expect(auto.stats).toMatchObject({ steps: 2, precision: autoCpuPrecision() });
+    expect(bf16.stats).toMatchObject({ steps: 2, precision: 'bf16' });
+    expect(bf16.stats.precisionReason).toMatch(nativeBf16Flag() ? /^bf16: asked for$/ : /emulates/);
+    expect(Number.isFinite(bf16.stats.finalLoss)).toBe(true);
+    expect(bf16.stats.peakRssMB).toBeGreaterThan(100);
   });
 });
