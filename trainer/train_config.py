@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--passage-prefix", default="", help="prepended to positives and negatives, e.g. 'passage: '")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: bf16 (or fp16) on CUDA, fp32 on CPU")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: bf16 (fp16 before Ampere) on CUDA; on a CPU bf16 only with avx512_bf16 or amx_bf16, else fp32")
     p.add_argument("--save-steps", type=int, default=500, help="checkpoint every N optimisation steps (and at the end)")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="complete checkpoints kept on disk")
     p.add_argument("--logging-steps", type=int, default=10, help="one JSON progress line every N steps")
