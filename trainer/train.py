@@ -216,6 +216,8 @@ def main(argv: list[str]) -> int:
     except KernelError as err:
         emit(err.to_json())
         return err.exit_code
+    except SystemExit:
+        raise  # --help
     except BaseException as err:  # noqa: BLE001 — every failure must become one JSON error line
         traceback.print_exc(file=sys.stderr)
         if cfg is not None and is_out_of_memory(err):
