@@ -5,7 +5,7 @@ import { defineStage } from '../pipelines/stage.ts';
 import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from './errors.ts';
 import { RerankerInfo } from './rerank/crossEncoder.ts';
 import { LineSplitter, TailBuffer } from './training/kernelLines.ts';
-import { oomCounterFiles, oomKillEvidence, readOomKills } from './training/oomKills.ts';
+import { outOfMemoryCause, watchOomKills } from './training/oomKills.ts';
 import { spawnGroup } from './training/processGroup.ts';
 
 /**
@@ -100,8 +100,7 @@ async function runTrainer(
   onProgress: (p: z.infer<typeof Progress>) => void,
 ): Promise<void> {
   signal.throwIfAborted();
-  const oomCounters = await oomCounterFiles();
-  const oomBefore = await readOomKills(oomCounters);
+  const oomWatch = await watchOomKills();
   const proc = await spawnGroup(python, args, { cwd: projectRoot, env: { ...process.env, PYTHONUNBUFFERED: '1' } }).catch((err: unknown) => {
     throw new TrainerFailedError(`could not start ${python}: ${(err as Error).message}`, { hint: 'run scripts/setup.sh', cause: err });
   });
@@ -132,10 +131,10 @@ async function runTrainer(
   if (exit.code === 2 && configLine) {
     throw new TrainerConfigError(configLine.slice('RerankerError: '.length), { where: 'trainer/train_reranker.py' });
   }
-  const oomKill = exit.signal === 'SIGKILL' ? oomKillEvidence(oomBefore, await readOomKills(oomCounters)) : undefined;
-  if (oomKill) {
+  const oom = await outOfMemoryCause(exit.signal, tail, oomWatch);
+  if (oom) {
     const hint = `try batchQueries ${Math.max(1, Math.floor(batchQueries / 2))} or a smaller maxLength`;
-    throw new OutOfMemoryError(`out of memory at batchQueries ${batchQueries}: train_reranker.py was killed by Linux's OOM killer (${oomKill}) (fix: ${hint})`, {
+    throw new OutOfMemoryError(`out of memory at batchQueries ${batchQueries}: train_reranker.py ${oom} (fix: ${hint})`, {
       where: 'batchQueries',
       hint,
     });

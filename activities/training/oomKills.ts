@@ -34,6 +34,33 @@ export async function readOomKills(files: string[]): Promise<OomCounts> {
   return counts;
 }
 
+/** The counters as a trainer starts, to compare with once it has died. */
+export interface OomWatch {
+  files: string[];
+  before: OomCounts;
+}
+
+export async function watchOomKills(files?: string[]): Promise<OomWatch> {
+  const paths = files ?? (await oomCounterFiles());
+  return { files: paths, before: await readOomKills(paths) };
+}
+
+// Out of memory as a trainer's stderr shows it when the trainer could not report it itself: Python's
+// MemoryError, torch's CPU allocator, Rust's tokenizers aborting, C++'s bad_alloc, a thread without a stack.
+const OOM_LINE = /^MemoryError\b|memory allocation of \d+ bytes failed|std::bad_alloc|can(no|')t allocate memory|out of memory/i;
+
+/**
+ * Why a trainer that died without reporting it looks out of memory ("ran out of memory (...)", "was
+ * killed by Linux's OOM killer (...)"), or undefined.
+ */
+export async function outOfMemoryCause(signal: NodeJS.Signals | null, stderrTail: string, watch: OomWatch): Promise<string | undefined> {
+  const line = stderrTail.split('\n').find((l) => OOM_LINE.test(l.trim()));
+  if (line) return `ran out of memory ("${line.trim().slice(0, 200)}")`;
+  if (signal !== 'SIGKILL') return undefined;
+  const moved = oomKillEvidence(watch.before, await readOomKills(watch.files));
+  return moved && `was killed by Linux's OOM killer (${moved})`;
+}
+
 /** "oom_kill in /proc/vmstat went 3 → 4", or undefined when no counter moved. */
 export function oomKillEvidence(before: OomCounts, after: OomCounts): string | undefined {
   for (const [file, n] of after) {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../errors.ts';
 import { type DoneLine, type ErrorLine, type KernelLine, LineSplitter, TailBuffer, parseKernelLine } from './kernelLines.ts';
-import { oomCounterFiles, oomKillEvidence, readOomKills } from './oomKills.ts';
+import { outOfMemoryCause, watchOomKills } from './oomKills.ts';
 import { spawnGroup } from './processGroup.ts';
 
 export interface KernelRun {
@@ -28,8 +28,7 @@ export const KERNEL_SCRIPT = join('trainer', 'train.py');
  */
 export async function runKernel(run: KernelRun): Promise<DoneLine> {
   run.signal.throwIfAborted();
-  const oomCounters = run.oomCounters ?? (await oomCounterFiles());
-  const oomBefore = await readOomKills(oomCounters);
+  const oomWatch = await watchOomKills(run.oomCounters);
   let proc;
   try {
     proc = await spawnGroup(run.python, [join(run.projectRoot, KERNEL_SCRIPT), ...run.args, '--exit-with-stdin'], {
@@ -76,10 +75,8 @@ export async function runKernel(run: KernelRun): Promise<DoneLine> {
   if (done && exit.code === 0) return done;
   const tail = stderr.text();
   if (failure) throw kernelError(failure, tail);
-  const nativeOom = tail.split('\n').find((l) => NATIVE_OOM.test(l));
-  if (nativeOom) throw outOfMemory(`the kernel died in native code ("${nativeOom.trim().slice(0, 200)}")`, run.args);
-  const oomKill = exit.signal === 'SIGKILL' ? oomKillEvidence(oomBefore, await readOomKills(oomCounters)) : undefined;
-  if (oomKill) throw outOfMemory(`the kernel was killed by Linux's OOM killer (${oomKill})`, run.args);
+  const oom = await outOfMemoryCause(exit.signal, tail, oomWatch);
+  if (oom) throw outOfMemory(`the training kernel ${oom}`, run.args);
   const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
   const oomKiller =
     exit.signal === 'SIGKILL'
@@ -91,10 +88,6 @@ export async function runKernel(run: KernelRun): Promise<DoneLine> {
     hint: oomKiller ?? 'see its stderr above; a retry resumes from the last checkpoint',
   });
 }
-
-// Allocation failures that kill the process before Python can report them (Rust's tokenizers abort,
-// C++ throws bad_alloc, a thread cannot get its stack): same cause, same advice.
-const NATIVE_OOM = /memory allocation of \d+ bytes failed|std::bad_alloc|cannot allocate memory|out of memory/i;
 
 /** Out of memory where the kernel could not say so itself; the advice is the kernel's own (trainer/failures.py). */
 function outOfMemory(what: string, args: string[]): OutOfMemoryError {
