@@ -48,6 +48,7 @@ export const train = defineStage({
     '../trainer/pairs.py',
     '../trainer/dev_evaluator.py',
     '../trainer/device.py',
+    '../trainer/memory.py',
     '../trainer/parent_watch.py',
     '../trainer/export_model.py',
     '../trainer/merge.py',
@@ -159,7 +160,10 @@ export const train = defineStage({
         ...(done.merge ? { mergeShare: done.merge.share } : {}),
         device: done.device,
         precision: done.precision,
+        ...(done.precisionReason ? { precisionReason: done.precisionReason } : {}),
         ...(done.peakGpuMemoryMB != null ? { peakGpuMemoryMB: done.peakGpuMemoryMB } : {}),
+        ...(done.peakRssMB != null ? { peakRssMB: done.peakRssMB } : {}),
+        ...(done.gradCacheMiniBatch != null ? { gradCacheMiniBatch: done.gradCacheMiniBatch } : {}),
       },
       meta: {
         base: { name: base.name, digest: ctx.inputs.model.digest },

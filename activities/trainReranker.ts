@@ -2,9 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../pipelines/stage.ts';
-import { TrainerConfigError, TrainerFailedError } from './errors.ts';
+import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from './errors.ts';
 import { RerankerInfo } from './rerank/crossEncoder.ts';
 import { LineSplitter, TailBuffer } from './training/kernelLines.ts';
+import { outOfMemoryCause, watchOomKills } from './training/oomKills.ts';
 import { spawnGroup } from './training/processGroup.ts';
 
 /**
@@ -26,6 +27,10 @@ const Params = z
     maxLength: z.number().int().min(16).max(512).default(256),
     lr: z.number().positive().default(3e-5),
     seed: z.number().int().default(42),
+    precision: z
+      .enum(['auto', 'fp32', 'bf16'])
+      .default('auto')
+      .describe('auto: bf16 where the CPU has avx512_bf16 or amx_bf16 (native bf16 maths), fp32 elsewhere (bf16 would be emulated: slower)'),
   })
   .strict();
 
@@ -37,7 +42,7 @@ export const trainReranker = defineStage({
   params: Params,
   inputs: { model: 'model', dataset: 'dataset' },
   output: 'reranker',
-  codeFiles: ['../trainer/train_reranker.py'],
+  codeFiles: ['../trainer/train_reranker.py', '../trainer/device.py', '../trainer/memory.py', '../trainer/failures.py', '../trainer/parent_watch.py'],
   defaults: { queue: 'cpu', startToCloseTimeout: '4h', heartbeatTimeout: '10m', retry: { maximumAttempts: 2 } },
   async run(ctx) {
     const p = ctx.params;
@@ -56,20 +61,25 @@ export const trainReranker = defineStage({
       '--max-length', String(p.maxLength),
       '--lr', String(p.lr),
       '--seed', String(p.seed),
+      '--precision', p.precision,
       '--exit-with-stdin',
     ];
     const started = performance.now();
-    await runTrainer(ctx.env.python, args, ctx.env.projectRoot, ctx.signal, (ev) =>
+    await runTrainer(ctx.env.python, args, ctx.env.projectRoot, ctx.signal, p.batchQueries, (ev) =>
       ctx.progress({ done: ev.step, total: ev.total, unit: 'steps', message: `loss ${ev.loss.toFixed(4)}` }),
     );
     const info = RerankerInfo.passthrough().parse(JSON.parse(await readFile(join(ctx.out.dir, 'reranker.json'), 'utf8')));
     const num = (k: string) => (typeof info[k] === 'number' ? (info[k] as number) : 0);
+    const str = (k: string) => (typeof info[k] === 'string' ? { [k]: info[k] as string } : {});
     return {
       stats: {
         steps: num('steps'),
         trainQueries: num('trainQueries'),
         finalLoss: Number(num('finalLoss').toFixed(4)),
         seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+        ...str('precision'),
+        ...str('precisionReason'),
+        ...(typeof info.peakRssMB === 'number' ? { peakRssMB: info.peakRssMB } : {}),
       },
       meta: { reranker: info },
     };
@@ -86,9 +96,11 @@ async function runTrainer(
   args: string[],
   projectRoot: string,
   signal: AbortSignal,
+  batchQueries: number,
   onProgress: (p: z.infer<typeof Progress>) => void,
 ): Promise<void> {
   signal.throwIfAborted();
+  const oomWatch = await watchOomKills();
   const proc = await spawnGroup(python, args, { cwd: projectRoot, env: { ...process.env, PYTHONUNBUFFERED: '1' } }).catch((err: unknown) => {
     throw new TrainerFailedError(`could not start ${python}: ${(err as Error).message}`, { hint: 'run scripts/setup.sh', cause: err });
   });
@@ -118,6 +130,14 @@ async function runTrainer(
   const configLine = tail.split('\n').find((l) => l.startsWith('RerankerError: '));
   if (exit.code === 2 && configLine) {
     throw new TrainerConfigError(configLine.slice('RerankerError: '.length), { where: 'trainer/train_reranker.py' });
+  }
+  const oom = await outOfMemoryCause(exit.signal, tail, oomWatch);
+  if (oom) {
+    const hint = `try batchQueries ${Math.max(1, Math.floor(batchQueries / 2))} or a smaller maxLength`;
+    throw new OutOfMemoryError(`out of memory at batchQueries ${batchQueries}: train_reranker.py ${oom} (fix: ${hint})`, {
+      where: 'batchQueries',
+      hint,
+    });
   }
   // `status` shows the message only, so it carries the trainer's last words.
   const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;

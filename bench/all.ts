@@ -16,10 +16,11 @@
 // (bench/llm.ts), and one MNRL step over 32 rows with 3 hard negatives of 256 tokens is ~45 s.
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROJECT_ROOT } from '../workers/config.ts';
+import { benchMachine, describeCpu } from './machine.ts';
 
 const CPU_SETTINGS = [
   // ICT pseudo-queries (a sentence of the chunk as the query): free; the LLM is a lever below.
@@ -129,13 +130,15 @@ const throughput = (s: Stage) => {
 const statsText = (s: Stage) => Object.entries(s.stats).map(([k, v]) => `${k}=${v}`).join(', ');
 
 /** What the tables say about the run besides its measurements: saved with them, for --render. */
+// --render measures nothing: the machine it describes is the saved one.
+const machine = benchMachine((line) => (values.render ? undefined : process.stderr.write(`bench: ${line}\n`)));
 const meta = {
   commit,
   sets,
   corpus: values.corpus!,
   questions,
   pipeline: values.pipeline!,
-  machine: `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, no GPU; node ${process.version}`,
+  machine: `${describeCpu(machine.cpu)}; no GPU; node ${process.version}`,
   loadAtStart: loadavg(),
   loadNow: loadavg(),
   writtenAt: '',
@@ -283,6 +286,7 @@ try {
   }
 } finally {
   spawnSync(process.execPath, [BIN, 'dev', 'stop'], { env });
+  machine.finish();
   // The store holds gigabytes (models, checkpoints, embeddings): nothing reads it after the bench.
   rmSync(home, { recursive: true, force: true });
 }

@@ -13,6 +13,7 @@ import { chunkDocuments } from '../activities/chunking/chunkDocuments.ts';
 import { loadTokenCounter } from '../activities/chunking/tokenizer.ts';
 import { ingestCorpus } from '../activities/ingest/ingestCorpus.ts';
 import { resolveModelDir } from '../activities/models/resolve.ts';
+import { benchMachine } from './machine.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -24,6 +25,7 @@ const { values, positionals } = parseArgs({
 });
 const projectRoot = resolve(import.meta.dirname, '..');
 const corpus = resolve(positionals[0] ?? join(projectRoot, '..', 'shared', 'data', 'jaquad-train', 'docs'));
+const machine = benchMachine();
 const work = await mkdtemp(join(tmpdir(), 'ef-bench-chunk-'));
 let peakRss = 0;
 const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
@@ -68,6 +70,7 @@ try {
   ];
   console.log('| measure | value |\n| --- | --- |');
   for (const [k, v] of rows) console.log(`| ${k} | ${v} |`);
+  machine.finish();
 } finally {
   clearInterval(sampler);
   await rm(work, { recursive: true, force: true });

@@ -26,7 +26,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -35,6 +35,7 @@ import { mineHardNegatives } from '../activities/embedding/mining.ts';
 import { exactTopK } from '../activities/embedding/search.ts';
 import { resolveModelDir } from '../activities/models/resolve.ts';
 import { exists } from '../artifacts/fsutil.ts';
+import { benchMachine } from './machine.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const python = join(root, '.venv/bin/python');
@@ -165,8 +166,8 @@ function randomUnit(n: number, dim: number, seed: number): Embeddings {
 }
 
 const fmt = (x: number, d = 1) => x.toFixed(d);
+const machine = benchMachine();
 const report: Record<string, unknown> = {
-  machine: { cores: availableParallelism(), cpu: cpus()[0]?.model, loadavgAtStart: loadavg().map((x) => fmt(x, 2)) },
   threads: args.threads ?? 'all cores',
 };
 
@@ -238,5 +239,5 @@ if (!args['skip-mining']) {
   }
   report.mining = mining;
 }
-report.machine = { ...(report.machine as object), loadavgAtEnd: loadavg().map((x) => fmt(x, 2)) };
+report.machine = machine.finish();
 console.log(JSON.stringify(report, null, 2));

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../workers/config.ts';
+import { benchMachine } from './machine.ts';
 
 const BIN = join(PROJECT_ROOT, 'bin', 'embedflow.js');
 
@@ -18,6 +19,7 @@ function timeRun(args: string[], env: Record<string, string>): { seconds: number
   return { seconds, ran: json.stages.filter((s) => s.status === 'ran').length, cached: json.stages.filter((s) => s.status === 'cached').length };
 }
 
+const machine = benchMachine();
 const pipeline = process.argv[2] ?? 'pipelines/quickstart.ts';
 const extra = process.argv.slice(3);
 const home = mkdtempSync(join(tmpdir(), 'ef-bench-home-'));
@@ -60,3 +62,4 @@ const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
 console.log(`cached/cold ratio: ${ratio.toFixed(1)}% (target <= 5%: ${verdict(ratio <= 5)}); cached rerun ${cachedAgain.seconds.toFixed(2)} s (target < 5 s: ${verdict(cachedAgain.seconds < 5)})`);
 console.log(`per-stage overhead (executed no-op): ${executed.toFixed(0)} ms (target <= 200 ms: ${verdict(executed <= 200)})`);
 console.log(`per-stage overhead (cache hit): ${hit.toFixed(0)} ms`);
+machine.finish();

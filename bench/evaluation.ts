@@ -30,6 +30,7 @@ import { report } from '../activities/report.ts';
 import type { StageKind } from '../pipelines/stage.ts';
 import { publishDir } from '../test/eval/fixtures.ts';
 import { filesArtifact, runStage } from '../test/support/runStage.ts';
+import { benchMachine } from './machine.ts';
 
 const projectRoot = resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -45,6 +46,7 @@ const { values } = parseArgs({
   },
 });
 
+const machine = benchMachine();
 const store = new LocalStore(values.store ?? (await mkdtemp(join(tmpdir(), 'ef-bench-eval-'))));
 const timings: Array<{ stage: string; wall: number; cpu: number }> = [];
 
@@ -114,10 +116,11 @@ console.log(
     `batched (64 a call): ${probe.batchedPerSecond.toFixed(0)} queries/s wall, ${probe.batchedCpuMs.toFixed(2)} CPU-ms/query`,
 );
 
+const ran = machine.finish();
 await mkdir(join(projectRoot, 'bench', 'results'), { recursive: true });
 await writeFile(
   join(projectRoot, 'bench', 'results', 'evaluation.json'),
-  JSON.stringify({ data: values.data, chunking: { maxTokens: Number(values['max-tokens']), overlap: Number(values.overlap) }, timings, probe, metrics: m, report: reportPath }, null, 2),
+  JSON.stringify({ machine: ran, data: values.data, chunking: { maxTokens: Number(values['max-tokens']), overlap: Number(values.overlap) }, timings, probe, metrics: m, report: reportPath }, null, 2),
 );
 
 async function perQueryCost(model: string, chunksDigest: string, questionsDigest: string, n: number) {

@@ -30,6 +30,7 @@ import type { ChatBackend, ChatRequest, LlmStyle } from '../activities/llm/types
 import type { ChunkText } from '../activities/llm/queriesTable.ts';
 import { LlmServer } from '../test/support/llmServer.ts';
 import { PROJECT_ROOT } from '../workers/config.ts';
+import { benchMachine } from './machine.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -137,6 +138,7 @@ function report(what: string, concurrency: number, nChunks: number, m: Measure, 
 }
 
 const rows: Array<Record<string, string | number>> = [];
+const machine = benchMachine();
 const chunks = await paragraphs(args.data, CHUNKS);
 
 if (args.compare) {
@@ -183,6 +185,7 @@ if (args.compare) {
     rows.push(row);
     console.log(JSON.stringify(row));
   }
+  machine.finish();
   process.exit(0);
 }
 console.log(`${chunks.length} paragraphs of ${args.data}; model ${DEFAULT_GGUF}; threads ${THREADS}; N=${args.n} over ${STYLES.join('/')}; node ${process.version}; ${new Date().toISOString()}`);
@@ -298,9 +301,10 @@ if (args.http) {
   stub.close();
 }
 
+const ran = machine.finish();
 await mkdir(join(PROJECT_ROOT, 'bench', 'results'), { recursive: true });
 const file = join(PROJECT_ROOT, 'bench', 'results', `llm-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-await writeFile(file, JSON.stringify({ args, chunks: chunks.length, rows }, null, 2));
+await writeFile(file, JSON.stringify({ machine: ran, args, chunks: chunks.length, rows }, null, 2));
 console.log('| run | concurrency | s | chunks/min | completion tok/s | total tok/s | calls | stage/raw throughput |\n|---|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) console.log(`| ${r.what} | ${r.concurrency} | ${r.seconds} | ${r.chunksPerMin} | ${r.completionTokPerS} | ${r.totalTokPerS} | ${r.calls} | ${r.stageOfRaw ?? ''} |`);
 console.log(`results: ${file}`);

@@ -27,6 +27,7 @@ import { loadTokenCounter } from '../activities/chunking/tokenizer.ts';
 import { ingestCorpus } from '../activities/ingest/ingestCorpus.ts';
 import { resolveModelDir } from '../activities/models/resolve.ts';
 import { type ParquetCompression, readParquet, writeParquet } from '../artifacts/parquet.ts';
+import { benchMachine } from './machine.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -209,6 +210,7 @@ except Exception as e:
 print(json.dumps(out))
 `;
 
+const machine = benchMachine();
 try {
   const rows = await buildRows();
   const expected = digest(rows);
@@ -238,6 +240,7 @@ try {
     }
   }
   console.log('\n(zstd: neither parquetjs-lite nor @dsnp/parquetjs has a zstd codec)');
+  machine.finish();
 } finally {
   await rm(work, { recursive: true, force: true });
 }

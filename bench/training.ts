@@ -1,16 +1,17 @@
 /**
- * Training benchmark (issue 6).
+ * Training benchmark (issues 6 and 18).
  *
  *   node --import tsx bench/training.ts [--mode cpu|gpu] [--pairs N] [--batch B] [--steps S]
- *        [--max-seq-length L] [--reps R] [--threads T] [--data DIR]
+ *        [--max-seq-length L] [--reps R] [--threads T] [--data DIR] [--json]
  *
  * Pairs: human questions of ../shared/data/jaquad-train with the paragraph holding their answer span.
  *
  * cpu (default; 512 pairs, batch 16, 24 steps, max length 128, 2 reps): training samples/s of the
  *   train stage run as the worker runs it (runStageKind: artifacts in, kernel child process, JSON
- *   lines, checkpoints, export) against trainer/st_baseline.py (the same recipe written straight from
- *   the sentence-transformers docs, no checkpoints), same configuration. Runs alternate and the best
- *   rep of each counts (the machine is shared). Also: checkpoint write time and size, export time.
+ *   lines, checkpoints, export) in fp32 and in bf16, against trainer/st_baseline.py (the same recipe
+ *   written straight from the sentence-transformers docs, no checkpoints) in the precision the stage
+ *   picks by itself, same configuration. Runs interleave and the best rep of each counts (the machine
+ *   is shared). Also: peak RSS, checkpoint write time and size, export time.
  * gpu (20,000 pairs, batch 128, one epoch, max length 256): for a machine with a CUDA GPU. The kernel
  *   with MNRL and CachedMNRL, bf16 and fp32: samples/s, peak GPU memory, time per epoch, checkpoint
  *   time; plus the baseline (MNRL, bf16). Python: EMBEDFLOW_PYTHON or .venv/bin/python.
@@ -18,7 +19,7 @@
  */
 import { execFile } from 'node:child_process';
 import { readFile, readdir, rm } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -32,6 +33,7 @@ import { runKernel } from '../activities/training/runKernel.ts';
 import { resolveModelDir } from '../activities/models/resolve.ts';
 import { type PairRow, writePairsParquet } from '../test/train/fixtures.ts';
 import { runStage } from '../test/support/runStage.ts';
+import { benchMachine } from './machine.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const python = process.env.EMBEDFLOW_PYTHON ?? join(root, '.venv/bin/python');
@@ -46,8 +48,11 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '2' },
     threads: { type: 'string' },
     data: { type: 'string', default: resolve(root, '../shared/data/jaquad-train') },
+    /** Last stdout line: {"cpu": {...}, "samplesPerSecond": {"fp32", "bf16", "plain"}}. */
+    json: { type: 'boolean', default: false },
   },
 });
+const machine = benchMachine();
 const gpu = args.mode === 'gpu';
 const nPairs = Number(args.pairs ?? (gpu ? 20_000 : 512));
 const batch = Number(args.batch ?? (gpu ? 128 : 16));
@@ -87,7 +92,15 @@ interface Baseline {
   trainSeconds: number;
   samplesPerSecond: number;
   peakGpuMemoryMB: number | null;
+  peakRssMB: number;
   precision: string;
+}
+
+/** What --json's last line holds: the machine and the three figures issue 18 compares. */
+interface Figures {
+  fp32: number | null;
+  bf16: number | null;
+  plain: number | null;
 }
 
 async function baseline(model: string, trainPath: string, opts: { steps?: number; epochs?: number; loss?: string; precision?: string }): Promise<Baseline> {
@@ -110,7 +123,7 @@ async function dirMB(dir: string): Promise<number> {
   return bytes / 2 ** 20;
 }
 
-async function cpuMode(): Promise<unknown> {
+async function cpuMode(): Promise<{ report: unknown; figures: Figures }> {
   const steps = Number(args.steps ?? 24);
   const reps = Number(args.reps);
   const store = new LocalStore(join(tmpdir(), `embedflow-bench-train-${process.pid}`));
@@ -119,27 +132,31 @@ async function cpuMode(): Promise<unknown> {
   await writePairsParquet(await w.file('train.parquet'), pairs);
   const dataset = (await store.publish(w, { kind: 'dataset' })).digest;
   const trainPath = join((await store.open(dataset)).dir, 'train.parquet');
-  console.log(`${pairs.length} pairs, batch ${batch}, ${steps} steps, max length ${maxSeq}, ${cpus().length} cores, threads ${threads ?? 'default'}`);
+  console.log(`${pairs.length} pairs, batch ${batch}, ${steps} steps, max length ${maxSeq}, threads ${threads ?? 'default'}`);
   const model = (await runStage(prepareModel, { store })).digest;
   const stDir = join((await store.open(model)).dir, 'st');
 
   const params = { batchSize: batch, maxSteps: steps, maxSeqLength: maxSeq, cpuThreads: threads, evaluate: false, checkpointEvery: Math.ceil(steps / 2) };
-  const ours: Array<{ stats: Record<string, unknown>; wall: number; ckpt: number[]; exportSeconds: number }> = [];
+  type StageRun = { stats: Record<string, unknown>; wall: number; ckpt: number[]; exportSeconds: number };
+  const ours: Record<'fp32' | 'bf16', StageRun[]> = { fp32: [], bf16: [] };
   const direct: Array<Baseline & { wall: number }> = [];
   for (let r = 0; r < reps; r++) {
     let t = performance.now();
     const b = await baseline(stDir, trainPath, { steps });
     direct.push({ ...b, wall: (performance.now() - t) / 1000 });
-    console.log(`rep ${r + 1} sentence-transformers: ${fmt(b.samplesPerSecond)} samples/s (train ${fmt(b.trainSeconds)} s; load ${load()})`);
-    t = performance.now();
-    // A fresh seed per rep: same cache key twice would be the same artifact (and the same work dir).
-    const res = await runStage(train, { store, params: { ...params, seed: 42 + r }, inputs: { model, dataset } });
-    const meta = res.manifest.meta as { checkpointSeconds: number[]; export: { seconds: number } };
-    ours.push({ stats: res.stats, wall: (performance.now() - t) / 1000, ckpt: meta.checkpointSeconds, exportSeconds: meta.export.seconds });
-    console.log(
-      `rep ${r + 1} train stage:           ${fmt(res.stats.samplesPerSecond as number)} samples/s (train ${fmt(res.stats.trainSeconds as number)} s, ` +
-        `checkpoints ${meta.checkpointSeconds.map((s) => fmt(s, 2)).join(' + ')} s, export ${fmt(meta.export.seconds)} s; load ${load()})`,
-    );
+    console.log(`rep ${r + 1} sentence-transformers (${b.precision}): ${fmt(b.samplesPerSecond)} samples/s (train ${fmt(b.trainSeconds)} s, peak RSS ${b.peakRssMB} MB; load ${load()})`);
+    // Alternate which precision goes first, so a neighbour's burst does not always land on the same one.
+    for (const precision of r % 2 ? (['bf16', 'fp32'] as const) : (['fp32', 'bf16'] as const)) {
+      t = performance.now();
+      // A fresh seed per rep: same cache key twice would be the same artifact (and the same work dir).
+      const res = await runStage(train, { store, params: { ...params, precision, seed: 42 + r }, inputs: { model, dataset } });
+      const meta = res.manifest.meta as { checkpointSeconds: number[]; export: { seconds: number } };
+      ours[precision].push({ stats: res.stats, wall: (performance.now() - t) / 1000, ckpt: meta.checkpointSeconds, exportSeconds: meta.export.seconds });
+      console.log(
+        `rep ${r + 1} train stage (${precision}):     ${fmt(res.stats.samplesPerSecond as number)} samples/s (train ${fmt(res.stats.trainSeconds as number)} s, ` +
+          `checkpoints ${meta.checkpointSeconds.map((s) => fmt(s, 2)).join(' + ')} s, export ${fmt(meta.export.seconds)} s, peak RSS ${res.stats.peakRssMB} MB; load ${load()})`,
+      );
+    }
   }
   // Checkpoint size: one kernel run kept on disk (the stage deletes its work dir once the artifact exists).
   const out = join(store.root, 'bench-ckpt');
@@ -154,32 +171,42 @@ async function cpuMode(): Promise<unknown> {
   const checkpointMB = await dirMB(join(out, 'checkpoint-1'));
   await rm(store.root, { recursive: true, force: true });
 
-  const bestOurs = Math.max(...ours.map((o) => o.stats.samplesPerSecond as number));
+  const best = (runs: StageRun[]) => Math.max(...runs.map((o) => o.stats.samplesPerSecond as number));
   const bestDirect = Math.max(...direct.map((d) => d.samplesPerSecond));
+  // The kernel against the plain loop in the same precision: the one the stage picks by itself.
+  const picked = direct[0]!.precision === 'bf16' ? 'bf16' : 'fp32';
+  const bestOurs = best(ours[picked]);
+  const all = [...ours.fp32, ...ours.bf16];
   // The same figure with checkpoint writes taken out of the stage's time: the machinery's own overhead.
-  const noCkpt = Math.max(...ours.map((o) => (steps * batch) / ((o.stats.trainSeconds as number) - o.ckpt.reduce((a, b) => a + b, 0))));
-  const allCkpt = ours.flatMap((o) => o.ckpt);
+  const noCkpt = Math.max(...ours[picked].map((o) => (steps * batch) / ((o.stats.trainSeconds as number) - o.ckpt.reduce((a, b) => a + b, 0))));
+  const allCkpt = all.flatMap((o) => o.ckpt);
   const report = {
     mode: 'cpu',
     pairs: pairs.length,
     batch,
     steps,
     maxSeqLength: maxSeq,
-    samplesPerSecond: { trainStage: bestOurs, sentenceTransformers: bestDirect, ratio: +(bestOurs / bestDirect).toFixed(3) },
+    samplesPerSecond: {
+      trainStage: { fp32: best(ours.fp32), bf16: best(ours.bf16) },
+      sentenceTransformers: { [picked]: bestDirect },
+      ratio: +(bestOurs / bestDirect).toFixed(3),
+      bf16OverFp32: +(best(ours.bf16) / best(ours.fp32)).toFixed(3),
+    },
     withoutCheckpointWrites: { trainStage: +noCkpt.toFixed(2), ratio: +(noCkpt / bestDirect).toFixed(3) },
+    peakRssMB: { fp32: ours.fp32.map((o) => o.stats.peakRssMB), bf16: ours.bf16.map((o) => o.stats.peakRssMB), sentenceTransformers: direct.map((d) => d.peakRssMB) },
     checkpoint: { seconds: allCkpt, meanSeconds: +(allCkpt.reduce((a, b) => a + b, 0) / allCkpt.length).toFixed(3), sizeMB: +checkpointMB.toFixed(1) },
-    exportSeconds: ours.map((o) => o.exportSeconds),
-    wallSeconds: { trainStage: ours.map((o) => +o.wall.toFixed(1)), sentenceTransformers: direct.map((d) => +d.wall.toFixed(1)) },
-    loadAverage: loadavg().map((x) => +x.toFixed(2)),
+    exportSeconds: all.map((o) => o.exportSeconds),
+    wallSeconds: { fp32: ours.fp32.map((o) => +o.wall.toFixed(1)), bf16: ours.bf16.map((o) => +o.wall.toFixed(1)), sentenceTransformers: direct.map((d) => +d.wall.toFixed(1)) },
   };
   console.log(
-    `\nsamples/s: train stage ${fmt(bestOurs)} vs sentence-transformers ${fmt(bestDirect)} → ratio ${report.samplesPerSecond.ratio}` +
+    `\nsamples/s: train stage fp32 ${fmt(best(ours.fp32))}, bf16 ${fmt(best(ours.bf16))} (×${report.samplesPerSecond.bf16OverFp32}); ` +
+      `train stage ${picked} vs sentence-transformers ${picked} ${fmt(bestDirect)} → ratio ${report.samplesPerSecond.ratio}` +
       ` (without checkpoint writes: ${report.withoutCheckpointWrites.ratio}); checkpoint ${report.checkpoint.sizeMB} MB in ${report.checkpoint.meanSeconds} s mean`,
   );
-  return report;
+  return { report, figures: { fp32: best(ours.fp32), bf16: best(ours.bf16), plain: bestDirect } };
 }
 
-async function gpuMode(): Promise<unknown> {
+async function gpuMode(): Promise<{ report: unknown; figures: Figures }> {
   const dir = join(tmpdir(), `embedflow-bench-train-gpu-${process.pid}`);
   const trainPath = join(dir, 'train.parquet');
   const pairs = await jaquadPairs(args.data!, nPairs);
@@ -219,12 +246,18 @@ async function gpuMode(): Promise<unknown> {
     rows.push(row);
     console.log(`${c.loss.padEnd(12)} ${c.precision}: ${fmt(done.samplesPerSecond)} samples/s, epoch ${fmt(done.trainSeconds)} s, peak ${done.peakGpuMemoryMB} MB, checkpoint ${done.checkpointSeconds.map((s) => fmt(s, 2)).join(' + ')} s`);
   }
-  const b = await baseline(model, trainPath, { epochs: 1, precision: 'bf16' });
-  console.log(`sentence-transformers mnrl bf16: ${fmt(b.samplesPerSecond)} samples/s, epoch ${fmt(b.trainSeconds)} s, peak ${b.peakGpuMemoryMB} MB`);
+  const b = await baseline(model, trainPath, { epochs: 1 });
+  console.log(`sentence-transformers mnrl ${b.precision}: ${fmt(b.samplesPerSecond)} samples/s, epoch ${fmt(b.trainSeconds)} s, peak ${b.peakGpuMemoryMB} MB`);
   await rm(dir, { recursive: true, force: true });
-  const stage = rows[0]!.samplesPerSecond as number;
-  return { mode: 'gpu', pairs: pairs.length, batch, maxSeqLength: maxSeq, runs: rows, baseline: b, ratioMnrlBf16: +(stage / b.samplesPerSecond).toFixed(3) };
+  const mnrl = (precision: string) => (rows.find((r) => r.loss === 'mnrl' && r.precision === precision)?.samplesPerSecond as number | null) ?? null;
+  const stage = mnrl(b.precision);
+  return {
+    report: { mode: 'gpu', pairs: pairs.length, batch, maxSeqLength: maxSeq, runs: rows, baseline: b, ratioMnrl: stage == null ? null : +(stage / b.samplesPerSecond).toFixed(3) },
+    figures: { fp32: mnrl('fp32'), bf16: mnrl('bf16'), plain: b.samplesPerSecond },
+  };
 }
 
-const report = gpu ? await gpuMode() : await cpuMode();
-console.log(JSON.stringify(report, null, 2));
+const { report, figures } = gpu ? await gpuMode() : await cpuMode();
+const ran = machine.finish();
+console.log(JSON.stringify({ ...(report as object), machine: ran }, null, 2));
+if (args.json) console.log(JSON.stringify({ cpu: { ...ran.cpu, loadBefore: ran.loadBefore, loadAfter: ran.loadAfter }, samplesPerSecond: figures }));

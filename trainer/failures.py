@@ -58,11 +58,12 @@ def is_out_of_memory(err: BaseException) -> bool:
     return False
 
 
-def out_of_memory(err: BaseException, batch_size: int, device: str, loss: str) -> OutOfMemoryError:
+def out_of_memory(err: BaseException, batch_size: int, device: str, loss: str, mini_batch_size: int | None = None) -> OutOfMemoryError:
     suggested = max(1, batch_size // 2)
     hint = f"try batchSize {suggested}"
-    if loss != "cached-mnrl":
-        hint += " or loss 'cached-mnrl' (GradCache: large batches in bounded memory)"
+    if loss in ("mnrl", "cached-mnrl"):
+        mini = max(1, mini_batch_size // 2) if mini_batch_size else (8 if device == "cpu" else 32)
+        hint += f" or miniBatchSize {mini} (GradCache: the same loss, memory bounded by the mini-batch)"
     return OutOfMemoryError(
         f"out of {'GPU' if device == 'cuda' else 'CPU'} memory at batch size {batch_size}: {str(err).splitlines()[0][:300] if str(err) else type(err).__name__}",
         where="batchSize",

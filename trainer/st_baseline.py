@@ -5,7 +5,8 @@ compares the train stage's samples/s against this script's with the same configu
 
     python trainer/st_baseline.py --model ST_DIR --train train.parquet [--max-steps N] [--batch-size B] ...
 
-Prints one JSON line: {"steps", "trainSeconds", "samplesPerSecond", "peakGpuMemoryMB", "device", "precision"}.
+Prints one JSON line: {"steps", "trainSeconds", "samplesPerSecond", "peakGpuMemoryMB", "peakRssMB", "device", "precision"}.
+Precision 'auto' is the train stage's choice (device.py), so the two compare like with like.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ def main() -> int:
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import losses
 
+    from device import pick_precision
+    from memory import peak_rss_mb
+
     if a.threads:
         torch.set_num_threads(a.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    precision = a.precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device == "cuda" else "fp32"
+    precision = pick_precision(a.precision, device).precision
 
     # 1. Model
     model = SentenceTransformer(a.model, device=device)
@@ -99,6 +101,7 @@ def main() -> int:
                 "trainSeconds": round(seconds, 3),
                 "samplesPerSecond": round(steps * a.batch_size / seconds, 2),
                 "peakGpuMemoryMB": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
+                "peakRssMB": peak_rss_mb(),
                 "device": device,
                 "precision": precision,
             }

@@ -31,12 +31,12 @@ from parent_watch import exit_when_stdin_closes  # noqa: E402
 from train_config import TrainConfig, output_dir_of, parse_config  # noqa: E402
 
 
-def make_loss(cfg: TrainConfig, model):
+def make_loss(cfg: TrainConfig, model, grad_cache):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import losses
 
-    if cfg.loss == "cached-mnrl":
-        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
+    if grad_cache is not None:
+        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=grad_cache.mini_batch)
     if cfg.loss == "gist":
         guide = SentenceTransformer(cfg.guide_model or cfg.model, device=model.device.type, local_files_only=True)
         if cfg.max_seq_length:
@@ -67,6 +67,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
 
     from checkpoints import CheckpointCallback
     from dev_evaluator import build_dev_evaluator
+    from memory import grad_cache_plan, peak_rss_mb
     from pairs import load_pairs
     from progress import JsonProgressCallback
 
@@ -95,8 +96,11 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
     if cfg.passage_prefix:
         prompts.update({c: cfg.passage_prefix for c in train_dataset.column_names if c.startswith("negative_")})
 
-    # 3. Loss
-    loss = make_loss(cfg, model)
+    # 3. Loss (MNRL as GradCache where its graph would not fit: the same loss in bounded memory)
+    grad_cache = grad_cache_plan(cfg.loss, cfg.batch_size, cfg.mini_batch_size, len(train_dataset.column_names), model.max_seq_length, device)
+    if grad_cache is not None:
+        emit({"type": "status", "message": f"GradCache in mini-batches of {grad_cache.mini_batch} texts ({grad_cache.reason})"})
+    loss = make_loss(cfg, model, grad_cache)
 
     # 4. Evaluator
     evaluator = build_dev_evaluator(cfg.dev, cfg.query_prefix, cfg.passage_prefix, cfg.batch_size) if cfg.dev and cfg.evaluate else None
@@ -190,6 +194,8 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         "trainSeconds": round(train_seconds, 3),
         "samplesPerSecond": round(progress.steps_executed * cfg.batch_size / train_seconds, 2) if train_seconds > 0 else None,
         "peakGpuMemoryMB": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
+        "peakRssMB": peak_rss_mb(),
+        "gradCacheMiniBatch": grad_cache.mini_batch if grad_cache else None,
         "checkpointSeconds": [round(s, 3) for s in checkpoints.save_seconds],
         "lastCheckpoint": checkpoints.last_checkpoint,
         "finalModel": final,
@@ -216,15 +222,19 @@ def main(argv: list[str]) -> int:
         from device import pick_device, pick_precision
 
         device = pick_device(cfg.device)
-        emit(train(cfg, device, pick_precision(cfg.precision, device)))
+        choice = pick_precision(cfg.precision, device)
+        emit({"type": "status", "message": f"precision {choice.reason}"})
+        emit({**train(cfg, device, choice.precision), "precisionReason": choice.reason})
         return 0
     except KernelError as err:
         emit(err.to_json())
         return err.exit_code
+    except SystemExit:
+        raise  # --help
     except BaseException as err:  # noqa: BLE001 — every failure must become one JSON error line
         traceback.print_exc(file=sys.stderr)
         if cfg is not None and is_out_of_memory(err):
-            oom = out_of_memory(err, cfg.batch_size, device, cfg.loss)
+            oom = out_of_memory(err, cfg.batch_size, device, cfg.loss, cfg.mini_batch_size)
             emit(oom.to_json())
             return oom.exit_code
         if type(err).__name__ == "ExportError":

@@ -28,7 +28,7 @@ class TrainConfig:
     source: str | None
     loss: str
     guide_model: str | None
-    mini_batch_size: int
+    mini_batch_size: int | None
     epochs: float
     max_steps: int | None
     learning_rate: float
@@ -71,7 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="where the model came from, recorded in model.json (default: --model)")
     p.add_argument("--loss", default="mnrl", choices=LOSSES)
     p.add_argument("--guide-model", help="guide model directory for --loss gist (default: the base model)")
-    p.add_argument("--mini-batch-size", type=int, default=32, help="GradCache mini-batch for --loss cached-mnrl")
+    p.add_argument(
+        "--mini-batch-size",
+        type=int,
+        help="GradCache mini-batch (texts embedded with gradients at once): --loss cached-mnrl (default 32), or mnrl when smaller than"
+        " --batch-size (default on a CPU: automatic for large steps, see memory.py; >= --batch-size turns it off)",
+    )
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, help="stop after this many optimisation steps (overrides --epochs)")
     p.add_argument("--learning-rate", type=float, default=2e-5)
@@ -84,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--passage-prefix", default="", help="prepended to positives and negatives, e.g. 'passage: '")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: bf16 (or fp16) on CUDA, fp32 on CPU")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: bf16 (fp16 before Ampere) on CUDA; on a CPU bf16 only with avx512_bf16 or amx_bf16, else fp32")
     p.add_argument("--save-steps", type=int, default=500, help="checkpoint every N optimisation steps (and at the end)")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="complete checkpoints kept on disk")
     p.add_argument("--logging-steps", type=int, default=10, help="one JSON progress line every N steps")
@@ -142,7 +147,7 @@ def parse_config(argv: list[str]) -> TrainConfig:
     _require(a.dev is None or os.path.isfile(a.dev), "--dev", f"{a.dev} does not exist", "pass dev.parquet or leave --dev out")
     _require(a.guide_model is None or a.loss == "gist", "--guide-model", "only used by --loss gist", "drop --guide-model or use --loss gist")
     _require(a.batch_size >= 1, "--batch-size", f"must be at least 1, got {a.batch_size}", "use e.g. 32 on CPU, 128 on a GPU")
-    _require(a.mini_batch_size >= 1, "--mini-batch-size", f"must be at least 1, got {a.mini_batch_size}", "use e.g. 32")
+    _require(a.mini_batch_size is None or a.mini_batch_size >= 1, "--mini-batch-size", f"must be at least 1, got {a.mini_batch_size}", "use e.g. 32")
     _require(a.epochs > 0, "--epochs", f"must be positive, got {a.epochs}", "use e.g. 1")
     _require(a.max_steps is None or a.max_steps >= 1, "--max-steps", f"must be at least 1, got {a.max_steps}", "leave it out to train for --epochs")
     _require(0 < a.learning_rate < 1, "--learning-rate", f"must be in (0, 1), got {a.learning_rate}", "use e.g. 2e-5")

@@ -27,6 +27,8 @@ import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from device import pick_precision  # noqa: E402
+from memory import peak_rss_mb  # noqa: E402
 from parent_watch import exit_when_stdin_closes  # noqa: E402
 
 # Pairs to check the ONNX export against PyTorch (Japanese and Latin, one truncated).
@@ -90,7 +92,7 @@ def load_model(base_dir: Path, max_length: int):
 
 
 # 3. Train: listwise softmax cross-entropy, positive at index 0 of each group.
-def train(model, groups, *, batch_queries: int, max_steps: int, epochs: float, lr: float, log_path: Path) -> dict:
+def train(model, groups, *, batch_queries: int, max_steps: int, epochs: float, lr: float, precision: str, log_path: Path) -> dict:
     hf_model, tokenizer = model.model, model.tokenizer
     hf_model.train()
     steps_per_epoch = max(1, len(groups) // batch_queries)
@@ -114,8 +116,10 @@ def train(model, groups, *, batch_queries: int, max_steps: int, epochs: float, l
                     queries.append(q)
                     passages.append(p)
             enc = tokenizer(queries, passages, padding=True, truncation=True, max_length=model.max_seq_length, return_tensors="pt")
-            logits = hf_model(**enc).logits.view(len(batch), width)
-            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
+            # Weights and optimizer state stay fp32; only the forward's matrix maths run in bf16.
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = hf_model(**enc).logits.view(len(batch), width)
+            loss = torch.nn.functional.cross_entropy(logits.float(), torch.zeros(len(batch), dtype=torch.long))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(hf_model.parameters(), 1.0)
             optimizer.step()
@@ -189,6 +193,7 @@ def main() -> int:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="auto: bf16 where the CPU has avx512_bf16 or amx_bf16, else fp32")
     ap.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the parent process is gone)")
     a = ap.parse_args()
 
@@ -199,13 +204,15 @@ def main() -> int:
     torch.manual_seed(a.seed)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
+    choice = pick_precision(a.precision, "cpu")
+    print(f"[train_reranker] precision {choice.reason}", file=sys.stderr)
     try:
         groups = load_groups(a.train, a.negatives, a.max_queries, a.seed)
         model = load_model(a.model, a.max_length)
         a.out.mkdir(parents=True, exist_ok=True)
         stats = train(
             model, groups, batch_queries=a.batch_queries, max_steps=a.max_steps, epochs=a.epochs, lr=a.lr,
-            log_path=a.out / "training_log.jsonl",
+            precision=choice.precision, log_path=a.out / "training_log.jsonl",
         )
         model.save(str(a.out / "st"))
         input_names = export_onnx(model, a.out / "onnx" / "model.onnx")
@@ -222,6 +229,9 @@ def main() -> int:
         "onnx": {"fp32": "onnx/model.onnx"},
         "trainQueries": len(groups),
         "negativesPerQuery": a.negatives,
+        "precision": choice.precision,
+        "precisionReason": choice.reason,
+        "peakRssMB": peak_rss_mb(),
         **stats,
     }
     (a.out / "reranker.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))

@@ -10,13 +10,25 @@ export const TrainParams = z.strictObject({
   learningRate: z.number().positive().lt(1).default(2e-5),
   warmupRatio: z.number().min(0).lt(1).default(0.1),
   batchSize: z.number().int().positive().default(32).describe('in-batch negatives: bigger is better, memory permitting'),
-  miniBatchSize: z.number().int().positive().default(32).describe("GradCache mini-batch for loss 'cached-mnrl'"),
+  miniBatchSize: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe(
+      "GradCache (the MNRL loss in bounded memory, for one more forward pass): texts embedded with gradients at once. Loss 'cached-mnrl' uses it (default 32); 'mnrl' when it is below batchSize, and by itself on a CPU when a step would hold more than 4,096 tokens' graph (mini-batches of 4,096 / max length); set it >= batchSize to turn that off",
+    ),
   seed: z.number().int().min(0).default(42),
   maxSeqLength: z.number().int().min(8).optional().describe("truncate training inputs (default: the model's limit)"),
   numNegatives: z.number().int().min(0).optional().describe('use at most this many mined negatives per row (default: all)'),
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe("'cuda' needs the stage on queue 'gpu'"),
   cpuThreads: z.number().int().positive().optional().describe('torch CPU threads (default: one per core); fewer helps on a shared machine'),
-  precision: z.enum(['auto', 'fp32', 'bf16', 'fp16']).default('auto').describe('auto: bf16 (fp16 on older GPUs) on CUDA, fp32 on CPU'),
+  precision: z
+    .enum(['auto', 'fp32', 'bf16', 'fp16'])
+    .default('auto')
+    .describe(
+      'auto: the fastest exact-enough choice: bf16 on a GPU (fp16 before Ampere); on a CPU bf16 only where it has avx512_bf16 or amx_bf16, else fp32 (elsewhere bf16 is emulated: slower)',
+    ),
   checkpointEvery: z.number().int().positive().default(500).describe('steps between checkpoints (also written at the end)'),
   keepCheckpoints: z.number().int().positive().default(2),
   logEvery: z.number().int().positive().default(10).describe('steps between progress reports'),

@@ -53,11 +53,17 @@ export const DoneLine = z.object({
   trainSeconds: z.number(),
   samplesPerSecond: num,
   peakGpuMemoryMB: num.optional(),
+  /** The kernel's peak resident memory (ru_maxrss). */
+  peakRssMB: num.optional(),
+  /** Texts per GradCache mini-batch, when the loss ran as GradCache (trainer/memory.py). */
+  gradCacheMiniBatch: num.optional(),
   checkpointSeconds: z.array(z.number()),
   lastCheckpoint: z.string().nullable(),
   finalModel: z.string(),
   device: z.string(),
   precision: z.string(),
+  /** Why that precision, e.g. "bf16: CPU has avx512_bf16". */
+  precisionReason: z.string().optional(),
   rows: z.number().int(),
   droppedRows: z.number().int(),
   evalMetrics: z.record(z.string(), num),

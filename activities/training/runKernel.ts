@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../errors.ts';
 import { type DoneLine, type ErrorLine, type KernelLine, LineSplitter, TailBuffer, parseKernelLine } from './kernelLines.ts';
+import { outOfMemoryCause, watchOomKills } from './oomKills.ts';
 import { spawnGroup } from './processGroup.ts';
 
 export interface KernelRun {
@@ -13,6 +14,8 @@ export interface KernelRun {
   onLine(line: KernelLine): void;
   /** Called once the kernel is running (tests and logs want its pid). */
   onSpawn?(pid: number): void;
+  /** Files with Linux's `oom_kill N` counters (default: this process's cgroup and /proc/vmstat; see oomKills.ts). */
+  oomCounters?: string[];
 }
 
 export const KERNEL_SCRIPT = join('trainer', 'train.py');
@@ -25,6 +28,7 @@ export const KERNEL_SCRIPT = join('trainer', 'train.py');
  */
 export async function runKernel(run: KernelRun): Promise<DoneLine> {
   run.signal.throwIfAborted();
+  const oomWatch = await watchOomKills(run.oomCounters);
   let proc;
   try {
     proc = await spawnGroup(run.python, [join(run.projectRoot, KERNEL_SCRIPT), ...run.args, '--exit-with-stdin'], {
@@ -71,12 +75,12 @@ export async function runKernel(run: KernelRun): Promise<DoneLine> {
   if (done && exit.code === 0) return done;
   const tail = stderr.text();
   if (failure) throw kernelError(failure, tail);
-  const nativeOom = tail.split('\n').find((l) => NATIVE_OOM.test(l));
-  if (nativeOom) throw outOfMemoryInNativeCode(nativeOom.trim(), run.args);
+  const oom = await outOfMemoryCause(exit.signal, tail, oomWatch);
+  if (oom) throw outOfMemory(`the training kernel ${oom}`, run.args);
   const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
   const oomKiller =
     exit.signal === 'SIGKILL'
-      ? 'SIGKILL from outside usually means the machine ran out of memory (OOM killer): try a smaller batchSize or loss "cached-mnrl"'
+      ? 'SIGKILL from outside usually means the machine ran out of memory (OOM killer): try a smaller batchSize or miniBatchSize'
       : undefined;
   const what = `the training kernel ${how}${done ? ' after finishing' : ''}${oomKiller ? ` (${oomKiller})` : ''}`;
   throw new TrainerFailedError(withTail(what, tail), {
@@ -85,17 +89,15 @@ export async function runKernel(run: KernelRun): Promise<DoneLine> {
   });
 }
 
-// Allocation failures that kill the process before Python can report them (Rust's tokenizers abort,
-// C++ throws bad_alloc, a thread cannot get its stack): same cause, same advice.
-const NATIVE_OOM = /memory allocation of \d+ bytes failed|std::bad_alloc|cannot allocate memory|out of memory/i;
-
-function outOfMemoryInNativeCode(line: string, args: string[]): OutOfMemoryError {
-  const batch = Number(/^--batch-size=(\d+)$/.exec(args.find((a) => a.startsWith('--batch-size=')) ?? '')?.[1] ?? Number.NaN);
-  const hint = Number.isFinite(batch)
-    ? `try batchSize ${Math.max(1, Math.floor(batch / 2))} or loss 'cached-mnrl' (GradCache: large batches in bounded memory)`
-    : "try a smaller batchSize or loss 'cached-mnrl'";
+/** Out of memory where the kernel could not say so itself; the advice is the kernel's own (trainer/failures.py). */
+function outOfMemory(what: string, args: string[]): OutOfMemoryError {
+  const flag = (name: string) => Number(new RegExp(`^--${name}=(\\d+)$`).exec(args.find((a) => a.startsWith(`--${name}=`)) ?? '')?.[1] ?? Number.NaN);
+  const batch = flag('batch-size');
+  const mini = flag('mini-batch-size');
+  const grad = `miniBatchSize ${Number.isFinite(mini) ? Math.max(1, Math.floor(mini / 2)) : 8} (GradCache: the same loss, memory bounded by the mini-batch)`;
+  const hint = Number.isFinite(batch) ? `try batchSize ${Math.max(1, Math.floor(batch / 2))} or ${grad}` : `try a smaller batchSize or ${grad}`;
   const at = Number.isFinite(batch) ? ` at batch size ${batch}` : '';
-  return new OutOfMemoryError(`out of memory${at}: the kernel died in native code ("${line.slice(0, 200)}") (fix: ${hint})`, {
+  return new OutOfMemoryError(`out of memory${at}: ${what} (fix: ${hint})`, {
     where: 'batchSize',
     hint,
   });

@@ -15,7 +15,7 @@ import type { Progress } from '../../pipelines/stage.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { tempStore } from '../support/runStage.ts';
 import { pairRows } from './fixtures.ts';
-import { PYTHON, TINY, baseModelDir, cosine, datasetArtifact, isAlive, mean, modelArtifact, processesMentioning, torchEmbeddings } from './support.ts';
+import { PYTHON, TINY, autoCpuPrecision, baseModelDir, cosine, datasetArtifact, isAlive, mean, modelArtifact, nativeBf16Flag, processesMentioning, torchEmbeddings } from './support.ts';
 
 // The train stage through the engine's real activity (executeStage) in Temporal's mock activity
 // context: heartbeats as `embedflow status` sees them, cancellation, and the published model artifact.
@@ -79,7 +79,10 @@ describe('train stage (activity)', { timeout: 600_000 }, () => {
     expect(between.every((b) => String(b.checkpoint).endsWith('/checkpoint-3'))).toBe(true);
     expect(String(beats.at(-1)?.checkpoint)).toMatch(/\/checkpoint-6$/);
 
-    expect(out.stats).toMatchObject({ steps: 6, stepsRun: 6, resumedFromStep: 0, device: 'cpu', precision: 'fp32', checkpoints: 2 });
+    expect(out.stats).toMatchObject({ steps: 6, stepsRun: 6, resumedFromStep: 0, device: 'cpu', precision: autoCpuPrecision(), checkpoints: 2 });
+    // Why that precision, and the kernel's peak memory, as `status` and the bench show them.
+    expect(out.stats.precisionReason).toMatch(nativeBf16Flag() ? /^bf16: CPU has (amx|avx512)_bf16$/ : /^fp32: CPU has no avx512_bf16 or amx_bf16/);
+    expect(out.stats.peakRssMB).toBeGreaterThan(100);
     expect(out.stats.devNdcg10).toBeGreaterThan(0.5);
     const artifact = await store.open(out.digest);
     expect(artifact.manifest.kind).toBe('model');

@@ -6,7 +6,8 @@ import { TrainParams, kernelArgs } from '../../activities/training/kernelArgs.ts
 import { LineSplitter, TailBuffer, parseKernelLine } from '../../activities/training/kernelLines.ts';
 import { spawnGroup } from '../../activities/training/processGroup.ts';
 import { runKernel } from '../../activities/training/runKernel.ts';
-import { OutOfMemoryError } from '../../activities/errors.ts';
+import { OutOfMemoryError, TrainerFailedError } from '../../activities/errors.ts';
+import { oomCounterFiles, outOfMemoryCause, readOomKills, watchOomKills } from '../../activities/training/oomKills.ts';
 import { isAlive, tempDir } from './support.ts';
 
 describe('kernel lines', () => {
@@ -92,5 +93,48 @@ describe('kernel death in native code', () => {
     const err = await runKernel({ python, projectRoot: dir, args: ['--batch-size=256'], env: process.env, signal: new AbortController().signal, onLine: () => {} }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OutOfMemoryError);
     expect((err as Error).message).toMatch(/out of memory at batch size 256: .*memory allocation of 17424 bytes failed.*try batchSize 128/);
+  });
+});
+
+describe('kernel killed by the OOM killer', () => {
+  it("this machine has an oom_kill counter to read (cgroup's or the kernel's)", async () => {
+    const counts = await readOomKills(await oomCounterFiles());
+    expect(counts.size).toBeGreaterThan(0);
+    for (const n of counts.values()) expect(Number.isInteger(n)).toBe(true);
+  });
+
+  it("what a trainer's last stderr lines say when it could not report running out of memory itself", async () => {
+    const watch = await watchOomKills([]);
+    const traceback = 'Traceback (most recent call last):\n  File "trainer/train_reranker.py", line 120, in train\n    loss.backward()\nMemoryError';
+    expect(await outOfMemoryCause(null, traceback, watch)).toBe('ran out of memory ("MemoryError")');
+    const torch = 'RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you tried to allocate 1073741824 bytes.';
+    expect(await outOfMemoryCause(null, `x\n${torch.replace('not enough memory', "can't allocate memory")}`, watch)).toMatch(/^ran out of memory \("RuntimeError: .*can't allocate memory/);
+    expect(await outOfMemoryCause(null, 'ValueError: bad shape', watch)).toBeUndefined();
+    // SIGKILL alone is not evidence: a person or a supervisor may have sent it.
+    expect(await outOfMemoryCause('SIGKILL', 'step 3', watch)).toBeUndefined();
+  });
+
+  it('a SIGKILL while an oom_kill counter moved is an OutOfMemoryError with a batch size to try; without that evidence it stays a crash', async () => {
+    // Stands in for the interpreter: the OOM killer's doing, as Linux records it (the counter goes up)
+    // and as the kernel sees it (SIGKILL). Real OOM kills are not something a test may cause here.
+    const dir = await tempDir();
+    const counter = join(dir, 'memory.events');
+    const python = join(dir, 'python');
+    await writeFile(python, `#!/bin/sh\nn=$(sed -n 's/^oom_kill //p' ${counter})\n[ "$OOM" = 1 ] && printf 'low 0\\noom_kill %d\\n' $((n + 1)) > ${counter}\nkill -KILL $$\n`);
+    await chmod(python, 0o755);
+    const run = (oom: string) =>
+      runKernel({ python, projectRoot: dir, args: ['--batch-size=32'], env: { ...process.env, OOM: oom }, signal: new AbortController().signal, onLine: () => {}, oomCounters: [counter] }).catch(
+        (e: unknown) => e,
+      );
+
+    await writeFile(counter, 'low 0\noom_kill 3\n');
+    const err = await run('1');
+    expect(err).toBeInstanceOf(OutOfMemoryError);
+    expect((err as Error).message).toMatch(/out of memory at batch size 32: the training kernel was killed by Linux's OOM killer \(oom_kill in .*memory.events went 3 → 4\).*try batchSize 16/);
+    expect((err as OutOfMemoryError).where).toBe('batchSize');
+
+    const crash = await run('0');
+    expect(crash).toBeInstanceOf(TrainerFailedError);
+    expect((crash as Error).message).toMatch(/was killed by SIGKILL/);
   });
 });

@@ -3,17 +3,12 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../../activities/errors.ts';
 import { latestCheckpoint } from '../../activities/training/checkpoints.ts';
-import { TrainParams, kernelArgs } from '../../activities/training/kernelArgs.ts';
-import type { KernelLine } from '../../activities/training/kernelLines.ts';
-import { runKernel } from '../../activities/training/runKernel.ts';
-import { PROJECT_ROOT } from '../../workers/config.ts';
 import { pairRows, syntheticRows, writePairsParquet } from './fixtures.ts';
-import { PYTHON, TINY, baseModelDir, mean, memoryCappedPython, tempDir } from './support.ts';
+import { type TinyRunOptions, autoCpuPrecision, baseModelDir, mean, memoryCappedPython, tempDir, tinyKernelRun } from './support.ts';
 
 // The training kernel (trainer/train.py) driven exactly as the train stage drives it (same flags,
 // same runner), without Temporal: learning, determinism, exact resume, and its failure modes.
 
-const INFO = { name: 'tiny-ft', source: 'test', queryPrefix: '', passagePrefix: '' };
 let model: string;
 let dir: string;
 let train: string;
@@ -26,23 +21,8 @@ beforeAll(async () => {
   await writePairsParquet(train, pairRows(1).filter((_, i) => i % 8 < 3));
 });
 
-async function kernel(outputDir: string, params: Record<string, unknown>, more: { resumeFrom?: string; python?: string; trainPath?: string; modelDir?: string } = {}) {
-  const lines: KernelLine[] = [];
-  const done = await runKernel({
-    python: more.python ?? PYTHON,
-    projectRoot: PROJECT_ROOT,
-    args: kernelArgs(
-      TrainParams.parse({ ...TINY, evaluate: false, ...params }),
-      { model: more.modelDir ?? model, train: more.trainPath ?? train, outputDir, resumeFrom: more.resumeFrom },
-      INFO,
-    ),
-    env: process.env,
-    signal: new AbortController().signal,
-    onLine: (l) => lines.push(l),
-  });
-  const curve = lines.flatMap((l) => (l.type === 'progress' ? [[l.step, l.loss!] as const] : []));
-  return { done, lines, curve };
-}
+const kernel = (outputDir: string, params: Record<string, unknown>, more: Partial<TinyRunOptions> = {}) =>
+  tinyKernelRun(outputDir, params, { model, train, ...more });
 
 describe('training kernel', { timeout: 600_000 }, () => {
   it('learns on CPU (loss goes down); the same seed gives the same loss curve twice; a resume from a checkpoint continues that curve exactly', async () => {
@@ -54,7 +34,7 @@ describe('training kernel', { timeout: 600_000 }, () => {
     const losses = a.curve.map(([, l]) => l);
     // Epoch 2 sees the same rows as epoch 1 (reshuffled): the model has learnt them.
     expect(mean(losses.slice(3))).toBeLessThan(0.8 * mean(losses.slice(0, 3)));
-    expect(a.done).toMatchObject({ step: 6, total: 6, stepsExecuted: 6, device: 'cpu', precision: 'fp32' });
+    expect(a.done).toMatchObject({ step: 6, total: 6, stepsExecuted: 6, device: 'cpu', precision: autoCpuPrecision() });
     expect(a.done.lastCheckpoint).toBe(join(dir, 'a', 'checkpoint-6'));
     expect(a.lines.filter((l) => l.type === 'checkpoint').map((l) => (l as { step: number }).step)).toEqual([3, 6]);
 
@@ -95,9 +75,10 @@ describe('training kernel', { timeout: 600_000 }, () => {
     const big = join(dir, 'big.parquet');
     await writePairsParquet(big, syntheticRows(1024));
     // 4 GB of address space: enough to load torch and train small batches (peak ~2.7 GB), not for a batch
-    // of 1024 texts of 128 tokens (one layer's activations alone are over 1 GB).
+    // of 1024 texts of 128 tokens (one layer's activations alone are over 1 GB) embedded all at once
+    // (miniBatchSize = batchSize: no GradCache, which would make it fit).
     const python = await memoryCappedPython(dir, 4000);
-    const err = await kernel(join(dir, 'oom'), { batchSize: 1024, maxSeqLength: 128, maxSteps: 1 }, { python, trainPath: big }).catch((e: unknown) => e);
+    const err = await kernel(join(dir, 'oom'), { batchSize: 1024, miniBatchSize: 1024, maxSeqLength: 128, maxSteps: 1 }, { python, train: big }).catch((e: unknown) => e);
     expect(err, String(err)).toBeInstanceOf(OutOfMemoryError);
     expect((err as Error).message).toMatch(/out of (CPU )?memory at batch size 1024.*try batchSize 512/);
   });
@@ -106,7 +87,7 @@ describe('training kernel', { timeout: 600_000 }, () => {
     const broken = join(dir, 'broken-model');
     await cp(model, broken, { recursive: true });
     await writeFile(join(broken, 'model.safetensors'), 'not a safetensors file');
-    const err = await kernel(join(dir, 'crash'), { maxSteps: 1 }, { modelDir: broken }).catch((e: unknown) => e);
+    const err = await kernel(join(dir, 'crash'), { maxSteps: 1 }, { model: broken }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TrainerFailedError);
     const msg = (err as Error).message;
     expect(msg).toMatch(/its last stderr lines:/);

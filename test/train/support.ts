@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ArtifactStore } from '../../artifacts/store.ts';
 import { resolveModelDir } from '../../activities/models/resolve.ts';
+import { TrainParams, kernelArgs } from '../../activities/training/kernelArgs.ts';
+import type { KernelLine } from '../../activities/training/kernelLines.ts';
+import { runKernel } from '../../activities/training/runKernel.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { type PairRow, writePairsParquet } from './fixtures.ts';
 
@@ -24,6 +27,35 @@ export function tempDir(prefix = 'ef-train-'): Promise<string> {
  * shared with other test files; OpenMP threads spinning against each other make a step 10x slower).
  */
 export const TINY = { batchSize: 8, maxSeqLength: 64, cpuThreads: 1, logEvery: 1, warmupRatio: 0 } as const;
+
+export interface TinyRunOptions {
+  model: string;
+  train: string;
+  resumeFrom?: string;
+  python?: string;
+}
+
+/**
+ * The training kernel driven exactly as the train stage drives it (same flags, same runner), without
+ * Temporal, with TINY settings under `params`. `curve` is its (step, loss) progress.
+ */
+export async function tinyKernelRun(outputDir: string, params: Record<string, unknown>, opts: TinyRunOptions) {
+  const lines: KernelLine[] = [];
+  const done = await runKernel({
+    python: opts.python ?? PYTHON,
+    projectRoot: PROJECT_ROOT,
+    args: kernelArgs(
+      TrainParams.parse({ ...TINY, evaluate: false, ...params }),
+      { model: opts.model, train: opts.train, outputDir, resumeFrom: opts.resumeFrom },
+      { name: 'tiny-ft', source: 'test', queryPrefix: '', passagePrefix: '' },
+    ),
+    env: process.env,
+    signal: new AbortController().signal,
+    onLine: (l) => lines.push(l),
+  });
+  const curve = lines.flatMap((l) => (l.type === 'progress' ? [[l.step, l.loss!] as const] : []));
+  return { done, lines, curve };
+}
 
 /** A `model` artifact's files as the model-preparation stage lays them out: st/ and model.json (all the train stage reads). */
 export async function writeModelFixture(dir: string, stDir: string): Promise<void> {
@@ -56,6 +88,18 @@ export async function datasetArtifact(store: ArtifactStore, train: PairRow[], de
   await writePairsParquet(await w.file('train.parquet'), train);
   if (dev) await writePairsParquet(await w.file('dev.parquet'), dev);
   return (await store.publish(w, { kind: 'dataset', rows: { 'train.parquet': train.length, ...(dev ? { 'dev.parquet': dev.length } : {}) } })).digest;
+}
+
+/** This machine's native bf16 flag (amx_bf16, avx512_bf16), read independently of the code under test. */
+export function nativeBf16Flag(): string | undefined {
+  const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
+  const flags = new Set(line.slice(line.indexOf(':') + 1).trim().split(/\s+/));
+  return ['amx_bf16', 'avx512_bf16'].find((f) => flags.has(f));
+}
+
+/** What precision 'auto' trains in on this machine's CPU. */
+export function autoCpuPrecision(): 'bf16' | 'fp32' {
+  return nativeBf16Flag() ? 'bf16' : 'fp32';
 }
 
 /** pids of live processes whose command line mentions `needle` (e.g. a run's checkpoint directory). */

@@ -89,7 +89,7 @@ describe('train stage on a worker', () => {
     expect(bad.json.error.message).toMatch(/--num-negatives 3 but .* has only 1 negative_\* columns \(fix: use at most 1/);
 
     const oom = await collect(
-      start(['run', PIPELINE, '--json', '--set', 'pairs.synthetic=1024', '--set', 'model.batchSize=1024', '--set', 'model.maxSeqLength=128'], env),
+      start(['run', PIPELINE, '--json', '--set', 'pairs.synthetic=1024', '--set', 'model.batchSize=1024', '--set', 'model.miniBatchSize=1024', '--set', 'model.maxSeqLength=128'], env),
       300_000,
     );
     expect(oom.json.status, oom.stderr).toBe('failed');
