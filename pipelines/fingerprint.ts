@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { build } from 'esbuild';
+import { type Plugin, build } from 'esbuild';
 import { sha256 } from '../artifacts/hash.ts';
 
 /**
@@ -41,7 +41,7 @@ async function compute({ module, codeFiles = [], version = '' }: FingerprintInpu
     metafile: true,
     platform: 'node',
     format: 'esm',
-    packages: 'external',
+    plugins: [otherPackagesExternal],
     logLevel: 'silent',
     absWorkingDir: dirname(module),
   });
@@ -65,6 +65,18 @@ async function compute({ module, codeFiles = [], version = '' }: FingerprintInpu
   }
   return sha256(parts.join('\n'));
 }
+
+// Other packages count by their version; embedflow itself is followed into its source like a local
+// module: its version is not bumped per edit, so `from 'embedflow'` must not hide a changed kind or helper.
+const otherPackagesExternal: Plugin = {
+  name: 'other-packages-external',
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, ({ path }) =>
+      path === SELF || path.startsWith(`${SELF}/`) ? undefined : { path, external: true },
+    );
+  },
+};
+const SELF = 'embedflow';
 
 function packageName(specifier: string): string {
   const segs = specifier.split('/');

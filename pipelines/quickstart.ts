@@ -1,6 +1,6 @@
 // The embedded local default: the whole recipe on the example corpus with the packaged models, sized to
 // finish in minutes on a laptop CPU. `npm start` runs it.
-import { extendPipeline } from './dsl.ts';
+import { extendPipeline } from 'embedflow';
 import recipe from './domain-embedding.ts';
 
 export default extendPipeline(recipe, {
