@@ -17,7 +17,7 @@ export const BuildDatasetParams = z.object({
     .optional()
     .describe('negative_* columns to write (default: as many as were mined); rows with fewer negatives are dropped'),
   devFraction: z.number().min(0).max(0.9).default(0.1).describe('Share of chunks (with all their queries) held out as dev'),
-  seed: z.number().int().default(42),
+  seed: z.number().int().default(42).describe('Seed of the train/dev split'),
 });
 
 async function textById(path: string, idColumn: string): Promise<Map<string, string>> {

@@ -7,7 +7,7 @@ import { codeFingerprint } from '../pipelines/fingerprint.ts';
 import type { PlannedStage } from '../pipelines/plan.ts';
 import { type Progress, type StageEnv, type StageKind, getStageKind } from '../pipelines/stage.ts';
 import { ApplicationFailure, ensureApplicationFailure } from '@temporalio/common';
-import { EmbedflowError, UnknownStageKindError, WorkerCodeMismatchError } from './errors.ts';
+import { EmbedflowError, UnknownStageKindError, WorkerCodeMismatchError } from '../core/errors.ts';
 import { type SnapshotRequest, type SnapshotResult, snapshotInput } from './snapshotInput.ts';
 import { runStageKind } from './stageRunner.ts';
 

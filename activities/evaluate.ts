@@ -41,35 +41,24 @@ import { loadCrossEncoder, orderByScore } from './rerank/crossEncoder.ts';
 
 const Params = z
   .object({
-    /** Rerank base's top N for each N: one system 'base+rerank@N' each. */
-    rerankDepths: z.array(z.number().int().min(1).max(RANKING_DEPTH)).min(1).default([30, 50]),
-    /** Also rerank the fine-tuned model's top max(rerankDepths). */
-    rerankFinetuned: z.boolean().default(true),
-    /** Rerank only a seeded sample of this many queries per eval set (cross-encoders are slow on CPU). */
-    rerankMaxQueries: z.number().int().positive().optional(),
-    /** Evaluate only a seeded sample of this many queries per eval set. */
-    maxQueries: z.number().int().positive().optional(),
-    /** Which ONNX graph of the models to run. */
-    variant: z.enum(['fp32', 'int8']).default('fp32'),
-    batchSize: z.number().int().positive().default(32),
-    /**
-     * Queries timed one at a time (embed + search, as a search service would) for the latency
-     * percentiles, a seeded sample per model. Every query is scored; the rest are embedded in batches.
-     */
-    latencyQueries: z.number().int().min(0).default(200),
-    bootstrapSamples: z.number().int().min(100).default(1000),
-    seed: z.number().int().default(42),
-    /** Fail (after publishing the evaluation) unless fine-tuned beats base beyond the CI. */
+    rerankDepths: z.array(z.number().int().min(1).max(RANKING_DEPTH)).min(1).default([30, 50]).describe("Rerank base's top N for each N: one system 'base+rerank@N' each."),
+    rerankFinetuned: z.boolean().default(true).describe("Also rerank the fine-tuned model's top max(rerankDepths)."),
+    rerankMaxQueries: z.number().int().positive().optional().describe('Rerank only a seeded sample of this many queries per eval set (cross-encoders are slow on CPU).'),
+    maxQueries: z.number().int().positive().optional().describe('Evaluate only a seeded sample of this many queries per eval set.'),
+    variant: z.enum(['fp32', 'int8']).default('fp32').describe('Which ONNX graph of the models to run.'),
+    batchSize: z.number().int().positive().default(32).describe('Most texts per onnxruntime call when embedding queries and chunks'),
+    latencyQueries: z.number().int().min(0).default(200).describe('Queries timed one at a time (embed + search, as a search service would) for the latency percentiles, a seeded sample per model. Every query is scored; the rest are embedded in batches.'),
+    bootstrapSamples: z.number().int().min(100).default(1000).describe('Bootstrap resamples of the queries behind each confidence interval'),
+    seed: z.number().int().default(42).describe('Seed of the query samples and the bootstrap'),
     gate: z
       .object({
-        metric: MetricName.default('ndcg@10'),
-        /** Default: 'human' when human questions are wired in, else 'generated'. */
-        evalSet: EvalSetName.optional(),
-        /** The gain's CI lower end must exceed this (0.01 = one point). */
-        minGain: z.number().default(0),
+        metric: MetricName.default('ndcg@10').describe('The metric the gate compares'),
+        evalSet: EvalSetName.optional().describe("Default: 'human' when human questions are wired in, else 'generated'."),
+        minGain: z.number().default(0).describe("The gain's CI lower end must exceed this (0.01 = one point)."),
       })
       .strict()
-      .optional(),
+      .optional()
+      .describe('Fail (after publishing the evaluation) unless fine-tuned beats base beyond the CI.'),
   })
   .strict();
 type Params = z.output<typeof Params>;

@@ -9,14 +9,11 @@ import { roundTripConsistent } from './llm/roundTrip.ts';
 
 export const FilterParams = z
   .strictObject({
-    minChars: z.number().int().min(1).default(4),
-    maxChars: z.number().int().min(1).default(200),
-    /** 'auto': the corpus language (from the chunks); 'any': no check. */
-    language: z.enum(['auto', 'ja', 'en', 'any']).default('auto'),
-    /** Trigram Jaccard similarity from which a query duplicates an earlier one; null turns it off. */
-    nearDuplicateThreshold: z.number().gt(0).max(1).nullable().default(0.7),
-    /** Keep a query only if the base model (input `model`) ranks its own chunk in the top k; null: off. */
-    roundTripTopK: z.number().int().min(1).nullable().default(null),
+    minChars: z.number().int().min(1).default(4).describe('Drop queries shorter than this many characters'),
+    maxChars: z.number().int().min(1).default(200).describe('Drop queries longer than this many characters'),
+    language: z.enum(['auto', 'ja', 'en', 'any']).default('auto').describe("'auto': the corpus language (from the chunks); 'any': no check."),
+    nearDuplicateThreshold: z.number().gt(0).max(1).nullable().default(0.7).describe('Trigram Jaccard similarity from which a query duplicates an earlier one; null turns it off.'),
+    roundTripTopK: z.number().int().min(1).nullable().default(null).describe('Keep a query only if the base model (input `model`) ranks its own chunk in the top k; null: off.'),
   })
   .refine((p) => p.minChars <= p.maxChars, { message: 'minChars must not exceed maxChars', path: ['minChars'] });
 

@@ -28,7 +28,7 @@ export const MineNegativesParams = z
       .optional()
       .describe('Consider candidates up to this rank (default rangeMin + 10 × numNegatives)'),
     sampling: z.enum(['top', 'random']).default('top').describe("'top': the best eligible candidates; 'random': a seeded sample of them"),
-    seed: z.number().int().default(42),
+    seed: z.number().int().default(42).describe("Seed of 'random' sampling"),
     variant: z.enum(['fp32', 'int8']).default('fp32').describe('ONNX graph used to embed'),
     batchSize: z.number().int().positive().max(1024).default(64).describe('Most texts per onnxruntime call'),
     search: z.enum(['auto', 'exact', 'approximate']).default('auto').describe("'auto': exact blocked search, usearch HNSW for very large inputs"),

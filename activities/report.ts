@@ -25,8 +25,7 @@ import { devPoints, judge, verdictStats } from './evaluation/verdict.ts';
 
 const Params = z
   .object({
-    /** Example queries per list (most improved, most regressed, misses, sample) and eval set. */
-    examples: z.number().int().min(0).max(50).default(5),
+    examples: z.number().int().min(0).max(50).default(5).describe('Example queries per list (most improved, most regressed, misses, sample) and eval set.'),
   })
   .strict();
 

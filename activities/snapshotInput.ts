@@ -1,7 +1,7 @@
 import { copyFile, lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { ArtifactStore } from '../artifacts/store.ts';
-import { CorpusEmptyError, CorpusPathError } from './errors.ts';
+import { CorpusEmptyError, CorpusPathError } from '../core/errors.ts';
 import { isErrno } from '../artifacts/fsutil.ts';
 import { byPath, readError, type Skipped, skippedText } from './ingest/corpus.ts';
 import { globMatcher, isGlob, splitGlob } from './ingest/glob.ts';

@@ -5,7 +5,7 @@ import type { Manifest } from '../artifacts/manifest.ts';
 import type { Progress, StageContext, StageEnv, StageKind, StageLogger, StageResult } from '../pipelines/stage.ts';
 import { inputArtifactKind, isOptionalInput } from '../pipelines/stage.ts';
 import { z } from 'zod';
-import { ArtifactCorruptError, ArtifactNotFoundError, CorruptInputError, InvalidInputError, StageParamsError } from './errors.ts';
+import { ArtifactCorruptError, ArtifactNotFoundError, CorruptInputError, InvalidInputError, StageParamsError } from '../core/errors.ts';
 import { asDiskFull } from '../artifacts/fsutil.ts';
 import { recordMemoUse } from '../artifacts/memoUse.ts';
 import { workerBudget } from './resourceBudget.ts';

@@ -17,16 +17,14 @@ import { spawnGroup } from './training/processGroup.ts';
 
 const Params = z
   .object({
-    maxSteps: z.number().int().positive().default(200),
-    epochs: z.number().positive().default(1),
-    /** Queries per step; each brings its positive and `negatives` hard negatives. */
-    batchQueries: z.number().int().positive().default(8),
-    negatives: z.number().int().min(1).default(3),
-    /** Use at most this many training queries (0 = all). */
-    maxQueries: z.number().int().nonnegative().default(0),
-    maxLength: z.number().int().min(16).max(512).default(256),
-    lr: z.number().positive().default(3e-5),
-    seed: z.number().int().default(42),
+    maxSteps: z.number().int().positive().default(200).describe('Stop after this many optimisation steps'),
+    epochs: z.number().positive().default(1).describe('Passes over the training queries (maxSteps ends training first when it comes first)'),
+    batchQueries: z.number().int().positive().default(8).describe('Queries per step; each brings its positive and `negatives` hard negatives.'),
+    negatives: z.number().int().min(1).default(3).describe("Hard negatives per query in each step, taken from the dataset's mined negatives"),
+    maxQueries: z.number().int().nonnegative().default(0).describe('Use at most this many training queries (0 = all).'),
+    maxLength: z.number().int().min(16).max(512).default(256).describe('Most tokens of a query-passage pair; longer pairs are truncated'),
+    lr: z.number().positive().default(3e-5).describe('Learning rate'),
+    seed: z.number().int().default(42).describe('Seed of the query order and sampling'),
     precision: z
       .enum(['auto', 'fp32', 'bf16'])
       .default('auto')

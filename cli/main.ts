@@ -4,6 +4,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { EmbedflowError } from '../activities/errors.ts';
 import { PROJECT_ROOT } from '../workers/config.ts';
 import { cmdCancel, cmdRuns, cmdStatus } from './commands/inspect.ts';
+import { cmdKinds } from './commands/kinds.ts';
 import { type PlanFlags, cmdResume, cmdRun } from './commands/run.ts';
 import { type CreateFlags, cmdScheduleAction, cmdScheduleCreate, cmdScheduleDescribe, cmdScheduleList } from './commands/schedule.ts';
 import { cmdArtifactsExport, cmdArtifactsShow, cmdGc, cmdStoreVerify } from './commands/store.ts';
@@ -194,6 +195,13 @@ function buildProgram(argv: string[], done: (code: number) => void): Command {
     .option('--concurrency <n>', 'activities at a time per queue', wholeNumber)
     .option('--grace <duration>', 'time running activities get to stop on shutdown', '2s')
     .action(async (opts: { queue?: Queue[]; pipeline?: string[]; concurrency?: number; grace: string }) => done(await cmdWorker(opts)));
+
+  program
+    .command('kinds')
+    .argument('[name]', 'one kind (default: all)')
+    .description('the built-in stage kinds: inputs, output and every parameter with its type, default and meaning')
+    .option('--json', 'the reference as one JSON line')
+    .action(async (name: string | undefined, opts: { json?: boolean }) => done(await cmdKinds(name, opts)));
 
   program
     .command('dev')

@@ -1,6 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { PipelineValidationError, StageParamsError } from '../activities/errors.ts';
+import { PipelineValidationError, StageParamsError } from '../core/errors.ts';
 import { callerModule } from './callsite.ts';
 import { codeFingerprint } from './fingerprint.ts';
 import type { ActivityPlan, Plan, PlannedInput, PlannedStage } from './plan.ts';

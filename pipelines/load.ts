@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { EmbedflowError, PipelineLoadError } from '../activities/errors.ts';
+import { EmbedflowError, PipelineLoadError } from '../core/errors.ts';
 import { type Pipeline, isPipeline } from './dsl.ts';
 
 /**

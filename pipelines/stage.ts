@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { ArtifactReader, ArtifactStore, ArtifactWriter } from '../artifacts/store.ts';
-import { PipelineValidationError } from '../activities/errors.ts';
+import { PipelineValidationError } from '../core/errors.ts';
 import { callerModule } from './callsite.ts';
 
 export type Queue = 'cpu' | 'gpu';

@@ -88,29 +88,23 @@ const Prompts = z
   .strict();
 
 export const GenerationParams = z.strictObject({
-  llm: LlmSpec.prefault({ provider: 'local' }),
-  /** 'auto' picks the corpus language from the chunks' scripts. */
-  language: z.enum(['auto', 'ja', 'en']).default('auto'),
-  queriesPerChunk: z.number().int().min(1).max(200).default(3),
-  /** The styles queries are spread over, in this order (N = 4 over three styles: 2, 1, 1). */
+  llm: LlmSpec.prefault({ provider: 'local' }).describe('The query generator: an in-process GGUF model (local), an OpenAI-compatible server (openai) or sentences of the chunk (ict)'),
+  language: z.enum(['auto', 'ja', 'en']).default('auto').describe("'auto' picks the corpus language from the chunks' scripts."),
+  queriesPerChunk: z.number().int().min(1).max(200).default(3).describe('Queries asked for per chunk (N)'),
   styles: z
     .array(z.enum(STYLES))
     .min(1)
     .refine((s) => new Set(s).size === s.length, 'each style once')
-    .default([...STYLES]),
-  temperature: z.number().min(0).max(2).default(0.7),
-  topP: z.number().gt(0).max(1).default(0.95),
-  /** Answer tokens per query asked for; a call's limit is this times its count (plus a little). */
-  maxTokensPerQuery: z.number().int().min(4).max(2048).default(48),
-  /** Larger N is asked for in several calls per style (small models lose the thread in long lists). */
-  maxQueriesPerCall: z.number().int().min(1).max(100).default(8),
-  seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
-  /** Chunks in flight at once (parallel requests; parallel sequences for the local model). */
-  concurrency: z.number().int().min(1).max(512).default(1),
-  /** Only this many chunks, picked by hash of their id (a stable sample). */
-  maxChunks: z.number().int().min(1).optional(),
-  /** Inline templates replacing the built-in ones (format: activities/llm/prompts/en/question.txt). */
-  prompts: Prompts.optional(),
+    .default([...STYLES])
+    .describe('The styles queries are spread over, in this order (N = 4 over three styles: 2, 1, 1).'),
+  temperature: z.number().min(0).max(2).default(0.7).describe('Sampling temperature of the LLM'),
+  topP: z.number().gt(0).max(1).default(0.95).describe('Nucleus sampling: the LLM samples from the most likely tokens that make up this share of probability'),
+  maxTokensPerQuery: z.number().int().min(4).max(2048).default(48).describe("Answer tokens per query asked for; a call's limit is this times its count (plus a little)."),
+  maxQueriesPerCall: z.number().int().min(1).max(100).default(8).describe('Larger N is asked for in several calls per style (small models lose the thread in long lists).'),
+  seed: z.number().int().min(0).max(2 ** 31 - 1).default(0).describe('Sampling seed passed to the LLM (same seed, same model, same prompt: same queries where the backend is deterministic)'),
+  concurrency: z.number().int().min(1).max(512).default(1).describe('Chunks in flight at once (parallel requests; parallel sequences for the local model).'),
+  maxChunks: z.number().int().min(1).optional().describe('Only this many chunks, picked by hash of their id (a stable sample).'),
+  prompts: Prompts.optional().describe('Inline templates replacing the built-in ones (format: activities/llm/prompts/en/question.txt).'),
 });
 export type GenerationParams = z.output<typeof GenerationParams>;
 

@@ -5,10 +5,10 @@ export const TrainParams = z.strictObject({
     .enum(['mnrl', 'cached-mnrl', 'gist'])
     .default('mnrl')
     .describe('MultipleNegativesRankingLoss; its GradCache version (big batches in bounded memory); GISTEmbed (guided in-batch negatives)'),
-  epochs: z.number().positive().default(1),
+  epochs: z.number().positive().default(1).describe('Passes over the training rows (maxSteps ends training first when set)'),
   maxSteps: z.number().int().positive().optional().describe('stop after this many optimisation steps (overrides epochs)'),
-  learningRate: z.number().positive().lt(1).default(2e-5),
-  warmupRatio: z.number().min(0).lt(1).default(0.1),
+  learningRate: z.number().positive().lt(1).default(2e-5).describe('Peak learning rate (AdamW), reached after warm-up'),
+  warmupRatio: z.number().min(0).lt(1).default(0.1).describe('Share of the steps spent warming the learning rate up from 0'),
   batchSize: z.number().int().positive().default(32).describe('in-batch negatives: bigger is better, memory permitting'),
   miniBatchSize: z
     .number()
@@ -18,7 +18,7 @@ export const TrainParams = z.strictObject({
     .describe(
       "GradCache (the MNRL loss in bounded memory, for one more forward pass): texts embedded with gradients at once. Loss 'cached-mnrl' uses it (default 32); 'mnrl' when it is below batchSize, and by itself on a CPU when a step would hold more than 4,096 tokens' graph (mini-batches of 4,096 / max length); set it >= batchSize to turn that off",
     ),
-  seed: z.number().int().min(0).default(42),
+  seed: z.number().int().min(0).default(42).describe('Seed of shuffling and initialisation'),
   maxSeqLength: z.number().int().min(8).optional().describe("truncate training inputs (default: the model's limit)"),
   numNegatives: z.number().int().min(0).optional().describe('use at most this many mined negatives per row (default: all)'),
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe("'cuda' needs the stage on queue 'gpu'"),
@@ -30,7 +30,7 @@ export const TrainParams = z.strictObject({
       'auto: the fastest exact-enough choice: bf16 on a GPU (fp16 before Ampere); on a CPU bf16 only where it has avx512_bf16 or amx_bf16, else fp32 (elsewhere bf16 is emulated: slower)',
     ),
   checkpointEvery: z.number().int().positive().default(500).describe('steps between checkpoints (also written at the end)'),
-  keepCheckpoints: z.number().int().positive().default(2),
+  keepCheckpoints: z.number().int().positive().default(2).describe('Checkpoints kept in the work folder (older ones are deleted)'),
   logEvery: z.number().int().positive().default(10).describe('steps between progress reports'),
   evaluate: z.boolean().default(true).describe('retrieval metrics on the dataset’s dev split after training'),
   evalEvery: z.number().int().positive().optional().describe('also evaluate every N steps'),
