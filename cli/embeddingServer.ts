@@ -1,6 +1,7 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
+import { ConfigError } from '../activities/errors.ts';
 import type { Encoder, TextKind } from '../activities/embedding/encoder.ts';
 import { encodeVector } from '../activities/embedding/memoEmbed.ts';
 import { MicroBatcher } from '../activities/embedding/microBatcher.ts';
@@ -136,7 +137,15 @@ export async function startEmbeddingServer(opts: EmbeddingServerOptions): Promis
     );
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EADDRINUSE' ? 'the port is in use' : err.code === 'EACCES' ? 'permission denied' : (err.code ?? err.message);
+      reject(
+        new ConfigError(`cannot listen on ${opts.host}:${opts.port}: ${why}`, {
+          hint: 'pick another --port (--port 0 takes any free one), or a --host this machine has',
+          cause: err,
+        }),
+      );
+    });
     server.listen(opts.port, opts.host, () => resolve());
   });
   const { address, port } = server.address() as AddressInfo;

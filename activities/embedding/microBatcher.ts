@@ -75,15 +75,14 @@ export class MicroBatcher {
       const group = batch.filter((p) => p.kind === kind);
       if (!group.length) continue;
       try {
-        const emb = await this.encoder.encode(
-          group.flatMap((p) => p.texts),
-          { kind },
-        );
+        const emb = await this.encoder.encode(group.flatMap((p) => p.texts), { kind });
         this.calls++;
         this.texts += emb.count;
         let row = 0;
         for (const p of group) {
-          p.resolve(p.texts.map(() => emb.data.slice(row * emb.dim, ++row * emb.dim)));
+          const start = row;
+          row += p.texts.length;
+          p.resolve(p.texts.map((_, i) => emb.data.slice((start + i) * emb.dim, (start + i + 1) * emb.dim)));
         }
       } catch (err) {
         for (const p of group) p.reject(err);

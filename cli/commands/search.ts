@@ -45,10 +45,17 @@ export function sideBySide(results: ModelHits[], width: number): string[] {
   return lines;
 }
 
-/** At most `lines` lines of `width` characters, the last ending in … when the text goes on. */
+/** At most `lines` lines of `width` characters, broken at spaces where a line has one, the last ending in … when the text goes on. */
 function wrap(text: string, width: number, lines: number): string[] {
   const out: string[] = [];
-  for (let at = 0; at < text.length && out.length < lines; at += width) out.push(text.slice(at, at + width));
-  if (out.length === lines && lines * width < text.length) out[lines - 1] = `${out[lines - 1]!.slice(0, width - 1)}…`;
+  let rest = text;
+  while (rest && out.length < lines) {
+    let cut = rest.length <= width ? rest.length : rest.lastIndexOf(' ', width);
+    // No space in the line (or Japanese, which has none): break at the width.
+    if (cut <= width / 2) cut = Math.min(width, rest.length);
+    out.push(rest.slice(0, cut).trimEnd());
+    rest = rest.slice(cut).trimStart();
+  }
+  if (rest && out.length) out[out.length - 1] = `${out[out.length - 1]!.slice(0, width - 1)}…`;
   return out;
 }

@@ -164,7 +164,12 @@ describe('embedflow serve', () => {
     const res = await fetch(`${url}/embeddings`, { method: 'POST', body: '{"input": ' });
     expect(res.status).toBe(400);
     expect(await res.json()).toEqual({ error: { message: 'the request body is not JSON', type: 'invalid_request_error', param: null, code: null } });
-  });
+
+    // A second server on the same port: a named error with the fix, exit 1.
+    const busy = await cli(['serve', model, '--port', new URL(url).port], { EMBEDFLOW_HOME: await mkdtemp(join(tmpdir(), 'ef-serve-home-')), EMBEDFLOW_STORE: store.root });
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(/ConfigError: cannot listen on 127\.0\.0\.1:\d+: the port is in use\n.*fix: pick another --port/);
+  }, 60_000);
 
   it('batches concurrent requests into shared model calls, measures single-query latency, and stops on SIGTERM', async () => {
     const openai = client();
