@@ -8,6 +8,8 @@ import { cmdKinds } from './commands/kinds.ts';
 import { type PlanFlags, cmdResume, cmdRun } from './commands/run.ts';
 import { type CreateFlags, cmdScheduleAction, cmdScheduleCreate, cmdScheduleDescribe, cmdScheduleList } from './commands/schedule.ts';
 import { cmdArtifactsExport, cmdArtifactsShow, cmdGc, cmdStoreVerify } from './commands/store.ts';
+import { cmdSearch } from './commands/search.ts';
+import { type ServeFlags, cmdServe } from './commands/serve.ts';
 import { type Queue, cmdDevStop, cmdWorker } from './commands/worker.ts';
 import { INTERRUPTED_EXIT, RunDetachedError } from './embeddedWorker.ts';
 import { RunStillOpenError, STILL_OPEN_EXIT } from './patience.ts';
@@ -51,6 +53,18 @@ function nameEqualsPath(value: string, previous: Array<[string, string]> | undef
 function wholeNumber(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a whole number ≥ 1');
+  return n;
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port number, 0 to 65535');
+  return n;
+}
+
+function milliseconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n > 1000) throw new InvalidArgumentError('milliseconds, 0 to 1000');
   return n;
 }
 
@@ -137,6 +151,25 @@ function buildProgram(argv: string[], done: (code: number) => void): Command {
     .argument('<dir>', 'where to copy its files')
     .description('copy an artifact’s files out of the store')
     .action(async (digest: string, dir: string) => done(await cmdArtifactsExport(digest, dir)));
+
+  program
+    .command('search')
+    .argument('<target>', 'a run id (its base and fine-tuned models side by side) or a model digest')
+    .argument('<question>', 'the question, in quotes')
+    .description('the chunks a run\'s models rank first for a question')
+    .option('--k <n>', 'chunks per model', wholeNumber, 5)
+    .option('--json', 'the hits as one JSON line')
+    .action(async (target: string, question: string, opts: { k: number; json?: boolean }) => done(await cmdSearch(target, question, opts)));
+  program
+    .command('serve')
+    .argument('<target>', 'a model digest, or a run id (its fine-tuned model, else its base model)')
+    .description('an OpenAI-compatible embeddings endpoint (POST /v1/embeddings, GET /v1/models) until Ctrl-C')
+    .option('--port <n>', 'port (0: any free one)', port, 8080)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--name <id>', 'the model id clients send (default: the model.json name)')
+    .addOption(new Option('--variant <variant>', 'ONNX graph').choices(['fp32', 'int8']).default('fp32'))
+    .option('--batch-window <ms>', 'how long a request waits for others to share a model call', milliseconds, 2)
+    .action(async (target: string, opts: ServeFlags) => done(await cmdServe(target, opts)));
 
   const schedule = program.command('schedule').description('scheduled runs (Temporal Schedules), served by `embedflow worker`');
   withPlanOptions(schedule.command('create').argument('<name>', 'the schedule’s name').argument('<pipeline>', 'the pipeline file (.ts)'))

@@ -126,6 +126,11 @@ export class Encoder {
     return (kind === 'query' ? this.info.queryPrefix : this.info.passagePrefix) + text;
   }
 
+  /** Tokens the model sees per text (prefix and special tokens included, after truncation): what a server bills as usage. */
+  tokenCounts(texts: readonly string[], kind: TextKind): number[] {
+    return texts.map((t) => this.tokenize(this.prefixed(t, kind)).ids.length);
+  }
+
   async encode(texts: readonly string[], opts: EncodeOptions): Promise<Embeddings> {
     const dim = this.info.dim;
     const out = new Float32Array(texts.length * dim);
