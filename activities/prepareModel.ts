@@ -10,6 +10,7 @@ import { type StageResult, defineStage } from '../pipelines/stage.ts';
 import { readModelInfo } from './embedding/modelInfo.ts';
 import { ModelExportError, TrainerFailedError } from './errors.ts';
 import { fingerprintDir } from './models/fingerprint.ts';
+import { CARD_SOURCE, UNKNOWN_FACTS, readCardFacts, writeModelCard } from './models/modelCard.ts';
 import { resolveModelDir } from './models/resolve.ts';
 import { spawnGroup } from './training/processGroup.ts';
 import { TailBuffer } from './training/kernelLines.ts';
@@ -31,9 +32,10 @@ export const PrepareModelParams = z.object({
 const EXPORTS_MEMO = 'models/exports';
 
 /**
- * A base model → `model` artifact (st/, onnx/model.onnx, onnx/model_int8.onnx, model.json), made by
- * trainer/export_model.py. The stage reads the outside world (a directory or package whose content can
- * change under the same name), so it is volatile: it runs every time, fingerprints the source files,
+ * A base model → `model` artifact (st/, onnx/model.onnx, onnx/model_int8.onnx, model.json, the top-level
+ * sentence-transformers files), made by trainer/export_model.py, with its README.md card.
+ * The stage reads the outside world (a directory or package whose content can change under the same
+ * name), so it is volatile: it runs every time, fingerprints the source files,
  * and when that exact content was exported before, returns the earlier artifact (no copy) instead of
  * exporting again. Same content → same digest, so every stage downstream stays cached.
  */
@@ -51,7 +53,10 @@ export const prepareModel = defineStage({
     const sourceDir = await resolveModelDir(p.model, ctx.env);
     ctx.progress({ done: 0, total: 1, unit: 'model', message: `fingerprinting ${sourceDir}` });
     const source = await fingerprintDir(sourceDir, await FileHashCache.open(join(ctx.env.home, 'cache', 'file-sha256.json')));
-    const exporter = sha256(await readFile(join(ctx.env.projectRoot, EXPORT_SCRIPT)));
+    // The card's renderer is part of the artifact's making, as the exporter is.
+    const exporter = sha256(
+      Buffer.concat([await readFile(join(ctx.env.projectRoot, EXPORT_SCRIPT)), await readFile(join(ctx.env.projectRoot, CARD_SOURCE))]),
+    );
     const name = p.name ?? defaultName(p.model, sourceDir);
     const key = hashJson({ source: source.fingerprint, exporter, name, spec: p.model, q: p.queryPrefix, d: p.passagePrefix });
     const memo = await ctx.store.memo<string>(EXPORTS_MEMO);
@@ -64,9 +69,10 @@ export const prepareModel = defineStage({
       }
       ctx.progress({ done: 0, total: 1, unit: 'model', message: 'exporting: sentence-transformers dir, ONNX fp32 and int8' });
       await runExport(ctx, sourceDir, name);
+      const info = await readModelInfo(ctx.out.dir);
+      await writeModelCard(ctx.out.dir, { info, facts: (await readCardFacts(ctx.out.dir)) ?? UNKNOWN_FACTS });
       memo.put(key, await digestOf(ctx.out.dir));
       await memo.flush();
-      const info = await readModelInfo(ctx.out.dir);
       ctx.progress({ done: 1, total: 1, unit: 'model' });
       return {
         stats: { dim: info.dim, maxSeqLength: info.maxSeqLength, reused: false },

@@ -3,6 +3,7 @@ import type { ArtifactReader } from '../artifacts/store.ts';
 import { defineStage } from '../pipelines/stage.ts';
 import { readModelInfo } from './embedding/modelInfo.ts';
 import { InvalidInputError } from './errors.ts';
+import { UNKNOWN_FACTS, readCardFacts, writeModelCard } from './models/modelCard.ts';
 import { latestCheckpoint, removeIncompleteCheckpoints } from './training/checkpoints.ts';
 import { TrainParams, kernelArgs } from './training/kernelArgs.ts';
 import type { DoneLine, KernelLine } from './training/kernelLines.ts';
@@ -143,6 +144,22 @@ export const train = defineStage({
       onSpawn: (pid) => ctx.log.info(`training kernel started (pid ${pid})`, { pid }),
     });
     beat(done.step, { message: 'trained and exported' });
+    await writeModelCard(ctx.out.dir, {
+      info: await readModelInfo(ctx.out.dir),
+      // The license and base_model of the model it was fine-tuned from carry over.
+      facts: (await readCardFacts(ctx.inputs.model.dir)) ?? (await readCardFacts(ctx.out.dir)) ?? UNKNOWN_FACTS,
+      training: {
+        base: { name: base.name, digest: ctx.inputs.model.digest },
+        dataset: { digest: dataset.digest, rows: done.rows, droppedRows: done.droppedRows },
+        params: { loss: p.loss, epochs: p.epochs, maxSteps: p.maxSteps, learningRate: p.learningRate, batchSize: p.batchSize, warmupRatio: p.warmupRatio, seed: p.seed },
+        steps: done.step,
+        trainLoss: done.trainLoss ?? null,
+        ...(done.merge ? { mergeShare: done.merge.share } : {}),
+        device: done.device,
+        precision: done.precision,
+        devMetrics: done.evalMetrics,
+      },
+    });
 
     const every = Math.max(1, Math.ceil(curve.length / MAX_CURVE_POINTS));
     const ckptSeconds = done.checkpointSeconds;

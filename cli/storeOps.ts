@@ -1,6 +1,8 @@
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { InvalidInputError } from '../activities/errors.ts';
+import { MetricsJson } from '../activities/evaluation/metricsJson.ts';
+import { CARD_FILE, type CardEvaluation, type CardLineage, fillModelCard } from '../activities/models/modelCard.ts';
 import { listMemoUse } from '../artifacts/memoUse.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Runtime } from '../workers/runtime.ts';
@@ -126,7 +128,10 @@ export async function verifyStore(store: ArtifactStore): Promise<StoreVerifyRepo
   return { artifacts: digests.length, corrupt, danglingCache, staleStaging: await store.listStale(STALE_STAGING_MS) };
 }
 
-/** Copy an artifact's files out of the store, in their native formats, into an empty folder. */
+/**
+ * Copy an artifact's files out of the store, in their native formats, into an empty folder. A model's
+ * README.md card gets its evaluation table (the store's evaluations of it, with CIs) and lineage filled.
+ */
 export async function exportArtifact(store: ArtifactStore, digest: string, dest: string): Promise<number> {
   const reader = await store.open(digest);
   const existing = await readdir(dest).catch(() => [] as string[]);
@@ -139,5 +144,47 @@ export async function exportArtifact(store: ArtifactStore, digest: string, dest:
     await copyFile(reader.file(f.path), target);
   }
   await writeFile(join(dest, 'embedflow-manifest.json'), JSON.stringify(reader.manifest, null, 2));
+  if (reader.manifest.kind === 'model' && reader.manifest.files.some((f) => f.path === CARD_FILE)) {
+    const card = await readFile(join(dest, CARD_FILE), 'utf8');
+    const filled = fillModelCard(card, { digest, evaluations: await evaluationsOf(store, digest), lineage: await lineageRows(store, digest) });
+    await writeFile(join(dest, CARD_FILE), filled);
+  }
   return reader.manifest.files.length;
+}
+
+/** The store's evaluations made from model `digest` (as base or as fine-tuned), newest first. */
+async function evaluationsOf(store: ArtifactStore, digest: string): Promise<CardEvaluation[]> {
+  const found: Array<CardEvaluation & { createdAt: string }> = [];
+  for (const d of await store.listArtifacts()) {
+    const m = await store.readManifest(d).catch(() => undefined);
+    if (m?.kind !== 'evaluation') continue;
+    const role = Object.entries(m.lineage.inputs).find(([, input]) => input === digest)?.[0];
+    if (role !== 'base' && role !== 'finetuned') continue;
+    const reader = await store.open(d);
+    const parsed = MetricsJson.pick({ generated: true, human: true, pairedTests: true, meta: true }).safeParse(
+      JSON.parse(await readFile(reader.file('metrics.json'), 'utf8').catch(() => 'null')),
+    );
+    // An evaluation written by an older schema is left out rather than shown half-read.
+    if (parsed.success) found.push({ digest: d, system: role, metrics: parsed.data, createdAt: m.createdAt });
+  }
+  return found.sort((a, b) => b.createdAt.localeCompare(a.createdAt)).map(({ createdAt: _, ...e }) => e);
+}
+
+/** Every artifact model `digest` was made from, breadth first, each once, named by its path of input names. */
+async function lineageRows(store: ArtifactStore, digest: string): Promise<CardLineage[]> {
+  const rows: CardLineage[] = [];
+  const seen = new Set([digest]);
+  const queue: Array<{ digest: string; path: string }> = [{ digest, path: '' }];
+  for (let next = queue.shift(); next; next = queue.shift()) {
+    const m = await store.readManifest(next.digest).catch(() => undefined);
+    for (const [name, input] of Object.entries(m?.lineage.inputs ?? {})) {
+      if (seen.has(input)) continue;
+      seen.add(input);
+      const path = next.path ? `${next.path}.${name}` : name;
+      const kind = (await store.readManifest(input).catch(() => undefined))?.kind ?? null;
+      rows.push({ path, kind, digest: input });
+      queue.push({ digest: input, path });
+    }
+  }
+  return rows;
 }

@@ -6,7 +6,12 @@
                            `sentence_embedding` (pooled and normalised) and `token_embeddings`;
                            BERT-family layers fused into onnxruntime contrib ops (com.microsoft)
       onnx/model_int8.onnx the same graph with int8 dynamic quantisation of its weights
-      model.json           what a loader needs: dim, pooling, normalize, maxSeqLength, prefixes...
+      model.json           what a loader needs: dim, pooling, normalize, maxSeqLength, prefixes...;
+                           its `card` holds the base's base_model, license and language for the README card
+      modules.json, config_sentence_transformers.json
+                           the folder itself as a sentence-transformers model: modules.json's paths point
+                           into st/ (no weights are copied), the prompts are model.json's prefixes, so
+                           `SentenceTransformer(out_dir)` loads what `SentenceTransformer(out_dir/st)` does
       config.json, tokenizer.json, tokenizer_config.json (special_tokens_map.json if any)
                            copies of st/'s, at the top: transformers.js loads the directory itself
                            (AutoModel / pipeline pick onnx/model.onnx, dtype 'int8' onnx/model_int8.onnx)
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -170,6 +176,63 @@ def _quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     )
 
 
+def _write_top_level_st_files(st_dir: Path, out_dir: Path, info: dict) -> None:
+    modules = json.loads((st_dir / "modules.json").read_text(encoding="utf-8"))
+    for m in modules:
+        m["path"] = f"{st_dir.name}/{m['path']}" if m.get("path") else st_dir.name
+    (out_dir / "modules.json").write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
+    st_config_path = st_dir / "config_sentence_transformers.json"
+    config = json.loads(st_config_path.read_text(encoding="utf-8")) if st_config_path.is_file() else {}
+    # model.json's prefixes (given ones included) are what the ONNX consumers prepend; prompt_name="query" in
+    # Python must prepend the same text.
+    config["prompts"] = {**(config.get("prompts") or {}), "query": info["queryPrefix"], "document": info["passagePrefix"]}
+    (out_dir / "config_sentence_transformers.json").write_text(
+        json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+
+
+_HUB_ID = re.compile(r"\b([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)\b")
+
+
+def _card_facts(st_model_dir: Path, source: str | None) -> dict:
+    """What the model card says of the base: base_model, license, language. The model's own card (its
+    README.md front matter) first; for a `package:` model, the package's metadata (its License, a Hugging
+    Face `Model` URL or a hub id in its summary) next; else license 'unknown' and no base_model."""
+    facts: dict = {}
+    readme = st_model_dir / "README.md"
+    if readme.is_file():
+        try:
+            from huggingface_hub import ModelCard
+
+            data = ModelCard.load(readme).data
+            facts = {"baseModel": data.base_model, "license": data.license, "language": data.language}
+        except Exception:  # a README that is not a model card says nothing about the model
+            facts = {}
+    if source and source.startswith("package:"):
+        import importlib.metadata
+
+        try:
+            meta = importlib.metadata.metadata(source[len("package:") :])
+        except importlib.metadata.PackageNotFoundError:
+            meta = None
+        if meta is not None:
+            # Hugging Face's license ids are lower case ('mit', 'apache-2.0'); a license text is no id.
+            license_id = (meta.get("License") or "").strip().lower()
+            facts["license"] = facts.get("license") or (license_id if license_id and " " not in license_id else None)
+            urls = [u.split(",", 1)[1].strip() for u in meta.get_all("Project-URL") or [] if u.lower().startswith("model,")]
+            hub = [u.split("huggingface.co/", 1)[1].strip("/") for u in urls if "huggingface.co/" in u]
+            in_summary = _HUB_ID.search(meta.get("Summary") or "")
+            facts["baseModel"] = facts.get("baseModel") or (hub[0] if hub else in_summary.group(1) if in_summary else None)
+    elif source and _HUB_ID.fullmatch(source) and not source.startswith("."):
+        facts["baseModel"] = facts.get("baseModel") or source
+    language = facts.get("language")
+    return {
+        "baseModel": facts.get("baseModel") if isinstance(facts.get("baseModel"), str) else None,
+        "license": facts.get("license") if isinstance(facts.get("license"), str) else "unknown",
+        "language": [language] if isinstance(language, str) else list(language or []),
+    }
+
+
 # What transformers.js reads from a model directory's top level besides onnx/.
 _TRANSFORMERS_JS_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -233,6 +296,7 @@ def export_model(
     if not (st_dir / "tokenizer.json").is_file():
         raise ExportError("the tokenizer has no tokenizer.json (a fast tokenizer is needed by the TypeScript encoder)")
     _write_transformers_js_files(st_dir, out_dir, info["maxSeqLength"])
+    _write_top_level_st_files(st_dir, out_dir, info)
 
     fp32 = out_dir / "onnx" / "model.onnx"
     int8 = out_dir / "onnx" / "model_int8.onnx"
@@ -253,6 +317,7 @@ def export_model(
         "outputName": "sentence_embedding",
         "onnx": {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx", "opset": opset, "fused": fused},
         "exportCheck": {"minCosineFp32": round(cos_fp32, 6), "minCosineInt8": round(cos_int8, 6)},
+        "card": _card_facts(st_model_dir, source),
     }
     (out_dir / "model.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return meta

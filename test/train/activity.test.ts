@@ -87,7 +87,7 @@ describe('train stage (activity)', { timeout: 600_000 }, () => {
     const artifact = await store.open(out.digest);
     expect(artifact.manifest.kind).toBe('model');
     const files = artifact.manifest.files.map((f) => f.path);
-    expect(files).toEqual(expect.arrayContaining(['model.json', 'onnx/model.onnx', 'onnx/model_int8.onnx', 'st/modules.json', 'st/tokenizer.json', 'st/model.safetensors']));
+    expect(files).toEqual(expect.arrayContaining(['model.json', 'onnx/model.onnx', 'onnx/model_int8.onnx', 'st/modules.json', 'st/tokenizer.json', 'st/model.safetensors', 'modules.json', 'README.md']));
     const curve = (artifact.manifest.meta.lossCurve as Array<{ step: number; loss: number }>).map((p) => p.loss);
     expect(curve).toHaveLength(6);
     expect(mean(curve.slice(3))).toBeLessThan(0.8 * mean(curve.slice(0, 3)));
@@ -95,6 +95,14 @@ describe('train stage (activity)', { timeout: 600_000 }, () => {
     const info = JSON.parse(await readFile(artifact.file('model.json'), 'utf8'));
     // The training length (64) bounded the cost only; the model keeps the length it supports.
     expect(info).toMatchObject({ name: 'all-MiniLM-L6-v2-ft', dim: 384, maxSeqLength: 256, normalize: true });
+    // Its model card says what it was trained on and how (the fixture base has no card facts: license unknown).
+    const card = await readFile(artifact.file('README.md'), 'utf8');
+    expect(card).toMatch(/^---\n(.|\n)*license: unknown\nlibrary_name: sentence-transformers\n(.|\n)*pipeline_tag: sentence-similarity\n---\n/);
+    expect(card).toContain(`- Base model: \`all-MiniLM-L6-v2\` (artifact \`${model}\`)`);
+    expect(card).toContain(`- Dataset: artifact \`${dataset}\`, 24 (query, passage[, negatives]) rows`);
+    expect(card).toMatch(/- Loss: mnrl; 6 steps \(2 epoch\(s\)\), batch size 8, learning rate 0\.0001/);
+    expect(card).toMatch(/- Dev split after training: .*dev_cosine_ndcg@10 0\.\d{4}/);
+    expect(card).toContain('SentenceTransformer("./my-model")');
     // Checkpoints are gone once the artifact exists.
     expect(await readdir(join(store.root, 'work')).catch(() => [])).not.toContain(key);
 
