@@ -1,38 +1,15 @@
 import { relative } from 'node:path';
+import { fixedByNewRun } from '../core/errors.ts';
 import type { Plan } from '../pipelines/plan.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 
 // What to tell a person after a run that did not complete: resume it, or change something and start
 // a corrected run. `resume` replays the run's own inputs and parameters, so it cannot fix them.
 
-/**
- * Failure types whose cause is part of the run itself: its pipeline file, parameters or input data.
- * InvalidInputError is not listed: it also names intermediate artifacts and faults outside the run
- * that an operator fixes before resuming. Nor are errors of the environment (a key, credentials,
- * memory, the workers' code): those are fixed outside the run, and then `resume` continues it.
- */
-const FIXED_BY_A_NEW_RUN: ReadonlySet<string> = new Set([
-  'PipelineLoadError',
-  'PipelineValidationError',
-  'StageParamsError',
-  'UnknownStageKindError',
-  'CorpusEmptyError',
-  'CorpusPathError',
-  'EvalQuestionsError',
-  'ModelNotFoundError',
-  'LlmConfigError',
-  'LlmModelNotFoundError',
-  'TrainerConfigError',
-  'QualityGateError',
-]);
-
-export function needsNewRun(errorType: string | undefined): boolean {
-  return errorType !== undefined && FIXED_BY_A_NEW_RUN.has(errorType);
-}
-
 /** The lines that end a failed or cancelled run's report. `startCommand` starts the run anew. */
 export function nextStepLines(runId: string, errorType: string | undefined, startCommand: string | undefined): string[] {
-  if (!needsNewRun(errorType)) return [`resume with: embedflow resume ${runId}`];
+  // Causes inside the run (core/errors.ts marks them) need a new run; `resume` replays them.
+  if (!fixedByNewRun(errorType)) return [`resume with: embedflow resume ${runId}`];
   return [
     `${errorType} comes from the run's own inputs or settings: the same run again fails the same way.`,
     'change what the error names (its "fix:"), then start the corrected run:',

@@ -1,4 +1,5 @@
-import { needsNewRun, runCommandOf } from '../nextStep.ts';
+import { fixedByNewRun } from '../../core/errors.ts';
+import { runCommandOf } from '../nextStep.ts';
 import { onCallReport } from '../render.ts';
 import { describeRun, listRuns, planOfRun } from '../runs.ts';
 import { withRuntime } from '../runtime.ts';
@@ -22,7 +23,7 @@ export async function cmdStatus(runIdArg: string | undefined, flags: { json?: bo
       return 0;
     }
     const failedType = view.stages.find((s) => s.status === 'failed')?.error?.type;
-    const startCommand = needsNewRun(failedType) ? await runCommandOf(await planOfRun(rt, runId), rt.store).catch(() => undefined) : undefined;
+    const startCommand = fixedByNewRun(failedType) ? await runCommandOf(await planOfRun(rt, runId), rt.store).catch(() => undefined) : undefined;
     process.stdout.write(`${onCallReport(view, rt.uiUrl, rt.namespace, startCommand)}\n`);
     return 0;
   });

@@ -1,3 +1,4 @@
+import { fixedByNewRun } from '../../core/errors.ts';
 import { relative } from 'node:path';
 import { buildPlan, type DroppedDefault, parseOverride } from '../../pipelines/dsl.ts';
 import { loadPipeline } from '../../pipelines/load.ts';
@@ -5,7 +6,7 @@ import type { Plan, StageState } from '../../pipelines/plan.ts';
 import { type Config, taskQueues } from '../../workers/config.ts';
 import type { Runtime } from '../../workers/runtime.ts';
 import { withWorkers } from '../embeddedWorker.ts';
-import { inputFlag, nextStepLines, needsNewRun, runCommandOf, shellCommand } from '../nextStep.ts';
+import { inputFlag, nextStepLines, runCommandOf, shellCommand } from '../nextStep.ts';
 import { ProgressPrinter, progressIntervalMs } from '../progress.ts';
 import { type RunOutcome, describeRun, followRun, planOfRun, runIdFor, snapshotPlanInputs, startRun } from '../runs.ts';
 import { cliConfig, withRuntime } from '../runtime.ts';
@@ -114,7 +115,7 @@ async function finish(rt: Runtime, runId: string, outcome: RunOutcome, flags: Fo
   const cached = outcome.stages.filter((s) => s.status === 'cached').length;
   process.stderr.write(`\n${outcome.status.toUpperCase()}: ${ran} stage(s) ran, ${cached} cached\n`);
   if (outcome.error) {
-    const command = needsNewRun(outcome.error.type) ? await startCommand() : undefined;
+    const command = fixedByNewRun(outcome.error.type) ? await startCommand() : undefined;
     process.stderr.write(`${outcome.error.type}: ${outcome.error.message}\n${nextStepLines(runId, outcome.error.type, command).join('\n')}\n`);
   }
   if (report) process.stderr.write(`report: ${report}\n`);
