@@ -78,12 +78,22 @@ export default definePipeline({
       inputs: { queries: 'queries', chunks: 'chunks', negatives: 'negatives' },
       params: { devFraction: 0.1 },
     }),
-    // 9. Fine-tune with MultipleNegativesRankingLoss, checkpointing; exported to ONNX fp32/int8.
+    // 9. Fine-tune with MultipleNegativesRankingLoss, checkpointing; exported to ONNX fp32/int8. A strong
+    //    base is easily eroded by a small synthetic set: a low learning rate, its vocabulary frozen, and
+    //    only as much of the fine-tune kept as helps on the dev split (WiSE-FT; the base is a candidate).
     stage({
       id: 'model',
       kind: train,
       inputs: { model: 'baseModel', dataset: 'dataset' },
-      params: { loss: 'mnrl', epochs: 1, batchSize: 32, learningRate: 2e-5, checkpointEvery: 100 },
+      params: {
+        loss: 'mnrl',
+        epochs: 1,
+        batchSize: 32,
+        learningRate: 1e-5,
+        checkpointEvery: 100,
+        freezeEmbeddings: true,
+        mergeWithBase: 'auto',
+      },
     }),
     // 10. Recall@k, MRR, nDCG with bootstrap CIs: base vs fine-tuned vs base+rerank, with latency.
     stage({
