@@ -1,8 +1,13 @@
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  type CompletedPart,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -11,6 +16,7 @@ import {
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { ArtifactCorruptError, ConfigError, EmbedflowError, InvalidInputError, StoreAccessError, StoreUnavailableError } from '../core/errors.ts';
@@ -33,21 +39,65 @@ import { StoreCore, dataPrefix, manifestKey } from './storeCore.ts';
  * one never is; of two publishers of the same content one wins the manifest and the other keeps it.
  */
 
-/** Files up to this size are uploaded from memory so the SDK can retry them; larger ones stream. */
-const BUFFERED_UPLOAD_BYTES = 16 * 1024 * 1024;
-/** A single PUT's limit on S3; this backend does not do multipart uploads. */
-const MAX_OBJECT_BYTES = 5 * 1024 ** 3;
+const MIB = 1024 * 1024;
+/**
+ * Files up to the part size go up as one PUT from memory; larger ones in parts of this size, each read
+ * from the file for its own request (and read again for a retry), so no streamed body is ever resent
+ * half-read. 16 MiB keeps memory at PARALLEL × 16 MiB per publish.
+ */
+const DEFAULT_PART_BYTES = 16 * MIB;
+/** S3's limits: parts of 5 MiB to 5 GiB (but the last), at most 10,000 of them, objects up to 5 TiB. */
+const MIN_PART_BYTES = 5 * MIB;
+const MAX_PART_BYTES = 5 * 1024 * MIB;
+const MAX_PARTS = 10_000;
+const MAX_OBJECT_BYTES = 5 * 1024 ** 4;
+/** Attempts per part, on top of the SDK's own retries of each request. */
+const PART_ATTEMPTS = 3;
 
 const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
+const Endpoint = z.url({ protocol: /^https?$/ });
+/** A size in bytes, or with a unit: 64MiB, 5MB (both binary), 1GiB. */
+const Size = z
+  .string()
+  .regex(/^\d+\s*(|B|KiB|KB|MiB|MB|GiB|GB)$/i, 'a size such as 64MiB or 67108864')
+  .transform((v) => {
+    const [, n, unit] = /^(\d+)\s*(\w*)$/.exec(v)!;
+    const scale: Record<string, number> = { '': 1, b: 1, kib: 1024, kb: 1024, mib: MIB, mb: MIB, gib: 1024 * MIB, gb: 1024 * MIB };
+    return Number(n) * scale[unit!.toLowerCase()]!;
+  })
+  .pipe(z.number().min(MIN_PART_BYTES, 'at least 5MiB (S3\'s smallest part)').max(MAX_PART_BYTES, 'at most 5GiB (S3\'s largest part)'));
+
+/** The AWS SDK's standard variables (and EMBEDFLOW_S3_ENDPOINT, the project's older name for the endpoint). */
 const S3Env = z.object({
-  EMBEDFLOW_S3_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  AWS_ENDPOINT_URL_S3: Endpoint.optional().describe("S3's endpoint, for S3-compatible servers (the AWS SDK's name)"),
+  AWS_ENDPOINT_URL: Endpoint.optional().describe('every AWS service\'s endpoint; S3 uses it when AWS_ENDPOINT_URL_S3 is unset'),
+  AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: z.enum(['true', 'false']).optional().describe('true: ignore AWS_ENDPOINT_URL*'),
+  EMBEDFLOW_S3_ENDPOINT: Endpoint.optional().describe('alias of AWS_ENDPOINT_URL_S3'),
+  EMBEDFLOW_S3_PART_SIZE: Size.optional().describe('multipart upload part size; larger files go up in parts (default 16MiB)'),
   AWS_REGION: z.string().min(1).optional(),
   AWS_DEFAULT_REGION: z.string().min(1).optional(),
   AWS_ACCESS_KEY_ID: z.string().min(1).optional(),
   AWS_SECRET_ACCESS_KEY: z.string().min(1).optional(),
   AWS_SESSION_TOKEN: z.string().min(1).optional(),
 });
+type S3EnvVars = z.infer<typeof S3Env>;
+
+/** The endpoint and the variable it came from, as the AWS SDK ranks them; EMBEDFLOW_S3_ENDPOINT must agree. */
+function endpointOf(e: S3EnvVars, url: string): { endpoint: string; from: string } | undefined {
+  const standard = e.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS === 'true' ? undefined : (
+    e.AWS_ENDPOINT_URL_S3 ? { endpoint: e.AWS_ENDPOINT_URL_S3, from: 'AWS_ENDPOINT_URL_S3' }
+    : e.AWS_ENDPOINT_URL ? { endpoint: e.AWS_ENDPOINT_URL, from: 'AWS_ENDPOINT_URL' }
+    : undefined);
+  if (!e.EMBEDFLOW_S3_ENDPOINT) return standard;
+  if (standard && standard.endpoint !== e.EMBEDFLOW_S3_ENDPOINT) {
+    throw new ConfigError(`EMBEDFLOW_S3_ENDPOINT and ${standard.from} are both set, to different endpoints`, {
+      where: url,
+      hint: `EMBEDFLOW_S3_ENDPOINT is the older name for AWS_ENDPOINT_URL_S3: unset it`,
+    });
+  }
+  return { endpoint: e.EMBEDFLOW_S3_ENDPOINT, from: 'EMBEDFLOW_S3_ENDPOINT' };
+}
 
 export interface S3StoreOptions {
   client: S3Client;
@@ -58,6 +108,8 @@ export interface S3StoreOptions {
   cacheRoot: string;
   /** Where the bucket is served, for messages: the endpoint URL or `AWS S3 (<region>)`. */
   endpointLabel: string;
+  /** Files above this many bytes are uploaded in parts of this size (default 16 MiB, at least 5 MiB). */
+  partBytes?: number;
 }
 
 export class S3Store extends StoreCore {
@@ -68,8 +120,9 @@ export class S3Store extends StoreCore {
   /**
    * Open `s3://bucket/prefix` with the standard AWS environment (AWS_REGION / AWS_DEFAULT_REGION,
    * AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else the SDK's default chain:
-   * AWS_PROFILE, instance roles...) plus EMBEDFLOW_S3_ENDPOINT for S3-compatible servers, which
-   * also switches to path-style addressing. The local cache goes to `<home>/s3cache/<bucket>/<prefix>`.
+   * AWS_PROFILE, instance roles...; AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, or the older
+   * EMBEDFLOW_S3_ENDPOINT, for S3-compatible servers, which also switches to path-style addressing)
+   * and EMBEDFLOW_S3_PART_SIZE. The local cache goes to `<home>/s3cache/<bucket>/<prefix>`.
    */
   static fromUrl(url: string, opts: { env: Record<string, string | undefined>; home: string }): S3Store {
     const { bucket, prefix } = parseS3Url(url);
@@ -79,14 +132,20 @@ export class S3Store extends StoreCore {
       // The message names the variable only: its value may be a secret.
       throw new ConfigError(`environment variable ${issue.path.join('.')} is invalid: ${issue.message}`, {
         where: url,
-        hint: 'EMBEDFLOW_S3_ENDPOINT is a URL such as http://127.0.0.1:9000; fix or unset it',
+        hint:
+          issue.path[0] === 'EMBEDFLOW_S3_PART_SIZE'
+            ? 'write a size from 5MiB to 5GiB, such as 64MiB, or unset it'
+            : 'an endpoint is a URL such as http://127.0.0.1:9000; fix or unset it',
       });
     }
     const e = parsed.data;
     const region = e.AWS_REGION ?? e.AWS_DEFAULT_REGION ?? 'us-east-1';
-    const config: S3ClientConfig = { region };
-    if (e.EMBEDFLOW_S3_ENDPOINT) {
-      config.endpoint = e.EMBEDFLOW_S3_ENDPOINT;
+    // Set explicitly, the endpoint is this store's alone: the SDK would otherwise read
+    // AWS_ENDPOINT_URL* from the process, not from `opts.env`.
+    const config: S3ClientConfig = { region, ignoreConfiguredEndpointUrls: true };
+    const endpoint = endpointOf(e, url)?.endpoint;
+    if (endpoint) {
+      config.endpoint = endpoint;
       config.forcePathStyle = true;
       // S3-compatible servers vary in which of the SDK's newer default checksums they accept; every
       // byte is checked against its sha256 from the manifest anyway.
@@ -105,7 +164,8 @@ export class S3Store extends StoreCore {
       bucket,
       prefix,
       cacheRoot: join(opts.home, 's3cache', bucket, ...(prefix ? prefix.split('/') : [])),
-      endpointLabel: e.EMBEDFLOW_S3_ENDPOINT ?? `AWS S3 (${region})`,
+      endpointLabel: endpoint ?? `AWS S3 (${region})`,
+      partBytes: e.EMBEDFLOW_S3_PART_SIZE,
     });
   }
 }
@@ -120,6 +180,7 @@ class S3Backend implements StoreBackend {
   private readonly bucket: string;
   private readonly endpointLabel: string;
   private readonly base: string;
+  private readonly partBytes: number;
   private bucketChecked: Promise<void> | undefined;
 
   constructor(opts: S3StoreOptions) {
@@ -130,6 +191,7 @@ class S3Backend implements StoreBackend {
     this.location = `s3://${opts.bucket}${opts.prefix ? `/${opts.prefix}` : ''}`;
     this.localRoot = opts.cacheRoot;
     this.localLabel = `local cache ${opts.cacheRoot}`;
+    this.partBytes = opts.partBytes ?? DEFAULT_PART_BYTES;
   }
 
   // ---- object primitives -----------------------------------------------------------------------
@@ -248,7 +310,7 @@ class S3Backend implements StoreBackend {
     const data = dataPrefix(manifest.digest);
     for (const f of manifest.files) {
       if (f.bytes > MAX_OBJECT_BYTES) {
-        throw new InvalidInputError(`artifact file ${f.path} is ${f.bytes} bytes, over the 5 GiB a single S3 PUT takes`, {
+        throw new InvalidInputError(`artifact file ${f.path} is ${f.bytes} bytes, over the 5 TiB an S3 object can hold`, {
           where: this.location,
           hint: 'split the file, or use a filesystem store for artifacts this large',
         });
@@ -339,16 +401,69 @@ class S3Backend implements StoreBackend {
   }
 
   private async upload(path: string, key: string, bytes: number): Promise<void> {
-    if (bytes <= BUFFERED_UPLOAD_BYTES) return this.put(key, await readFile(path));
+    if (bytes <= this.partBytes) return this.put(key, await readFile(path));
+    // Parts grow past the setting only for files over 10,000 parts.
+    const partBytes = Math.max(this.partBytes, Math.ceil(bytes / MAX_PARTS));
+    const created = await this.call('write', key, () =>
+      this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.base + key })),
+    );
+    const uploadId = created.UploadId;
+    if (!uploadId) throw new StoreUnavailableError(`write ${this.location}/${key}: the object store started no multipart upload`, { where: this.endpointLabel });
     const fh = await open(path, 'r');
     try {
+      const parts: CompletedPart[] = [];
+      for (let n = 1, offset = 0; offset < bytes; n++, offset += partBytes) {
+        const length = Math.min(partBytes, bytes - offset);
+        parts.push(await this.uploadPart(fh, key, uploadId, n, offset, length));
+      }
       await this.call('write', key, () =>
         this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: this.base + key, Body: fh.createReadStream({ autoClose: false }), ContentLength: bytes }),
+          new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: this.base + key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
         ),
       );
+    } catch (err) {
+      // Parts of an unfinished upload are stored (and billed) until aborted.
+      await this.client
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.base + key, UploadId: uploadId }))
+        .catch(() => undefined);
+      throw err;
     } finally {
       await fh.close();
+    }
+  }
+
+  /** One part, read from the file for each attempt; what the part's response says goes into the completion. */
+  private async uploadPart(
+    fh: Awaited<ReturnType<typeof open>>,
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    offset: number,
+    length: number,
+  ): Promise<CompletedPart> {
+    for (let attempt = 1; ; attempt++) {
+      const body = Buffer.alloc(length);
+      const { bytesRead } = await fh.read(body, 0, length, offset);
+      if (bytesRead !== length) throw new StoreUnavailableError(`write ${this.location}/${key}: the staged file shrank while uploading`);
+      try {
+        const res = await this.call('write', `${key} (part ${partNumber})`, () =>
+          this.client.send(
+            new UploadPartCommand({ Bucket: this.bucket, Key: this.base + key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: length }),
+          ),
+        );
+        return {
+          PartNumber: partNumber,
+          ETag: res.ETag,
+          ChecksumCRC32: res.ChecksumCRC32,
+          ChecksumCRC32C: res.ChecksumCRC32C,
+          ChecksumCRC64NVME: res.ChecksumCRC64NVME,
+          ChecksumSHA1: res.ChecksumSHA1,
+          ChecksumSHA256: res.ChecksumSHA256,
+        };
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError) || attempt >= PART_ATTEMPTS) throw err;
+        await sleep(500 * 2 ** attempt);
+      }
     }
   }
 
@@ -403,7 +518,7 @@ class S3Backend implements StoreBackend {
       const detail = err instanceof Error ? err.message : String(err);
       return new StoreUnavailableError(`${what}: cannot reach the object store at ${this.endpointLabel} (${detail})`, {
         where: this.endpointLabel,
-        hint: 'check the network and EMBEDFLOW_S3_ENDPOINT (unset it for AWS S3); the stage is retried',
+        hint: 'check the network and AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / EMBEDFLOW_S3_ENDPOINT (unset them for AWS S3); the stage is retried',
       });
     }
     if (status !== undefined && status >= 500) {

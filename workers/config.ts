@@ -4,26 +4,25 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ConfigError } from '../activities/errors.ts';
 import type { StageEnv } from '../pipelines/stage.ts';
+import { type TemporalSettings, TemporalEnvSchema, temporalSettings } from './temporalSettings.ts';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Everything the CLI and workers read from the environment, parsed once, at the edge. */
-const EnvSchema = z.object({
-  EMBEDFLOW_HOME: z.string().optional(),
-  EMBEDFLOW_STORE: z.string().optional(),
-  EMBEDFLOW_PYTHON: z.string().optional(),
-  EMBEDFLOW_TEMPORAL_BIN: z.string().optional(),
-  EMBEDFLOW_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, ".", "_" and "-" only').optional(),
-  EMBEDFLOW_DEV_PORT: z.coerce.number().int().min(1).max(65535).optional(),
-  TEMPORAL_ADDRESS: z.string().optional(),
-  TEMPORAL_NAMESPACE: z.string().optional(),
-  TEMPORAL_TLS_CERT: z.string().optional(),
-  TEMPORAL_TLS_KEY: z.string().optional(),
-  TEMPORAL_TLS_CA: z.string().optional(),
-  TEMPORAL_TLS_SERVER_NAME: z.string().optional(),
-  TEMPORAL_TLS: z.enum(['true', 'false', '1', '0']).optional(),
-  TEMPORAL_API_KEY_ENV: z.string().optional(),
-});
+const EnvSchema = z
+  .object({
+    EMBEDFLOW_HOME: z.string().optional().describe('state folder (default ./.embedflow)'),
+    EMBEDFLOW_STORE: z.string().optional().describe('artifact store: a folder or s3://bucket/prefix'),
+    EMBEDFLOW_PYTHON: z.string().optional().describe('the Python with torch (default .venv/bin/python)'),
+    EMBEDFLOW_TEMPORAL_BIN: z.string().optional().describe('the temporal CLI for the embedded dev server'),
+    EMBEDFLOW_QUEUE_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, ".", "_" and "-" only')
+      .optional()
+      .describe('task queue name prefix (default "embedflow")'),
+    EMBEDFLOW_DEV_PORT: z.coerce.number().int().min(1).max(65535).optional().describe('the embedded dev server port'),
+  })
+  .extend(TemporalEnvSchema.shape);
 
 export interface Config {
   home: string;
@@ -32,14 +31,8 @@ export interface Config {
   temporalBin: string;
   queuePrefix: string;
   devPort?: number;
-  /** Remote cluster; undefined means the embedded dev server. */
-  temporal?: {
-    address: string;
-    namespace: string;
-    tls?: { certPath?: string; keyPath?: string; caPath?: string; serverName?: string };
-    /** Name of the environment variable holding an API key (Temporal Cloud), never the key itself. */
-    apiKeyEnv?: string;
-  };
+  /** Remote cluster (TEMPORAL_* variables or a profile); undefined means the embedded dev server. */
+  temporal?: TemporalSettings;
   namespace: string;
 }
 
@@ -47,14 +40,14 @@ export function loadConfig(vars: NodeJS.ProcessEnv = process.env): Config {
   const parsed = EnvSchema.safeParse(vars);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
+    // The variable's name only: its value may be a secret.
     throw new ConfigError(`environment variable ${issue.path.join('.')}: ${issue.message}`, { hint: 'fix or unset it' });
   }
   const e = parsed.data;
   const home = resolve(e.EMBEDFLOW_HOME ?? '.embedflow');
   const venvPython = join(PROJECT_ROOT, '.venv', 'bin', 'python');
   const venvTemporal = join(PROJECT_ROOT, '.venv', 'bin', 'temporal');
-  const namespace = e.TEMPORAL_NAMESPACE ?? 'default';
-  const tlsOn = e.TEMPORAL_TLS === 'true' || e.TEMPORAL_TLS === '1' || !!(e.TEMPORAL_TLS_CERT || e.TEMPORAL_TLS_CA);
+  const { namespace, remote } = temporalSettings(e, vars);
   return {
     home,
     storeUrl: e.EMBEDFLOW_STORE ?? join(home, 'store'),
@@ -63,16 +56,7 @@ export function loadConfig(vars: NodeJS.ProcessEnv = process.env): Config {
     queuePrefix: e.EMBEDFLOW_QUEUE_PREFIX ?? 'embedflow',
     devPort: e.EMBEDFLOW_DEV_PORT,
     namespace,
-    temporal: e.TEMPORAL_ADDRESS
-      ? {
-          address: e.TEMPORAL_ADDRESS,
-          namespace,
-          tls: tlsOn
-            ? { certPath: e.TEMPORAL_TLS_CERT, keyPath: e.TEMPORAL_TLS_KEY, caPath: e.TEMPORAL_TLS_CA, serverName: e.TEMPORAL_TLS_SERVER_NAME }
-            : undefined,
-          apiKeyEnv: e.TEMPORAL_API_KEY_ENV,
-        }
-      : undefined,
+    temporal: remote,
   };
 }
 

@@ -15,6 +15,7 @@ import { codeFingerprint } from '../pipelines/fingerprint.ts';
 import { loadPipeline } from '../pipelines/load.ts';
 import { type Config, PROJECT_ROOT, loadConfig, stageEnv, taskQueues } from './config.ts';
 import { ensureDevServer } from './devServer.ts';
+import type { PemSource } from './temporalSettings.ts';
 import '../activities/builtin.ts';
 
 export interface Runtime {
@@ -23,7 +24,7 @@ export interface Runtime {
   client: Client;
   address: string;
   namespace: string;
-  /** Web UI base URL (embedded dev server), if known. */
+  /** Web UI base URL: the embedded dev server's, TEMPORAL_UI_URL, or Temporal Cloud's; undefined if unknown. */
   uiUrl?: string;
   close(): Promise<void>;
 }
@@ -38,25 +39,24 @@ export function openStore(url: string, home: string = loadConfig().home): Artifa
 async function tlsOptions(cfg: Config): Promise<TLSConfig | undefined> {
   const tls = cfg.temporal?.tls;
   if (!tls) return undefined;
-  const read = async (p: string | undefined, what: string) => {
-    if (!p) return undefined;
+  const read = async (source: PemSource | undefined, what: string) => {
+    if (!source) return undefined;
+    if ('data' in source) return Buffer.from(source.data);
     try {
-      return await readFile(p);
-    } catch {
-      throw new ConfigError(`cannot read the TLS ${what} file`, { where: p, hint: `check TEMPORAL_TLS_${what.toUpperCase()}` });
+      return await readFile(source.path);
+    } catch (err) {
+      throw new ConfigError(`cannot read the TLS ${what} file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {
+        where: source.path,
+        hint: `check ${source.setting}`,
+      });
     }
   };
-  const [crt, key, ca] = await Promise.all([read(tls.certPath, 'cert'), read(tls.keyPath, 'key'), read(tls.caPath, 'ca')]);
+  const [crt, key, ca] = await Promise.all([read(tls.cert, 'client certificate'), read(tls.key, 'client key'), read(tls.ca, 'server CA')]);
   return {
     serverNameOverride: tls.serverName,
     serverRootCACertificate: ca,
     clientCertPair: crt && key ? { crt, key } : undefined,
   };
-}
-
-function apiKey(cfg: Config): string | undefined {
-  const name = cfg.temporal?.apiKeyEnv;
-  return name ? process.env[name] : undefined;
 }
 
 /**
@@ -88,7 +88,7 @@ async function tlsProblem(address: string, tls: TLSConfig, timeoutMs = 5000): Pr
     };
     const timer = setTimeout(() => done(handshaken ? undefined : `no TLS handshake within ${timeoutMs / 1000} s`), timeoutMs);
     // Refused after the handshake: most likely for want of a client certificate.
-    const afterHandshake = () => (handshaken && !tls.clientCertPair ? ' (no client certificate was sent: TEMPORAL_TLS_CERT / TEMPORAL_TLS_KEY)' : '');
+    const afterHandshake = () => (handshaken && !tls.clientCertPair ? ' (no client certificate was sent: TEMPORAL_TLS_CLIENT_CERT_PATH / TEMPORAL_TLS_CLIENT_KEY_PATH)' : '');
     // An OpenSSL error's `reason` is the readable part of its message.
     socket.on('error', (e: Error & { code?: string; reason?: string }) =>
       done(`${(e.code?.startsWith('ERR_SSL_') && e.reason) || e.message}${afterHandshake()}`),
@@ -107,6 +107,7 @@ export async function connectRuntime(cfg: Config): Promise<Runtime> {
   let uiUrl: string | undefined;
   if (cfg.temporal) {
     address = cfg.temporal.address;
+    uiUrl = cfg.temporal.uiUrl;
   } else {
     const dev = await ensureDevServer(cfg);
     address = dev.address;
@@ -115,11 +116,13 @@ export async function connectRuntime(cfg: Config): Promise<Runtime> {
   const tls = await tlsOptions(cfg);
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address, tls, apiKey: apiKey(cfg), connectTimeout: '15s' });
+    connection = await Connection.connect({ address, tls, apiKey: cfg.temporal?.apiKey, connectTimeout: '15s' });
   } catch (err) {
     const handshake = tls ? await tlsProblem(address, tls) : undefined;
     throw new ConfigError(`cannot reach Temporal at ${address}: ${(err as Error).message}${handshake ? `; TLS: ${handshake}` : ''}`, {
-      hint: cfg.temporal ? 'check TEMPORAL_ADDRESS and the TLS settings' : 'run `embedflow dev stop` and try again',
+      hint: cfg.temporal
+        ? `check ${cfg.temporal.profile ? `the profile "${cfg.temporal.profile}" in the Temporal config file, ` : ''}TEMPORAL_ADDRESS and the TEMPORAL_TLS_* settings`
+        : 'run `embedflow dev stop` and try again',
       cause: err,
     });
   }
@@ -182,7 +185,7 @@ export async function startWorkers(rt: Runtime, opts: WorkerOptions): Promise<Ru
   const native: NativeConnectionOptions = {
     address: rt.address,
     tls: await tlsOptions(rt.cfg),
-    apiKey: apiKey(rt.cfg),
+    apiKey: rt.cfg.temporal?.apiKey,
   };
   const connection = await NativeConnection.connect(native);
   const activities = createActivities({ store: rt.store, env: stageEnv(rt.cfg) });

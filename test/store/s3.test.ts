@@ -1,6 +1,10 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { type IncomingMessage, type ServerResponse, createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactNotFoundError, ConfigError, EmbedflowError, StoreAccessError, StoreUnavailableError } from '../../activities/errors.ts';
 import { S3Store } from '../../artifacts/s3Store.ts';
@@ -163,5 +167,93 @@ describe('S3Store specifics', () => {
     expect(badEndpoint).toBeInstanceOf(ConfigError);
     expect(badEndpoint!.describe()).toMatch(/EMBEDFLOW_S3_ENDPOINT/);
     expect(badEndpoint!.describe()).not.toContain(server.secret);
+  });
+});
+
+/**
+ * A proxy in front of moto that answers HTTP 500 to the first `failures` uploads of part 2, as a
+ * failing or throttling server would; it counts every request for part 2.
+ */
+async function failingPartProxy(target: string, failures: number) {
+  const upstream = new URL(target);
+  let part2 = 0;
+  const proxy = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const isPart2 = req.method === 'PUT' && /[?&]partNumber=2(&|$)/.test(req.url ?? '');
+    if (isPart2 && ++part2 <= failures) {
+      req.resume();
+      req.on('end', () => res.writeHead(500, { 'content-type': 'application/xml' }).end('<Error><Code>InternalError</Code><Message>injected</Message></Error>'));
+      return;
+    }
+    const out = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  return {
+    endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+    part2Requests: () => part2,
+    close: () => new Promise<void>((r) => proxy.close(() => r())),
+  };
+}
+
+describe('S3Store: standard AWS settings and multipart upload', () => {
+  /** The moto server's environment with the endpoint under other names. */
+  const envWith = (vars: Record<string, string>) => {
+    const rest = Object.fromEntries(Object.entries(server.env).filter(([k]) => k !== 'EMBEDFLOW_S3_ENDPOINT'));
+    return { ...rest, ...vars };
+  };
+
+  it('AWS_ENDPOINT_URL_S3 alone selects the endpoint, before AWS_ENDPOINT_URL; EMBEDFLOW_S3_ENDPOINT must agree', async () => {
+    const url = `s3://${BUCKET}/endpoints-${randomBytes(3).toString('hex')}`;
+    // AWS_ENDPOINT_URL points nowhere (port 1): only AWS_ENDPOINT_URL_S3 can make this work.
+    const store = S3Store.fromUrl(url, { env: envWith({ AWS_ENDPOINT_URL_S3: server.endpoint, AWS_ENDPOINT_URL: 'http://127.0.0.1:1' }), home: await home() });
+    const m = await publish(store, { 'a.txt': 'via AWS_ENDPOINT_URL_S3' });
+    const general = S3Store.fromUrl(url, { env: envWith({ AWS_ENDPOINT_URL: server.endpoint }), home: await home() });
+    expect(await readFile((await general.open(m.digest)).file('a.txt'), 'utf8')).toBe('via AWS_ENDPOINT_URL_S3');
+    expect(() => S3Store.fromUrl(url, { env: envWith({ AWS_ENDPOINT_URL_S3: server.endpoint, EMBEDFLOW_S3_ENDPOINT: 'http://127.0.0.1:1' }), home: '/tmp' })).toThrow(
+      /EMBEDFLOW_S3_ENDPOINT and AWS_ENDPOINT_URL_S3 are both set, to different endpoints/,
+    );
+    const badUrl = (() => {
+      try {
+        S3Store.fromUrl(url, { env: envWith({ AWS_ENDPOINT_URL_S3: 'localhost:9000' }), home: '/tmp' });
+      } catch (e) {
+        return (e as EmbedflowError).describe();
+      }
+    })();
+    expect(badUrl).toMatch(/environment variable AWS_ENDPOINT_URL_S3 is invalid[^]*fix: an endpoint is a URL/);
+    expect(() => S3Store.fromUrl(url, { env: { ...server.env, EMBEDFLOW_S3_PART_SIZE: '1MiB' }, home: '/tmp' })).toThrow(/EMBEDFLOW_S3_PART_SIZE is invalid: at least 5MiB/);
+  });
+
+  it('a file above the part size goes up in parts, reads back with its digest, and a failing part is sent again', async () => {
+    const big = randomBytes(12 * 1024 * 1024 + 12345);
+    const sha = createHash('sha256').update(big).digest('hex');
+    const proxy = await failingPartProxy(server.endpoint, 3);
+    try {
+      const url = `s3://${BUCKET}/multipart-${randomBytes(3).toString('hex')}`;
+      const store = S3Store.fromUrl(url, { env: envWith({ AWS_ENDPOINT_URL_S3: proxy.endpoint, EMBEDFLOW_S3_PART_SIZE: '5MiB' }), home: await home() });
+      const w = await store.newWriter();
+      await writeFile(await w.file('model.bin'), big);
+      await writeFile(await w.file('small.txt'), 'one PUT');
+      const published = await store.publish(w, { kind: 'model' });
+      expect(published.files.find((f) => f.path === 'model.bin')?.sha256).toBe(sha);
+      // The SDK's own 3 attempts at part 2 all failed; the store read the part again and sent it once more.
+      expect(proxy.part2Requests()).toBe(4);
+
+      // Three parts (5 + 5 + 2 MiB): S3 marks a multipart object's ETag with its part count.
+      const head = await server.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${url.slice(`s3://${BUCKET}/`.length)}/artifacts/${published.digest}/data/model.bin` }));
+      expect(head.ETag).toMatch(/-3"$/);
+      expect(head.ContentLength).toBe(big.length);
+
+      // Another machine downloads it through sha256.
+      const reader = S3Store.fromUrl(url, { env: server.env, home: await home() });
+      expect((await reader.verify(published.digest)).ok).toBe(true);
+      const back = await readFile((await reader.open(published.digest)).file('model.bin'));
+      expect(createHash('sha256').update(back).digest('hex')).toBe(sha);
+    } finally {
+      await proxy.close();
+    }
   });
 });
