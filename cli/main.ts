@@ -28,8 +28,10 @@ Environment:
   EMBEDFLOW_HOME               state folder (default ./.embedflow)
   EMBEDFLOW_STORE              artifact store: a folder or s3://bucket/prefix (default $EMBEDFLOW_HOME/store)
   EMBEDFLOW_PROGRESS_INTERVAL  progress line interval when stderr is not a terminal (default 30s)
-  TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_*
-                               a remote cluster instead of the embedded dev server
+  TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE,
+  TEMPORAL_CONFIG_FILE         a remote cluster instead of the embedded dev server (Temporal's own
+                               environment configuration; TEMPORAL_UI_URL for its web UI)
+  AWS_ENDPOINT_URL_S3, AWS_*   an S3-compatible store's endpoint and credentials (EMBEDFLOW_S3_PART_SIZE)
   NO_COLOR                     no colour on a terminal`;
 
 const RUN_HELP = `
