@@ -265,10 +265,21 @@ async function miningScores(store: ArtifactStore, lineage: LineageNode[]): Promi
     edges,
     positive: bin(positive),
     negative: bin(negative),
-    margin: typeof params['margin'] === 'number' ? params['margin'] : Number.NaN,
+    margin: marginFactor(params),
     medianPositive: quantileSorted(sortedCopy(positive), 0.5),
     removedByMargin: typeof removed === 'number' ? removed : null,
   };
+}
+
+/**
+ * The share of its positive's score above which a candidate was dropped: 1 − relativeMargin, or the
+ * `margin` factor itself in runs mined before the parameter took sentence-transformers' name; NaN without one.
+ */
+function marginFactor(params: Record<string, unknown>): number {
+  const relative = params['relativeMargin'];
+  if (typeof relative === 'number') return 1 - relative;
+  if ('relativeMargin' in params) return Number.NaN;
+  return typeof params['margin'] === 'number' ? params['margin'] : Number.NaN;
 }
 
 /** Chunks → generated queries → kept by the filter → mined → training rows, as far as the lineage has them. */

@@ -269,7 +269,7 @@ function miningChart(d: ReportData): string {
   const g = d.mining;
   if (!g) return '';
   const marker = Number.isFinite(g.margin)
-    ? [{ x: g.margin * g.medianPositive, label: `margin ${fmt(g.margin, 2)} × median positive`, color: '#dc2626' }]
+    ? [{ x: g.margin * g.medianPositive, label: `relativeMargin ${fmt(1 - g.margin, 2)}: ${fmt(g.margin, 2)} × median positive`, color: '#dc2626' }]
     : [];
   return histogram(
     g.edges,
@@ -285,7 +285,7 @@ function miningNote(d: ReportData): string {
   const g = d.mining;
   if (!g) return '';
   const removed = g.removedByMargin === null ? '' : ` ${g.removedByMargin} candidates were dropped that way.`;
-  return `<p class="sub">Hard negatives: a candidate scoring above margin × its own positive's score is dropped as a likely unlabelled positive; the dashed line is that bound for the median positive (${fmt(
+  return `<p class="sub">Hard negatives: a candidate scoring above (1 − relativeMargin) × its own positive's score is dropped as a likely unlabelled positive; the dashed line is that bound for the median positive (${fmt(
     g.medianPositive,
   )}).${esc(removed)} Negatives piled up against the line mean the margin decides which texts the model learns to push away.</p>`;
 }

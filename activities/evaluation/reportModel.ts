@@ -29,7 +29,7 @@ export interface MiningScores {
   edges: number[];
   positive: number[];
   negative: number[];
-  /** TopK-PercPos: candidates scoring above margin × their positive's score were dropped. */
+  /** 1 − relativeMargin: candidates scoring above this × their positive's score were dropped (NaN: no relative margin). */
   margin: number;
   medianPositive: number;
   removedByMargin: number | null;
