@@ -6,7 +6,7 @@ import { readParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader, ArtifactStore } from '../artifacts/store.ts';
 import { defineStage } from '../pipelines/stage.ts';
 import { InvalidInputError } from './errors.ts';
-import { recallCurve, RANKING_DEPTH } from './evaluation/metrics.ts';
+import { accuracyCurve, RANKING_DEPTH } from './evaluation/metrics.ts';
 import { EVAL_SETS, type EvalSetName, MetricsJson } from './evaluation/metricsJson.ts';
 import { quantileSorted, sortedCopy } from './evaluation/quantile.ts';
 import type { ExampleQuery, ExampleSection, LineageNode, MiningScores, ReportData } from './evaluation/reportModel.ts';
@@ -125,7 +125,7 @@ function curvesOf(rows: PerQueryRow[]): ReportData['curves'] {
   const out: ReportData['curves'] = {};
   for (const [key, list] of ranks) {
     const [set, system] = key.split('\u0000') as [EvalSetName, string];
-    (out[set] ??= {})[system] = recallCurve(list, RANKING_DEPTH);
+    (out[set] ??= {})[system] = accuracyCurve(list, RANKING_DEPTH);
   }
   return out;
 }
