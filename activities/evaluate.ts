@@ -17,6 +17,7 @@ import {
   type GateResult,
   type LatencyTable,
   METRIC_DEFINITIONS,
+  METRICS_SCHEMA_VERSION,
   MetricName,
   type MetricsJson,
   type PairedComparison,
@@ -92,7 +93,7 @@ const WARMUP_QUERIES = 3;
 
 export const evaluate = defineStage({
   kind: 'evaluate',
-  description: 'Recall@k, MRR, nDCG, MAP with bootstrap CIs for base vs fine-tuned vs reranked, with per-query latency.',
+  description: 'Accuracy@k, Recall@k, MRR, nDCG, MAP with bootstrap CIs for base vs fine-tuned vs reranked, with per-query latency.',
   params: Params,
   inputs: INPUTS,
   output: 'evaluation',
@@ -281,7 +282,7 @@ export const evaluate = defineStage({
     };
     // The train stage's dev evaluations (meta.evals) say whether fine-tuning helped on its own dev split.
     const verdict = judge({ ...metrics, pairedTests, meta }, finetuned && devCheckOf(finetuned.manifest.meta['evals']));
-    const result: MetricsJson = { ...metrics, pairedTests, latency, gate, verdict, meta };
+    const result: MetricsJson = { schemaVersion: METRICS_SCHEMA_VERSION, ...metrics, pairedTests, latency, gate, verdict, meta };
     await writeFileAtomic(await ctx.out.file('metrics.json'), `${JSON.stringify(result, null, 2)}\n`);
     const perQuery = perQueryTable(sets, scores);
     await writeParquet(await ctx.out.file('per_query.parquet'), perQuery);
@@ -297,7 +298,7 @@ export const evaluate = defineStage({
     for (const set of sets) {
       stats[`${set.name}.queries`] = set.queryIds.length;
       for (const [system, table] of Object.entries(metrics[set.name]!)) {
-        for (const m of ['recall@1', 'recall@10', 'ndcg@10'] as const) stats[`${set.name}.${system}.${m}`] = round4(table[m].value);
+        for (const m of ['accuracy@1', 'accuracy@10', 'recall@10', 'ndcg@10'] as const) stats[`${set.name}.${system}.${m}`] = round4(table[m]?.value ?? Number.NaN);
       }
     }
     if (gate) stats['gate'] = gate.passed ? 'passed' : 'failed';
@@ -398,7 +399,7 @@ interface RerankJob {
  * Rerank base's top N with the cross-encoder, for each depth N. The candidates are scored in
  * depth-sized slices (top 30, then 31–50), so the time to the first depth is measured on its own and
  * the deeper one is the cumulative time — the latency a service reranking that deep would see.
- * Below the reranked depth the base order is kept, so recall@50 and MAP@100 stay defined.
+ * Below the reranked depth the base order is kept, so accuracy@50 and MAP@100 stay defined.
  */
 async function rerankAll(ctx: Ctx, job: RerankJob): Promise<string> {
   const ce = await loadCrossEncoder(job.dir);

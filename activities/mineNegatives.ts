@@ -5,37 +5,58 @@ import { defineStage } from '../pipelines/stage.ts';
 import { textsOf } from './embed.ts';
 import { Encoder } from './embedding/encoder.ts';
 import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';
-import { mineHardNegatives, resolvedRangeMax } from './embedding/mining.ts';
+import { mineHardNegatives } from './embedding/mining.ts';
 import { InvalidInputError } from './errors.ts';
 import { float64, stringColumn, utf8, utf8List } from './evaluation/tables.ts';
 
 export const NEGATIVES_FILE = 'negatives.parquet';
 
+/** A parameter that was renamed: any value is an error that names the new one (pipelines are code: edit the file). */
+function renamed(to: string, how: string) {
+  return z
+    .never({ error: `renamed to ${to}, as sentence-transformers' mine_hard_negatives calls it: ${how}` })
+    .optional()
+    .describe(`Renamed: use ${to}`);
+}
+
 export const MineNegativesParams = z
   .object({
-    numNegatives: z.number().int().min(1).max(64).default(3).describe('Negatives per query (sentence-transformers default: 3)'),
-    margin: z
-      .number()
-      .gt(0)
-      .max(1)
-      .default(0.95)
-      .describe('TopK-PercPos: drop candidates scoring above margin × the positive score (likely unlabelled positives)'),
-    rangeMin: z.number().int().min(0).default(0).describe('Skip this many of the best remaining candidates'),
+    numNegatives: z.number().int().min(1).max(64).default(3).describe('Negatives per query (num_negatives; sentence-transformers default: 3)'),
+    rangeMin: z.number().int().min(0).default(0).describe('Skip this many of the best remaining candidates (range_min)'),
     rangeMax: z
       .number()
       .int()
       .positive()
       .optional()
-      .describe('Consider candidates up to this rank (default rangeMin + 10 × numNegatives)'),
-    sampling: z.enum(['top', 'random']).default('top').describe("'top': the best eligible candidates; 'random': a seeded sample of them"),
+      .describe('Consider remaining candidates up to this rank (range_max; default rangeMin + 10 × numNegatives + positives with a margin or maxScore, else rangeMin + numNegatives + positives)'),
+    relativeMargin: z
+      .number()
+      .min(0)
+      .lt(1)
+      .nullable()
+      .default(0.05)
+      .describe('relative_margin: drop a candidate scoring above (1 − relativeMargin) × its positive (0.05: TopK-PercPos 95%, NV-Retriever; null: no relative margin, the sentence-transformers default)'),
+    absoluteMargin: z.number().optional().describe('absolute_margin: drop a candidate scoring above positive − absoluteMargin (0: never above the positive)'),
+    maxScore: z.number().optional().describe('max_score: drop candidates scoring above this'),
+    minScore: z.number().optional().describe('min_score: drop candidates scoring below this'),
+    samplingStrategy: z
+      .enum(['top', 'random'])
+      .default('top')
+      .describe("sampling_strategy: 'top' takes the best eligible candidates; 'random' a seeded sample of them"),
     seed: z.number().int().default(42).describe("Seed of 'random' sampling"),
     variant: z.enum(['fp32', 'int8']).default('fp32').describe('ONNX graph used to embed'),
     batchSize: z.number().int().positive().max(1024).default(64).describe('Most texts per onnxruntime call'),
     search: z.enum(['auto', 'exact', 'approximate']).default('auto').describe("'auto': exact blocked search, usearch HNSW for very large inputs"),
+    margin: renamed('relativeMargin', 'relativeMargin = 1 − margin, so margin 0.95 is relativeMargin 0.05'),
+    sampling: renamed('samplingStrategy', "same values, 'top' or 'random'"),
   })
-  .refine((p) => p.rangeMin + p.numNegatives <= (p.rangeMax ?? p.rangeMin + 10 * p.numNegatives), {
+  .refine((p) => p.rangeMax === undefined || p.rangeMax - p.rangeMin >= p.numNegatives, {
     message: 'rangeMax must leave at least numNegatives candidates after rangeMin',
     path: ['rangeMax'],
+  })
+  .refine((p) => p.minScore === undefined || p.maxScore === undefined || p.minScore < p.maxScore, {
+    message: 'minScore must be below maxScore',
+    path: ['minScore'],
   });
 
 /**
@@ -45,7 +66,7 @@ export const MineNegativesParams = z
  */
 export const mineNegatives = defineStage({
   kind: 'mineNegatives',
-  description: 'Mine hard negatives per query with the base model, dropping likely false negatives (TopK-PercPos)',
+  description: 'Mine hard negatives per query with the base model, dropping likely false negatives (sentence-transformers mine_hard_negatives semantics)',
   params: MineNegativesParams,
   inputs: { model: 'model', chunks: 'chunks', queries: 'queries' },
   output: 'hardNegatives',
@@ -88,7 +109,17 @@ export const mineNegatives = defineStage({
           queries: q.embeddings,
           chunks: c.embeddings,
         },
-        { numNegatives: p.numNegatives, margin: p.margin, rangeMin: p.rangeMin, rangeMax: p.rangeMax, sampling: p.sampling, seed: p.seed },
+        {
+          numNegatives: p.numNegatives,
+          rangeMin: p.rangeMin,
+          rangeMax: p.rangeMax,
+          absoluteMargin: p.absoluteMargin,
+          relativeMargin: p.relativeMargin ?? undefined,
+          maxScore: p.maxScore,
+          minScore: p.minScore,
+          samplingStrategy: p.samplingStrategy,
+          seed: p.seed,
+        },
         {
           method: p.search,
           signal: ctx.signal,
@@ -116,6 +147,7 @@ export const mineNegatives = defineStage({
           queriesWithoutPositive: s.queriesWithoutPositive,
           negatives: s.negatives,
           removedByMargin: s.removedByMargin,
+          removedByScore: s.removedByScore,
           removedPositives: s.removedPositives,
           removedDuplicates: s.removedDuplicates,
           embeddingsComputed: encoder.modelCalls,
@@ -126,7 +158,7 @@ export const mineNegatives = defineStage({
           model: encoder.info.name,
           modelDigest: ctx.inputs.model.digest,
           variant: p.variant,
-          rangeMax: resolvedRangeMax(p),
+          rangeMax: s.rangeMax,
           mining: s,
         },
       };

@@ -6,7 +6,7 @@ import { readParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader, ArtifactStore } from '../artifacts/store.ts';
 import { defineStage } from '../pipelines/stage.ts';
 import { InvalidInputError } from './errors.ts';
-import { recallCurve, RANKING_DEPTH } from './evaluation/metrics.ts';
+import { accuracyCurve, RANKING_DEPTH } from './evaluation/metrics.ts';
 import { EVAL_SETS, type EvalSetName, MetricsJson } from './evaluation/metricsJson.ts';
 import { quantileSorted, sortedCopy } from './evaluation/quantile.ts';
 import type { ExampleQuery, ExampleSection, LineageNode, MiningScores, ReportData } from './evaluation/reportModel.ts';
@@ -125,7 +125,7 @@ function curvesOf(rows: PerQueryRow[]): ReportData['curves'] {
   const out: ReportData['curves'] = {};
   for (const [key, list] of ranks) {
     const [set, system] = key.split('\u0000') as [EvalSetName, string];
-    (out[set] ??= {})[system] = recallCurve(list, RANKING_DEPTH);
+    (out[set] ??= {})[system] = accuracyCurve(list, RANKING_DEPTH);
   }
   return out;
 }
@@ -265,10 +265,21 @@ async function miningScores(store: ArtifactStore, lineage: LineageNode[]): Promi
     edges,
     positive: bin(positive),
     negative: bin(negative),
-    margin: typeof params['margin'] === 'number' ? params['margin'] : Number.NaN,
+    margin: marginFactor(params),
     medianPositive: quantileSorted(sortedCopy(positive), 0.5),
     removedByMargin: typeof removed === 'number' ? removed : null,
   };
+}
+
+/**
+ * The share of its positive's score above which a candidate was dropped: 1 − relativeMargin, or the
+ * `margin` factor itself in runs mined before the parameter took sentence-transformers' name; NaN without one.
+ */
+function marginFactor(params: Record<string, unknown>): number {
+  const relative = params['relativeMargin'];
+  if (typeof relative === 'number') return 1 - relative;
+  if ('relativeMargin' in params) return Number.NaN;
+  return typeof params['margin'] === 'number' ? params['margin'] : Number.NaN;
 }
 
 /** Chunks → generated queries → kept by the filter → mined → training rows, as far as the lineage has them. */

@@ -186,21 +186,21 @@ function writeMarkdown(): void {
     const share = (100 * (incremental.seconds - trainingSeconds(incremental.summary))) / (cold.seconds - trainingSeconds(cold.summary));
     lines.push('', `${meta.changedNote} Incremental wall time excluding training (the model and reranker stages): ${share.toFixed(1)}% of the cold run's.`);
   }
-  lines.push('', '## Quality (cold run)', '', '| eval set | system | Recall@1 | Recall@10 | MRR@10 | nDCG@10 |', '|---|---|---|---|---|---|');
+  lines.push('', '## Quality (cold run)', '', '| eval set | system | accuracy@1 | accuracy@10 | MRR@10 | nDCG@10 |', '|---|---|---|---|---|---|');
   for (const [set, systems] of Object.entries(cold.summary.metrics)) {
     for (const [system, m] of Object.entries(systems)) {
-      lines.push(`| ${set} | ${system} | ${ci(m['recall@1'])} | ${ci(m['recall@10'])} | ${ci(m['mrr@10'])} | ${ci(m['ndcg@10'])} |`);
+      lines.push(`| ${set} | ${system} | ${ci(m['accuracy@1'])} | ${ci(m['accuracy@10'])} | ${ci(m['mrr@10'])} | ${ci(m['ndcg@10'])} |`);
     }
   }
   lines.push('', 'Each metric with its 95% bootstrap interval; the report (HTML) of the run has the paired tests and latency.');
   if (leverRuns.length) {
     lines.push('', '## Levers (human-written questions)', '', 'Each row reruns the recipe with one change on the same store; stages it does not touch are cache hits.' + (LEVER_TRIM.length ? ' Lever rows also set `' + LEVER_TRIM.join('`, `') + '`: the reranker is not what they compare.' : ''), '');
-    lines.push('| run | training rows | stages ran | wall s | base R@1 | fine-tuned R@1 | base R@10 | fine-tuned R@10 | fine-tuned MRR@10 |', '|---|---:|---:|---:|---|---|---|---|---|');
+    lines.push('| run | training rows | stages ran | wall s | base acc@1 | fine-tuned acc@1 | base acc@10 | fine-tuned acc@10 | fine-tuned MRR@10 |', '|---|---:|---:|---:|---|---|---|---|---|');
     for (const l of [{ ...cold, label: 'cold run (settings above)' }, ...leverRuns]) {
       const h = l.summary.metrics.human ?? l.summary.metrics.generated ?? {};
       const ft = h.finetuned ?? {};
       const base = h.base ?? {};
-      lines.push(`| ${l.label} | ${num(stage(l.summary, 'dataset'), 'trainRows') || '-'} | ${ran(l.summary)} | ${l.seconds.toFixed(0)} | ${ci(base['recall@1'])} | ${ci(ft['recall@1'])} | ${ci(base['recall@10'])} | ${ci(ft['recall@10'])} | ${ci(ft['mrr@10'])} |`);
+      lines.push(`| ${l.label} | ${num(stage(l.summary, 'dataset'), 'trainRows') || '-'} | ${ran(l.summary)} | ${l.seconds.toFixed(0)} | ${ci(base['accuracy@1'])} | ${ci(ft['accuracy@1'])} | ${ci(base['accuracy@10'])} | ${ci(ft['accuracy@10'])} | ${ci(ft['mrr@10'])} |`);
     }
   }
   lines.push(...llmSection());

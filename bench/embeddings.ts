@@ -232,7 +232,7 @@ if (!args['skip-mining']) {
       chunks: randomUnit(nc, 384, 2),
     };
     const t = performance.now();
-    const r = await mineHardNegatives(input, { numNegatives: 3, margin: 0.95, rangeMin: 0, sampling: 'top', seed: 1 });
+    const r = await mineHardNegatives(input, { numNegatives: 3, relativeMargin: 0.05, rangeMin: 0, samplingStrategy: 'top', seed: 1 });
     const s = (performance.now() - t) / 1000;
     mining[`${nq}x${nc}`] = `${fmt(s, 2)} s (${r.stats.searchMethod}, k=${r.stats.searchK})`;
     console.log(`mining ${nq} queries × ${nc} chunks: ${mining[`${nq}x${nc}`]}`);

@@ -69,7 +69,7 @@ export default definePipeline({
       id: 'negatives',
       kind: mineNegatives,
       inputs: { model: 'baseModel', chunks: 'chunks', queries: 'queries' },
-      params: { numNegatives: 3, margin: 0.95 },
+      params: { numNegatives: 3, relativeMargin: 0.05 },
     }),
     // 8. anchor, positive, negative_1..k in Parquet; train/dev split by chunk.
     stage({

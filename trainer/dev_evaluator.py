@@ -2,7 +2,7 @@
 
 The corpus is the dev positives and their mined negatives (keyed by chunk_id / negative_ids when the
 dataset has them); a query's relevant passage is its own positive. Its figures (NDCG@10, MRR@10,
-Recall@k) are a cheap trend line, not the final evaluation (that is the evaluation stage's job).
+accuracy@k = hit rate, recall@k; the names the evaluation stage uses too) are a cheap trend line, not the final evaluation (that is the evaluation stage's job).
 """
 
 from __future__ import annotations

@@ -6,24 +6,32 @@ import type { Embeddings } from './encoder.ts';
 import { type SearchOptions, chooseMethod, topK } from './search.ts';
 
 /**
- * Hard-negative mining with the NV-Retriever TopK-PercPos guard, with sentence-transformers'
- * mine_hard_negatives semantics for the knobs (num_negatives, range_min/range_max, relative margin,
- * top/random sampling), so a user who knows one knows the other.
+ * Hard-negative mining with sentence-transformers' mine_hard_negatives parameters and semantics
+ * (num_negatives, range_min, range_max, absolute_margin, relative_margin, max_score, min_score,
+ * sampling_strategy, here in camelCase), so a user who knows one knows the other; a parity test runs
+ * both on the same embeddings. relativeMargin 0.05 is NV-Retriever's TopK-PercPos (95%).
  *
  * Per query: search the top candidates; remove every known positive of that query (its own chunk,
  * chunks of other rows with the same normalised query text, and chunks whose normalised text equals a
- * positive's: exact duplicates); drop candidates scoring above margin × positive score (likely false
- * negatives); then ranks rangeMin..rangeMax of what is left are eligible and numNegatives are taken,
- * the best ones or a seeded random sample.
+ * positive's: duplicates, which sentence-transformers removes by de-duplicating the corpus); drop
+ * candidates too close to the weakest positive (the margins: likely unlabelled positives) or outside
+ * [minScore, maxScore]; then ranks rangeMin..rangeMax of what is left are eligible and numNegatives
+ * are taken, the best ones or a seeded random sample (sorted best first).
  */
 export interface MiningOptions {
   numNegatives: number;
-  /** TopK-PercPos: keep a candidate only if score ≤ margin × positive score (sign-safe, see below). */
-  margin: number;
   rangeMin: number;
-  /** Eligible ranks end here (default rangeMin + 10 × numNegatives, as sentence-transformers does with a margin). */
+  /** Eligible ranks end here; default as sentence-transformers derives it (see resolvedRangeMax). */
   rangeMax?: number;
-  sampling: 'top' | 'random';
+  /** Drop a candidate if score + absoluteMargin > positive score. */
+  absoluteMargin?: number;
+  /** Drop a candidate if score > positive − |positive| × relativeMargin (0.05: below 95% of the positive). */
+  relativeMargin?: number;
+  /** Drop a candidate scoring above this. */
+  maxScore?: number;
+  /** Drop a candidate scoring below this. */
+  minScore?: number;
+  samplingStrategy: 'top' | 'random';
   seed: number;
 }
 
@@ -76,18 +84,34 @@ export interface MiningStats {
   removedPositives: number;
   /** Of those, chunks that are only positives by being a text duplicate of one. */
   removedDuplicates: number;
-  /** Removed by the TopK-PercPos guard. */
+  /** Removed by absoluteMargin or relativeMargin. */
   removedByMargin: number;
+  /** Removed by maxScore or minScore. */
+  removedByScore: number;
+  /** The rangeMax used (given or derived). */
+  rangeMax: number;
   scores: { positive: Distribution; negative: Distribution; removedByMargin: Distribution };
 }
 
-export function resolvedRangeMax(o: MiningOptions): number {
-  return o.rangeMax ?? o.rangeMin + 10 * o.numNegatives;
+/**
+ * rangeMax as sentence-transformers derives it when not given: room for the positives, and ten
+ * candidates per negative when a filter (a margin or maxScore) may remove some, else just enough.
+ */
+export function resolvedRangeMax(o: MiningOptions, maxPositives: number): number {
+  if (o.rangeMax !== undefined) return o.rangeMax;
+  const filtered = o.absoluteMargin !== undefined || o.relativeMargin !== undefined || o.maxScore !== undefined;
+  return o.rangeMin + (filtered ? 10 : 1) * o.numNegatives + maxPositives;
 }
 
-/** The score above which a candidate is dropped: margin × positive, computed so it also holds for negative scores. */
-export function marginThreshold(positiveScore: number, margin: number): number {
-  return positiveScore - Math.abs(positiveScore) * (1 - margin);
+/**
+ * The score above which a candidate is dropped for being too close to the positive, or +∞ without a
+ * margin. The relative bound subtracts |positive| × relativeMargin so it also holds for negative scores.
+ */
+export function marginThreshold(positiveScore: number, o: Pick<MiningOptions, 'absoluteMargin' | 'relativeMargin'>): number {
+  let t = Number.POSITIVE_INFINITY;
+  if (o.absoluteMargin !== undefined) t = positiveScore - o.absoluteMargin;
+  if (o.relativeMargin !== undefined) t = Math.min(t, positiveScore - Math.abs(positiveScore) * o.relativeMargin);
+  return t;
 }
 
 function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, dim: number): number {
@@ -165,16 +189,16 @@ export async function mineHardNegatives(
   opts: MiningOptions,
   search: SearchOptions = {},
 ): Promise<{ rows: MinedRow[]; stats: MiningStats }> {
-  const rangeMax = resolvedRangeMax(opts);
   const { dim } = input.queries;
   const { sets, duplicateOnly } = knownPositives(input);
   const chunkRow = new Map<string, number>();
   input.chunkIds.forEach((id, i) => chunkRow.set(id, i));
-  const maxPositives = Math.max(0, ...sets.map((s) => s?.size ?? 0));
-  // Room for the positives on top of rangeMax, as sentence-transformers leaves (capped, so one query
-  // written for hundreds of chunks cannot make every query's search that deep; such a query simply
-  // finds fewer negatives and is counted as short).
-  const searchK = Math.min(input.chunks.count, rangeMax + Math.min(maxPositives, MAX_POSITIVE_SLOTS));
+  const maxPositives = Math.min(MAX_POSITIVE_SLOTS, Math.max(0, ...sets.map((s) => s?.size ?? 0)));
+  const rangeMax = resolvedRangeMax(opts, maxPositives);
+  // Room for the positives (and one more) on top of rangeMax, as sentence-transformers searches;
+  // capped, so one query written for hundreds of chunks cannot make every query's search that deep
+  // (such a query simply finds fewer negatives and is counted as short).
+  const searchK = Math.min(input.chunks.count, rangeMax + maxPositives + 1);
   const method = chooseMethod(input.queries.count, input.chunks.count, search);
   const top = await topK(input.queries, input.chunks, searchK, { ...search, method });
 
@@ -191,6 +215,7 @@ export async function mineHardNegatives(
     removedPositives: 0,
     removedDuplicates: 0,
     removedByMargin: 0,
+    removedByScore: 0,
   };
   for (let q = 0; q < input.queries.count; q++) {
     const positives = sets[q];
@@ -204,7 +229,7 @@ export async function mineHardNegatives(
     // Several positives: the guard uses the weakest, as sentence-transformers does (the safer side).
     let weakest = positiveScore;
     for (const p of positives) weakest = Math.min(weakest, score(p));
-    const threshold = marginThreshold(weakest, opts.margin);
+    const threshold = marginThreshold(weakest, opts);
 
     const eligible: number[] = [];
     const eligibleScores: number[] = [];
@@ -223,12 +248,17 @@ export async function mineHardNegatives(
         guardScores.push(s);
         continue;
       }
+      if ((opts.maxScore !== undefined && s > opts.maxScore) || (opts.minScore !== undefined && s < opts.minScore)) {
+        stats.removedByScore++;
+        continue;
+      }
       eligible.push(row);
       eligibleScores.push(s);
     }
     let picks = eligible.slice(opts.rangeMin).map((row, i) => ({ row, s: eligibleScores[opts.rangeMin + i] as number }));
-    if (opts.sampling === 'random' && picks.length > opts.numNegatives) {
+    if (opts.samplingStrategy === 'random' && picks.length > opts.numNegatives) {
       const seed = Number.parseInt(sha256(`${opts.seed}:${input.queryIds[q]}`).slice(0, 8), 16);
+      // seededSample returns ascending positions of a best-first list: the sample stays best first.
       picks = Array.from(seededSample(picks.length, opts.numNegatives, seed), (i) => picks[i] as { row: number; s: number });
     } else {
       picks = picks.slice(0, opts.numNegatives);
@@ -247,6 +277,7 @@ export async function mineHardNegatives(
       ...stats,
       searchMethod: method,
       searchK,
+      rangeMax,
       scores: { positive: distribution(posScores), negative: distribution(negScores), removedByMargin: distribution(guardScores) },
     },
   };

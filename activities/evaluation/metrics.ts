@@ -1,14 +1,13 @@
 /**
  * Retrieval metrics for one query: a ranking (chunk ids, best first) against the set of chunks that
- * are relevant to it. Binary relevance throughout.
- *
- * Conventions, chosen so the numbers mean the same thing whether a query has one relevant chunk
- * (a generated query and its chunk) or several (a human question whose answer span lies in two
- * overlapping chunks — each alone answers it):
- * - recall@k: 1 when at least one relevant chunk is in the top k, else 0 (a hit rate). With one
- *   relevant chunk this is the textbook recall@k; with several alternatives the textbook
- *   |relevant ∩ top k| / |relevant| would cap recall@1 at 1/|relevant| and make it depend on how
- *   much the chunker overlaps.
+ * are relevant to it. Binary relevance throughout. Named and defined as sentence-transformers'
+ * InformationRetrievalEvaluator names them, so the figures compare with its dev evaluator's:
+ * - accuracy@k: 1 when at least one relevant chunk is in the top k, else 0 (a hit rate): the
+ *   headline figure, as it means the same whether a query has one relevant chunk (a generated query
+ *   and its chunk) or several alternatives (a human question whose answer span lies in two
+ *   overlapping chunks — each alone answers it).
+ * - recall@k: |relevant ∩ top k| / |relevant|. Equal to accuracy@k for a query with one relevant
+ *   chunk; with several it depends on how much the chunker overlaps (recall@1 ≤ 1/|relevant|).
  * - mrr@10: 1 / rank of the first relevant chunk within the top 10, else 0.
  * - ndcg@10: DCG over the top 10 with gain 1 / log2(rank + 1), divided by the ideal DCG of
  *   min(|relevant|, 10) relevant chunks at the top.
@@ -18,8 +17,13 @@
  * A query with no relevant chunk at all scores 0 on every metric (it cannot be answered).
  */
 
-export const METRIC_NAMES = ['recall@1', 'recall@5', 'recall@10', 'recall@50', 'mrr@10', 'ndcg@10', 'map@100'] as const;
+export const ACCURACY_NAMES = ['accuracy@1', 'accuracy@5', 'accuracy@10', 'accuracy@50'] as const;
+export const RECALL_NAMES = ['recall@1', 'recall@5', 'recall@10', 'recall@50'] as const;
+export const METRIC_NAMES = [...ACCURACY_NAMES, ...RECALL_NAMES, 'mrr@10', 'ndcg@10', 'map@100'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
+export type RecallName = (typeof RECALL_NAMES)[number];
+/** The metrics every metrics.json has (true recall is absent in files written before it was computed). */
+export type StableMetricName = Exclude<MetricName, RecallName>;
 export type QueryMetrics = Record<MetricName, number>;
 
 /** How deep a ranking must be for every metric above. */
@@ -31,9 +35,17 @@ export function firstRelevantRank(ranking: readonly string[], relevant: Readonly
   return null;
 }
 
-export function recallAt(ranking: readonly string[], relevant: ReadonlySet<string>, k: number): number {
+export function accuracyAt(ranking: readonly string[], relevant: ReadonlySet<string>, k: number): number {
   const r = firstRelevantRank(ranking.slice(0, k), relevant);
   return r === null ? 0 : 1;
+}
+
+export function recallAt(ranking: readonly string[], relevant: ReadonlySet<string>, k: number): number {
+  if (relevant.size === 0) return 0;
+  let hits = 0;
+  const top = Math.min(k, ranking.length);
+  for (let i = 0; i < top; i++) if (relevant.has(ranking[i]!)) hits++;
+  return hits / relevant.size;
 }
 
 export function mrrAt(ranking: readonly string[], relevant: ReadonlySet<string>, k: number): number {
@@ -67,6 +79,10 @@ export function averagePrecisionAt(ranking: readonly string[], relevant: Readonl
 
 export function queryMetrics(ranking: readonly string[], relevant: ReadonlySet<string>): QueryMetrics {
   return {
+    'accuracy@1': accuracyAt(ranking, relevant, 1),
+    'accuracy@5': accuracyAt(ranking, relevant, 5),
+    'accuracy@10': accuracyAt(ranking, relevant, 10),
+    'accuracy@50': accuracyAt(ranking, relevant, 50),
     'recall@1': recallAt(ranking, relevant, 1),
     'recall@5': recallAt(ranking, relevant, 5),
     'recall@10': recallAt(ranking, relevant, 10),
@@ -77,8 +93,8 @@ export function queryMetrics(ranking: readonly string[], relevant: ReadonlySet<s
   };
 }
 
-/** Recall@k for k = 1..maxK, averaged over queries, from each query's first relevant rank (for curves). */
-export function recallCurve(firstRanks: ReadonlyArray<number | null>, maxK: number): number[] {
+/** Accuracy@k for k = 1..maxK, averaged over queries, from each query's first relevant rank (for curves). */
+export function accuracyCurve(firstRanks: ReadonlyArray<number | null>, maxK: number): number[] {
   const counts = new Array<number>(maxK + 1).fill(0);
   for (const r of firstRanks) if (r !== null && r <= maxK) counts[r]!++;
   const out: number[] = [];

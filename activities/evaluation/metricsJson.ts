@@ -2,16 +2,41 @@ import { z } from 'zod';
 import { Digest } from '../../artifacts/manifest.ts';
 import { Interval, PairedTest } from './bootstrap.ts';
 import { LatencySummary } from './latency.ts';
-import { METRIC_NAMES } from './metrics.ts';
+import { METRIC_NAMES, RECALL_NAMES, type RecallName } from './metrics.ts';
 
 /**
  * metrics.json of an `evaluation` artifact (copied into the `report` artifact), shaped for the CLI's
  * --json: the eval sets are top-level keys, each mapping a system to its metrics with 95% CIs:
- *   { "human": { "base": { "recall@1": {"value", "lo", "hi"}, …, "map@100": {…} }, "finetuned": {…} },
+ *   { "schemaVersion": 2,
+ *     "human": { "base": { "accuracy@1": {"value", "lo", "hi"}, …, "map@100": {…} }, "finetuned": {…} },
  *     "generated": {…}, "pairedTests": {…}, "latency": {…}, "gate": {…} | null,
  *     "verdict": { "finetuned": { "human": "worse", … }, "overall": "worse", "baselines": {…}, "notes": […] },
  *     "meta": {…} }
+ *
+ * Versions: 2 names metrics as sentence-transformers' InformationRetrievalEvaluator does (accuracy@k
+ * the hit rate, recall@k true recall). Files without schemaVersion (1) called the hit rate
+ * "recall@k" and had no true recall: reading one, its recall@k are read as accuracy@k in metric
+ * tables and paired tests (a table is version 1 when it has recall@k and no accuracy@k: version 2
+ * always writes both), and recall@k is absent there. The gate's metric name is kept as written.
  */
+
+export const METRICS_SCHEMA_VERSION = 2;
+
+const OLD_HIT_RATE: Record<string, string> = Object.fromEntries(RECALL_NAMES.map((r) => [r, r.replace('recall@', 'accuracy@')]));
+
+/** A version-1 table (recall@k present, accuracy@k absent: v2 always writes both) with its hit rates renamed. */
+function upgradeTable(raw: unknown): unknown {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw) || 'accuracy@1' in raw || !('recall@1' in raw)) return raw;
+  return Object.fromEntries(Object.entries(raw).map(([k, v]) => [OLD_HIT_RATE[k] ?? k, v]));
+}
+
+/** Per metric; true recall is absent in files written before it was computed (schema version 1). */
+function metricRecord<T extends z.ZodType>(value: T) {
+  const shape = Object.fromEntries(METRIC_NAMES.map((m) => [m, (RECALL_NAMES as readonly string[]).includes(m) ? value.optional() : value])) as {
+    [K in (typeof METRIC_NAMES)[number]]: K extends RecallName ? z.ZodOptional<T> : T;
+  };
+  return z.preprocess(upgradeTable, z.object(shape));
+}
 
 export const EVAL_SETS = ['generated', 'human'] as const;
 export const EvalSetName = z.enum(EVAL_SETS);
@@ -22,7 +47,7 @@ export const SystemName = z.string().regex(/^(base|finetuned)(\+rerank@\d+)?$/, 
 export type SystemName = z.infer<typeof SystemName>;
 
 export const MetricName = z.enum(METRIC_NAMES);
-export const MetricTable = z.record(MetricName, Interval);
+export const MetricTable = metricRecord(Interval);
 export type MetricTable = z.infer<typeof MetricTable>;
 export const SetMetrics = z.record(SystemName, MetricTable);
 export type SetMetrics = z.infer<typeof SetMetrics>;
@@ -32,7 +57,7 @@ export const PairedComparison = z.object({
   a: SystemName,
   b: SystemName,
   n: z.number().int().nonnegative(),
-  metrics: z.record(MetricName, PairedTest.omit({ n: true })),
+  metrics: metricRecord(PairedTest.omit({ n: true })),
 });
 export type PairedComparison = z.infer<typeof PairedComparison>;
 
@@ -45,6 +70,7 @@ export const LatencyTable = z.object({
 export type LatencyTable = z.infer<typeof LatencyTable>;
 
 export const GateResult = z.object({
+  /** In a version-1 file, recall@k here names the hit rate (kept as written: the gate's figures are stored, not recomputed). */
   metric: MetricName,
   evalSet: EvalSetName,
   minGain: z.number(),
@@ -60,7 +86,7 @@ export type Outcome = z.infer<typeof Outcome>;
 
 /**
  * Whether a reranked system is a comparison worth making: 'harms its first stage' when it ranks
- * worse than the system whose candidates it reorders (recall@1 or recall@10 lower beyond the
+ * worse than the system whose candidates it reorders (accuracy@1 or accuracy@10 lower beyond the
  * interval); 'too few queries' when it was scored on a sample too small to judge.
  */
 export const BaselineStatus = z.enum(['valid', 'harms its first stage', 'too few queries']);
@@ -77,7 +103,7 @@ export const DevCheck = z.object({
 export type DevCheck = z.infer<typeof DevCheck>;
 
 export const Verdict = z.object({
-  /** Fine-tuned vs base per eval set (paired 95% CI of recall@1 and ndcg@10) and on the training dev split. */
+  /** Fine-tuned vs base per eval set (paired 95% CI of accuracy@1 and ndcg@10) and on the training dev split. */
   finetuned: z.partialRecord(z.enum([...EVAL_SETS, 'dev']), Outcome),
   /** 'worse' when worse anywhere, else 'better' when better anywhere; null without a fine-tuned model. */
   overall: Outcome.nullable(),
@@ -119,6 +145,8 @@ export const EvalMeta = z.object({
 export type EvalMeta = z.infer<typeof EvalMeta>;
 
 export const MetricsJson = z.object({
+  /** Absent (version 1) in files written before the metric names of sentence-transformers; see above. */
+  schemaVersion: z.literal(METRICS_SCHEMA_VERSION).optional(),
   generated: SetMetrics.optional(),
   human: SetMetrics.optional(),
   pairedTests: z.partialRecord(EvalSetName, z.array(PairedComparison)),
@@ -131,7 +159,8 @@ export const MetricsJson = z.object({
 export type MetricsJson = z.infer<typeof MetricsJson>;
 
 export const METRIC_DEFINITIONS: Record<string, string> = {
-  'recall@k': 'share of queries with at least one relevant chunk in the top k',
+  'accuracy@k': 'share of queries with at least one relevant chunk in the top k (a hit rate)',
+  'recall@k': 'mean over queries of the share of their relevant chunks in the top k',
   'mrr@10': 'mean of 1/rank of the first relevant chunk within the top 10 (0 if none)',
   'ndcg@10': 'binary-gain nDCG over the top 10, ideal = min(|relevant|, 10) relevant chunks first',
   'map@100': 'mean average precision over the top 100, normalised by min(|relevant|, 100)',

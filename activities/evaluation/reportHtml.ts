@@ -127,7 +127,7 @@ function verdicts(d: ReportData, sets: EvalSetName[]): string {
       const word = { better: 'better than', worse: 'worse than', 'no difference': 'as good as (no significant difference from)' }[o];
       out.push(`<div class="verdict ${OUTCOME_CLASS[o]}"><b>${esc(SET_LABEL[set])}</b>: fine-tuned alone is ${word} base reranked by the cross-encoder (${esc(rr)}): ndcg@10 ${esc(
         diffText(vsRr.metrics['ndcg@10'].diff),
-      )}, recall@1 ${esc(diffText(vsRr.metrics['recall@1'].diff))} on the ${vsRr.n} reranked queries.</div>`);
+      )}, accuracy@1 ${esc(diffText(vsRr.metrics['accuracy@1'].diff))} on the ${vsRr.n} reranked queries.</div>`);
     }
   }
   if (out.length === 0) out.push('<p class="empty">No fine-tuned model in this evaluation: the numbers below are the baseline.</p>');
@@ -159,7 +159,7 @@ function setSection(d: ReportData, set: EvalSetName): string {
   const systems = orderSystems(Object.keys(table));
   const n = d.metrics.meta.evalSets[set];
   const judged = systems.filter((s) => !tooFew(d.metrics, set, s));
-  const best = Object.fromEntries(METRIC_NAMES.map((k) => [k, Math.max(...judged.map((s) => table[s]![k].value))]));
+  const best = Object.fromEntries(METRIC_NAMES.map((k) => [k, Math.max(...judged.map((s) => table[s]![k]?.value ?? Number.NEGATIVE_INFINITY))]));
   const rows = systems
     .map((s) => {
       const scored = scoredOn(d.metrics, set, s);
@@ -169,6 +169,8 @@ function setSection(d: ReportData, set: EvalSetName): string {
       const flag = harms ? `<span class="flagnote">makes ${esc(s.split('+')[0])} worse: not a meaningful baseline</span>` : '';
       return `<tr class="${harms ? 'flag' : ''}"><td class="l"><span class="sw" style="background:${colorOf(s, systems)}"></span>${esc(s)}${sampled}${flag}</td>${METRIC_NAMES.map((k) => {
         const c = table[s]![k];
+        // True recall is absent in evaluations written before it was computed (metrics.json version 1).
+        if (!c) return '<td>—</td>';
         const ci = few ? `n=${scored.n}, no interval` : `${fmt(c.lo)} – ${fmt(c.hi)}`;
         return `<td class="${c.value === best[k] && !few && !harms ? 'best' : ''}">${fmt(c.value)}<small>${ci}</small></td>`;
       }).join('')}</tr>`;
@@ -182,7 +184,7 @@ function setSection(d: ReportData, set: EvalSetName): string {
       dashed: s.includes('+rerank@'),
       points: curves[s]!.map((v, i): [number, number] => [i + 1, v]),
     })),
-    { title: `Recall@k — ${SET_LABEL[set]}`, xLabel: 'k (log scale)', yLabel: 'recall@k', xLog: true, yMin: 0, yMax: 1, xTicks: [1, 2, 5, 10, 20, 50, 100] },
+    { title: `Accuracy@k — ${SET_LABEL[set]}`, xLabel: 'k (log scale)', yLabel: 'accuracy@k (hit rate)', xLog: true, yMin: 0, yMax: 1, xTicks: [1, 2, 5, 10, 20, 50, 100] },
   );
   const bars = barChart(
     HEADLINE_METRICS,
@@ -269,7 +271,7 @@ function miningChart(d: ReportData): string {
   const g = d.mining;
   if (!g) return '';
   const marker = Number.isFinite(g.margin)
-    ? [{ x: g.margin * g.medianPositive, label: `margin ${fmt(g.margin, 2)} × median positive`, color: '#dc2626' }]
+    ? [{ x: g.margin * g.medianPositive, label: `relativeMargin ${fmt(1 - g.margin, 2)}: ${fmt(g.margin, 2)} × median positive`, color: '#dc2626' }]
     : [];
   return histogram(
     g.edges,
@@ -285,7 +287,7 @@ function miningNote(d: ReportData): string {
   const g = d.mining;
   if (!g) return '';
   const removed = g.removedByMargin === null ? '' : ` ${g.removedByMargin} candidates were dropped that way.`;
-  return `<p class="sub">Hard negatives: a candidate scoring above margin × its own positive's score is dropped as a likely unlabelled positive; the dashed line is that bound for the median positive (${fmt(
+  return `<p class="sub">Hard negatives: a candidate scoring above (1 − relativeMargin) × its own positive's score is dropped as a likely unlabelled positive; the dashed line is that bound for the median positive (${fmt(
     g.medianPositive,
   )}).${esc(removed)} Negatives piled up against the line mean the margin decides which texts the model learns to push away.</p>`;
 }

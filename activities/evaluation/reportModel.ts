@@ -1,11 +1,11 @@
 import type { EvalSetName, MetricsJson, PairedComparison, Verdict } from './metricsJson.ts';
-import type { MetricName } from './metrics.ts';
+import type { MetricName, StableMetricName } from './metrics.ts';
 
 /** Everything the report renders, gathered by the report stage from the evaluation and its lineage. */
 export interface ReportData {
   metrics: MetricsJson;
   evaluation: { digest: string; createdAt: string; runId?: string };
-  /** Recall@k for k = 1..100, per eval set and system, from the per-query first relevant ranks. */
+  /** Accuracy@k for k = 1..100, per eval set and system, from the per-query first relevant ranks. */
   curves: Partial<Record<EvalSetName, Record<string, number[]>>>;
   /** Loss per step of each trained model found in the lineage (fine-tuned model, reranker). */
   training: Array<{ name: string; points: Array<[number, number]> }>;
@@ -29,7 +29,7 @@ export interface MiningScores {
   edges: number[];
   positive: number[];
   negative: number[];
-  /** TopK-PercPos: candidates scoring above margin × their positive's score were dropped. */
+  /** 1 − relativeMargin: candidates scoring above this × their positive's score were dropped (NaN: no relative margin). */
   margin: number;
   medianPositive: number;
   removedByMargin: number | null;
@@ -91,5 +91,5 @@ export function deepestBaseReranker(systems: string[]): string | undefined {
   return orderSystems(systems.filter((s) => s.startsWith('base+rerank@'))).pop();
 }
 
-export const HEADLINE_METRICS: MetricName[] = ['recall@1', 'recall@10', 'mrr@10', 'ndcg@10'];
+export const HEADLINE_METRICS: StableMetricName[] = ['accuracy@1', 'accuracy@10', 'mrr@10', 'ndcg@10'];
 export const SET_LABEL: Record<EvalSetName, string> = { generated: 'generated eval queries', human: 'human-written questions' };

@@ -1,5 +1,6 @@
 import { pts } from './html.ts';
 import { type BootstrapOptions, bootstrapMeans, pairedTest } from './bootstrap.ts';
+import { InvalidInputError } from '../errors.ts';
 import { METRIC_NAMES, type MetricName, firstRelevantRank, queryMetrics } from './metrics.ts';
 import type { GateResult, MetricTable, PairedComparison } from './metricsJson.ts';
 
@@ -71,7 +72,14 @@ export interface GateSpec {
 
 /** The quality gate: the fine-tuned model passes when the lower end of its gain's CI exceeds minGain. */
 export function gateCheck(spec: GateSpec, cmp: PairedComparison): GateResult {
-  const diff = cmp.metrics[spec.metric].diff;
+  const tested = cmp.metrics[spec.metric];
+  if (!tested) {
+    throw new InvalidInputError(`the gate's metric ${spec.metric} is not in the ${cmp.b} vs ${cmp.a} comparison`, {
+      where: `gate on ${spec.evalSet}`,
+      hint: 'gate on accuracy@k, mrr@10, ndcg@10 or map@100',
+    });
+  }
+  const diff = tested.diff;
   const passed = diff.lo > spec.minGain;
   const ci = `95% CI ${pts(diff.lo)} … ${pts(diff.hi)}, n=${cmp.n}`;
   const message = passed

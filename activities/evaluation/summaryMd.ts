@@ -34,7 +34,7 @@ export function renderSummaryMd(m: MetricsJson, verdict: Verdict = m.verdict ?? 
     const outcome = verdict.finetuned[set];
     if (ft && outcome) {
       const words = { better: 'a real gain', worse: 'a real loss', 'no difference': 'not distinguishable from noise' }[outcome];
-      lines.push(`Fine-tuned vs base: ndcg@10 ${ci(ft.metrics['ndcg@10'].diff)} — ${words}. recall@1 ${ci(ft.metrics['recall@1'].diff)}.`);
+      lines.push(`Fine-tuned vs base: ndcg@10 ${ci(ft.metrics['ndcg@10'].diff)} — ${words}. accuracy@1 ${ci(ft.metrics['accuracy@1'].diff)}.`);
     }
     const rr = deepestBaseReranker(Object.keys(table));
     const vsRr = rr && findComparison(m, set, rr, 'finetuned');

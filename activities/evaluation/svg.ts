@@ -16,7 +16,7 @@ export interface LineChartOptions {
   title: string;
   xLabel: string;
   yLabel: string;
-  /** Logarithmic x axis (recall@k over k = 1..100). */
+  /** Logarithmic x axis (accuracy@k over k = 1..100). */
   xLog?: boolean;
   /** x values are counts (steps): ticks on whole numbers only. */
   xInteger?: boolean;

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { fmt, pts } from './html.ts';
 import type { BaselineStatus, DevCheck, EvalSetName, MetricsJson, Outcome, PairedComparison, Verdict } from './metricsJson.ts';
 import { EVAL_SETS } from './metricsJson.ts';
-import type { MetricName } from './metrics.ts';
+import type { MetricName, StableMetricName } from './metrics.ts';
 import { SET_LABEL, findComparison, orderSystems } from './reportModel.ts';
 
 /**
@@ -12,7 +12,7 @@ import { SET_LABEL, findComparison, orderSystems } from './reportModel.ts';
  */
 
 /** The metrics that decide: the first answer, and the ranking of the first page. */
-export const VERDICT_METRICS: MetricName[] = ['recall@1', 'ndcg@10'];
+export const VERDICT_METRICS: StableMetricName[] = ['accuracy@1', 'ndcg@10'];
 
 /**
  * Below this many queries a sampled system's bootstrap interval means little (one query gives the
@@ -56,12 +56,12 @@ export function firstStageOf(system: string): string {
   return system.split('+')[0]!;
 }
 
-/** The recall figures a harmful reranker lowered beyond the interval: "recall@1 0.900 → 0.125". */
+/** The accuracy figures a harmful reranker lowered beyond the interval: "accuracy@1 0.900 → 0.125". */
 export function harmText(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'>, set: EvalSetName, system: string): string {
   const first = firstStageOf(system);
   const cmp = findComparison(m, set, first, system);
   const table = m[set]!;
-  return (['recall@1', 'recall@10'] as const)
+  return (['accuracy@1', 'accuracy@10'] as const)
     .filter((k) => cmp && cmp.metrics[k].diff.hi < 0)
     .map((k) => `${k} ${fmt(table[first]![k].value)} → ${fmt(table[system]![k].value)}`)
     .join(', ');
@@ -70,7 +70,7 @@ export function harmText(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTes
 export function baselineStatus(m: Pick<MetricsJson, 'meta' | 'pairedTests'>, set: EvalSetName, system: string): BaselineStatus {
   if (tooFew(m, set, system)) return 'too few queries';
   const cmp = findComparison(m, set, firstStageOf(system), system);
-  const harms = cmp && (['recall@1', 'recall@10'] as const).some((k) => cmp.metrics[k].diff.hi < 0);
+  const harms = cmp && (['accuracy@1', 'accuracy@10'] as const).some((k) => cmp.metrics[k].diff.hi < 0);
   return harms ? 'harms its first stage' : 'valid';
 }
 

@@ -105,7 +105,7 @@ describe('report', () => {
     expect(state.text).toContain('<script>window.__pwned = 1</script>');
     // Summary table, recall curves, CI bars (per eval set), latency and the training curve.
     expect(state.svgs).toBeGreaterThanOrEqual(6);
-    for (const s of ['finetuned', 'base+rerank@10', 'Recall@k', 'Per-query latency', 'Lineage', 'p95']) {
+    for (const s of ['finetuned', 'base+rerank@10', 'Accuracy@k', 'Per-query latency', 'Lineage', 'p95']) {
       expect(state.text).toContain(s);
     }
   });
@@ -160,7 +160,7 @@ describe('verdicts', () => {
   it('a fine-tuned model worse than its base is called worse in metrics.json, the stage stats and summary.md', async () => {
     const m = await metricsOf();
     const cmp = m.pairedTests.generated!.find((c) => c.a === 'base' && c.b === 'finetuned')!;
-    expect(cmp.metrics['recall@1'].diff.hi).toBeLessThan(0);
+    expect(cmp.metrics['accuracy@1'].diff.hi).toBeLessThan(0);
     expect(m.verdict).toMatchObject({ overall: 'worse', finetuned: { generated: 'worse' } });
     // `embedflow status` shows a stage's first stats; `run --json` carries them all.
     expect(Object.entries(evaluation.stats).slice(0, 2)).toEqual([
@@ -170,18 +170,18 @@ describe('verdicts', () => {
     const md = await summary();
     expect(md).toContain('**Verdict: the fine-tuned model is WORSE than its base.**');
     const generated = md.slice(md.indexOf('## generated eval queries'), md.indexOf('## human-written questions'));
-    expect(generated).toMatch(/Fine-tuned vs base: ndcg@10 −.* — a real loss\. recall@1 −/);
-    expect(m.verdict!.notes[0]).toMatchObject({ severity: 'bad', text: expect.stringMatching(/^Fine-tuned is WORSE than base on the generated eval queries: recall@1 −/) });
+    expect(generated).toMatch(/Fine-tuned vs base: ndcg@10 −.* — a real loss\. accuracy@1 −/);
+    expect(m.verdict!.notes[0]).toMatchObject({ severity: 'bad', text: expect.stringMatching(/^Fine-tuned is WORSE than base on the generated eval queries: accuracy@1 −/) });
   });
 
   it("a reranker that lowers its first stage's recall is flagged, not declared beaten", async () => {
     const m = await metricsOf();
     const g = m.generated!;
-    expect(g['base+rerank@10']!['recall@1'].value).toBeLessThan(g['base']!['recall@1'].value);
+    expect(g['base+rerank@10']!['accuracy@1'].value).toBeLessThan(g['base']!['accuracy@1'].value);
     expect(m.verdict!.baselines.generated).toMatchObject({ 'base+rerank@10': 'harms its first stage' });
     expect(evaluation.stats['baseline.generated.base+rerank@10']).toBe('harms its first stage');
     const md = await summary();
-    expect(md).toMatch(/- \*\*base\+rerank@10: this reranker makes base worse on the generated eval queries \(recall@1 \d\.\d+ → \d\.\d+\): not a meaningful comparison/);
+    expect(md).toMatch(/- \*\*base\+rerank@10: this reranker makes base worse on the generated eval queries \(accuracy@1 \d\.\d+ → \d\.\d+\): not a meaningful comparison/);
     const generated = md.slice(md.indexOf('## generated eval queries'), md.indexOf('## human-written questions'));
     expect(generated).not.toContain('Fine-tuned vs base+rerank@10');
   });

@@ -176,7 +176,7 @@ describe('report rendering', () => {
     const v = judge(m);
     expect(v.baselines.human).toEqual({ 'base+rerank@50': 'harms its first stage' });
     const text =
-      'base+rerank@50: this reranker makes base worse on the human-written questions (recall@1 0.400 → 0.050, recall@10 0.400 → 0.050): ' +
+      'base+rerank@50: this reranker makes base worse on the human-written questions (accuracy@1 0.400 → 0.050, accuracy@10 0.400 → 0.050): ' +
       'not a meaningful comparison, and fine-tuned is not compared with it.';
     expect(v.notes[0]).toEqual({ about: 'baseline', severity: 'bad', text });
     expect(renderSummaryMd(m, v)).toContain(`- **${text}**`);

@@ -90,8 +90,8 @@ describe('evaluate with a reranker', () => {
     // (Compared on the same 12 queries: the paired test of base+rerank@10 vs base.)
     const cmp = m.pairedTests.generated!.find((c) => c.a === 'base' && c.b === 'base+rerank@10')!;
     expect(cmp.n).toBe(12);
-    expect(cmp.metrics['recall@10'].diff.value).toBe(0);
-    expect(cmp.metrics['recall@50'].diff.value).toBe(0);
+    expect(cmp.metrics['accuracy@10'].diff.value).toBe(0);
+    expect(cmp.metrics['accuracy@50'].diff.value).toBe(0);
     expect(m.pairedTests.generated!.map((c) => `${c.b} vs ${c.a}`)).toEqual(
       expect.arrayContaining(['finetuned vs base+rerank@10', 'finetuned+rerank@10 vs finetuned']),
     );

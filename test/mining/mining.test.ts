@@ -39,7 +39,7 @@ function input(): MiningInput {
   };
 }
 
-const base: MiningOptions = { numNegatives: 3, margin: 0.95, rangeMin: 0, sampling: 'top', seed: 1 };
+const base: MiningOptions = { numNegatives: 3, relativeMargin: 0.05, rangeMin: 0, samplingStrategy: 'top', seed: 1 };
 const ids = (rows: number[]) => rows.map((r) => chunks[r]!.id);
 
 describe('mineHardNegatives', () => {
@@ -60,14 +60,14 @@ describe('mineHardNegatives', () => {
   });
 
   it('without the guard the near-duplicate is the hardest negative (the guard is what removes it)', async () => {
-    const { rows } = await mineHardNegatives(input(), { ...base, margin: 1 });
+    const { rows } = await mineHardNegatives(input(), { ...base, relativeMargin: undefined });
     expect(ids(rows[0]!.negatives)[0]).toBe('c-near');
   });
 
   it('rank range and random sampling choose among the eligible candidates only, deterministically', async () => {
     const ranged = await mineHardNegatives(input(), { ...base, numNegatives: 2, rangeMin: 1, rangeMax: 4 });
     expect(ids(ranged.rows[0]!.negatives)).toEqual(['c-n2', 'c-n3']);
-    const opts: MiningOptions = { ...base, numNegatives: 2, sampling: 'random', rangeMax: 5 };
+    const opts: MiningOptions = { ...base, numNegatives: 2, samplingStrategy: 'random', rangeMax: 5 };
     const a = await mineHardNegatives(input(), opts);
     const b = await mineHardNegatives(input(), opts);
     expect(a.rows[0]!.negatives).toEqual(b.rows[0]!.negatives);
@@ -77,15 +77,36 @@ describe('mineHardNegatives', () => {
   });
 
   it('counts a query as short when the guard leaves too few candidates', async () => {
-    const { stats, rows } = await mineHardNegatives(input(), { ...base, numNegatives: 3, margin: 0.55 });
+    const { stats, rows } = await mineHardNegatives(input(), { ...base, numNegatives: 3, relativeMargin: 0.45 });
     // Threshold 0.55 × 0.8 = 0.44: only c-n4 (0.4) and c-n5 (0.3) survive for q0.
     expect(ids(rows[0]!.negatives)).toEqual(['c-n4', 'c-n5']);
     expect(stats.queriesShort).toBeGreaterThanOrEqual(1);
   });
 
   it('the margin threshold holds for negative positive scores too', () => {
-    expect(marginThreshold(0.8, 0.95)).toBeCloseTo(0.76);
-    expect(marginThreshold(-0.2, 0.95)).toBeCloseTo(-0.21);
+    expect(marginThreshold(0.8, { relativeMargin: 0.05 })).toBeCloseTo(0.76);
+    expect(marginThreshold(-0.2, { relativeMargin: 0.05 })).toBeCloseTo(-0.21);
+    expect(marginThreshold(0.8, { absoluteMargin: 0.1 })).toBeCloseTo(0.7);
+    // Both: the stricter bound.
+    expect(marginThreshold(0.8, { absoluteMargin: 0.01, relativeMargin: 0.05 })).toBeCloseTo(0.76);
+    expect(marginThreshold(0.8, {})).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it('absoluteMargin, maxScore and minScore drop candidates as sentence-transformers does', async () => {
+    // positive 0.8: absoluteMargin 0.15 keeps scores ≤ 0.65 (c-n2 0.6 onwards).
+    const abs = await mineHardNegatives(input(), { ...base, relativeMargin: undefined, absoluteMargin: 0.15 });
+    expect(ids(abs.rows[0]!.negatives)).toEqual(['c-n2', 'c-n3', 'c-n4']);
+    const bounded = await mineHardNegatives(input(), { ...base, relativeMargin: undefined, maxScore: 0.65, minScore: 0.45 });
+    expect(ids(bounded.rows[0]!.negatives)).toEqual(['c-n2', 'c-n3']);
+    expect(bounded.stats.removedByScore).toBeGreaterThanOrEqual(3); // c-near, c-n1 above; c-n4, c-n5 below (for q0)
+    expect(bounded.stats.queriesShort).toBeGreaterThanOrEqual(1);
+  });
+
+  it('derives rangeMax as sentence-transformers does: tenfold room only when a filter may remove candidates', async () => {
+    // 3 positives at most (q0 and q0-again share their text; c-dup is c-pos's text), 3 negatives.
+    expect((await mineHardNegatives(input(), base)).stats.rangeMax).toBe(0 + 10 * 3 + 3);
+    expect((await mineHardNegatives(input(), { ...base, relativeMargin: undefined })).stats.rangeMax).toBe(0 + 3 + 3);
+    expect((await mineHardNegatives(input(), { ...base, rangeMin: 1, rangeMax: 7 })).stats.rangeMax).toBe(7);
   });
 });
 

@@ -5,10 +5,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildDataset } from '../../activities/buildDataset.ts';
+import { StageParamsError } from '../../activities/errors.ts';
 import { mineNegatives } from '../../activities/mineNegatives.ts';
 import { stringColumn, stringListColumn } from '../../activities/evaluation/tables.ts';
 import { readParquet } from '../../artifacts/parquet.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
+import { buildPlan } from '../../pipelines/dsl.ts';
+import { loadPipeline } from '../../pipelines/load.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { baseModel } from '../eval/fixtures.ts';
 import { PYTHON } from '../embedding/support.ts';
@@ -89,12 +92,25 @@ describe('mineNegatives stage', () => {
     expect(r.queryIds).toHaveLength(queries.length);
   });
 
-  it('without the guard (margin 1) the near-copy is mined: the guard is what keeps it out', async () => {
-    const r = await mined({ numNegatives: 3, margin: 1 });
+  it('without the guard (relativeMargin null) the near-copy is mined: the guard is what keeps it out', async () => {
+    const r = await mined({ numNegatives: 3, relativeMargin: null });
     const first = r.negatives[r.queryIds.indexOf('q-pos')]!;
     expect(first).toContain('c-near');
     // Every text was embedded by the first run: this one asks the model for nothing.
     expect(r.stats).toMatchObject({ embeddingsComputed: 0 });
+  });
+});
+
+describe('mining parameter names', () => {
+  it("an old name is refused when the plan is built, naming sentence-transformers' name and the conversion", async () => {
+    const pipeline = await loadPipeline(join(PROJECT_ROOT, 'pipelines', 'domain-embedding.ts'));
+    const plan = (path: string, value: unknown) =>
+      buildPlan(pipeline, { taskQueues: { workflow: 'q', cpu: 'q-cpu', gpu: 'q-gpu' }, overrides: [{ path, value }] });
+    await expect(plan('negatives.margin', 0.95)).rejects.toThrow(StageParamsError);
+    await expect(plan('negatives.margin', 0.95)).rejects.toThrow(/params\.margin: renamed to relativeMargin.*margin 0\.95 is relativeMargin 0\.05/);
+    await expect(plan('negatives.sampling', 'random')).rejects.toThrow(/params\.sampling: renamed to samplingStrategy/);
+    // The new names plan.
+    await expect(plan('negatives.samplingStrategy', 'random')).resolves.toBeDefined();
   });
 });
 
