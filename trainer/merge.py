@@ -12,7 +12,8 @@ import torch
 
 from json_lines import emit
 
-CANDIDATES = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Each candidate costs one dev evaluation (the dev corpus re-encoded): three is what a CPU run affords.
+CANDIDATES = (0.0, 0.5, 1.0)
 DEV_METRIC = "dev_cosine_ndcg@10"
 
 
@@ -20,8 +21,10 @@ def _mix(trained: dict, base: dict, share: float) -> dict:
     return {k: (share * v + (1 - share) * base[k]) if v.is_floating_point() else v for k, v in trained.items()}
 
 
-def merge_with_base(model, base_dir: str, how: str, evaluator) -> dict:
-    """Replace `model`'s weights by share·fine-tuned + (1−share)·base; returns what was chosen and why."""
+def merge_with_base(model, base_dir: str, how: str, evaluator, known: dict[float, dict] | None = None) -> dict:
+    """Replace `model`'s weights by share·fine-tuned + (1−share)·base; returns what was chosen, why, and
+    the chosen model's dev metrics. `known`: dev metrics already measured for a share (the base's, from
+    the evaluation before the first step), not measured again."""
     from sentence_transformers import SentenceTransformer
 
     base = SentenceTransformer(base_dir, device=model.device.type, local_files_only=True).state_dict()
@@ -33,14 +36,18 @@ def merge_with_base(model, base_dir: str, how: str, evaluator) -> dict:
     if how != "auto":
         share = float(how)
         model.load_state_dict(_mix(trained, base, share))
-        return {"share": share, "chosenBy": "parameter", "candidates": []}
-    scores = []
+        return {"share": share, "chosenBy": "parameter", "candidates": [], "metrics": None}
+    scores, metrics = [], {}
     for share in CANDIDATES:
-        model.load_state_dict(_mix(trained, base, share))
-        score = evaluator(model).get(DEV_METRIC)
+        if known and share in known and known[share].get(DEV_METRIC) is not None:
+            metrics[share] = known[share]
+        else:
+            model.load_state_dict(_mix(trained, base, share))
+            metrics[share] = evaluator(model)
+        score = metrics[share].get(DEV_METRIC)
         scores.append({"share": share, DEV_METRIC: score})
         emit({"type": "status", "message": f"merge with base: share {share} → dev ndcg@10 {score:.4f}"})
     # Ties go to the smaller share: closer to the base is the safer model.
     best = max(scores, key=lambda c: (c[DEV_METRIC], -c["share"]))
     model.load_state_dict(_mix(trained, base, best["share"]))
-    return {"share": best["share"], "chosenBy": DEV_METRIC, "candidates": scores}
+    return {"share": best["share"], "chosenBy": DEV_METRIC, "candidates": scores, "metrics": metrics[best["share"]]}

@@ -59,6 +59,14 @@ def save_final(model, output_dir: str) -> str:
     return final
 
 
+def _base_dev_metrics(trainer) -> dict:
+    """The dev evaluation before the first step (eval_on_start), named as the evaluator names them."""
+    for entry in trainer.state.log_history:
+        if entry.get("step") == 0 and any(k.startswith("eval_dev_") for k in entry):
+            return {k[len("eval_"):]: v for k, v in entry.items() if k.startswith("eval_dev_")}
+    return {}
+
+
 def train(cfg: TrainConfig, device: str, precision: str) -> dict:
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -124,8 +132,9 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         prompts=prompts or None,
         eval_strategy="steps" if eval_dataset is not None else "no",
-        # The base's own dev figures, so a fine-tune that ends below where it started is seen as such.
-        eval_on_start=evaluator is not None,
+        # The base's own dev figures, so a fine-tune that ends below where it started is seen as such
+        # (a resumed run has them in its checkpoint's log history).
+        eval_on_start=evaluator is not None and cfg.resume_from is None,
         eval_steps=cfg.eval_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
@@ -167,13 +176,18 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
     if cfg.merge_with_base != "1":
         from merge import merge_with_base
 
-        merge = merge_with_base(model, cfg.model, cfg.merge_with_base, evaluator)
+        merge = merge_with_base(model, cfg.model, cfg.merge_with_base, evaluator, known={0.0: _base_dev_metrics(trainer)})
     final = save_final(model, cfg.output_dir)
     metrics = {}
     if evaluator is not None:
-        emit({"type": "status", "message": "evaluating on the dev split"})
-        metrics = evaluator(model)
+        # A merge chosen on dev has measured the model it kept: no second pass over the dev corpus.
+        metrics = (merge or {}).pop("metrics", None) or {}
+        if not metrics:
+            emit({"type": "status", "message": "evaluating on the dev split"})
+            metrics = evaluator(model)
         emit({"type": "eval", "step": trainer.state.global_step, "metrics": metrics, "final": True})
+    elif merge:
+        merge.pop("metrics", None)
 
     # 8. Export as a `model` artifact (st/, onnx/ fp32 + int8, model.json)
     export = None
