@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../../activities/errors.ts';
 import { latestCheckpoint } from '../../activities/training/checkpoints.ts';
 import { pairRows, syntheticRows, writePairsParquet } from './fixtures.ts';
+import { rowCosines, torchEmbeddings } from '../embedding/support.ts';
 import { type TinyRunOptions, autoCpuPrecision, baseModelDir, mean, memoryCappedPython, tempDir, tinyKernelRun } from './support.ts';
 
 // The training kernel (trainer/train.py) driven exactly as the train stage drives it (same flags,
@@ -48,6 +49,31 @@ describe('training kernel', { timeout: 600_000 }, () => {
     const rest = await kernel(resumed, params, { resumeFrom: from!.path });
     expect(rest.done.stepsExecuted).toBe(3);
     expect(rest.curve).toEqual(a.curve.slice(3));
+  });
+
+  it('merging with the base: share 0 gives the base back; auto chooses on dev among 0, 0.5 and 1 and says so', async () => {
+    const dev = join(dir, 'dev.parquet');
+    await writePairsParquet(dev, pairRows(1).filter((_, i) => i % 8 >= 6));
+    // A learning rate that moves the weights a long way in two steps, so the merge has something to undo.
+    const params = { maxSteps: 2, learningRate: 1e-3 };
+    const [none, auto] = await Promise.all([
+      kernel(join(dir, 'share0'), { ...params, mergeWithBase: 0 }),
+      kernel(join(dir, 'auto'), { ...params, mergeWithBase: 'auto', evaluate: true }, { dev }),
+    ]);
+    const texts = ['水質は何地点で測定しているか', 'The survey started in 2016.'];
+    const work = await tempDir('ef-merge-');
+    const base = await torchEmbeddings(model, texts, work);
+    expect(Math.min(...rowCosines(await torchEmbeddings(join(dir, 'share0', 'final'), texts, work), base))).toBeGreaterThan(0.99999);
+    expect(none.done.merge).toMatchObject({ share: 0, chosenBy: 'parameter' });
+
+    const merge = auto.done.merge!;
+    expect(merge.candidates.map((c) => c.share)).toEqual([0, 0.5, 1]);
+    const best = Math.max(...merge.candidates.map((c) => c['dev_cosine_ndcg@10'] ?? -1));
+    expect(merge.candidates.find((c) => c.share === merge.share)!['dev_cosine_ndcg@10']).toBe(best);
+    // The base was measured before the first step, and the final figures are the kept candidate's.
+    const evals = auto.lines.filter((l) => l.type === 'eval');
+    expect(evals[0]).toMatchObject({ step: 0 });
+    expect(auto.done.evalMetrics['dev_cosine_ndcg@10']).toBe(best);
   });
 
   it('CachedMNRL (GradCache) and GISTEmbed (guided by the base model) train too', async () => {

@@ -31,6 +31,7 @@ export const TINY = { batchSize: 8, maxSeqLength: 64, cpuThreads: 1, logEvery: 1
 export interface TinyRunOptions {
   model: string;
   train: string;
+  dev?: string;
   resumeFrom?: string;
   python?: string;
 }
@@ -46,7 +47,7 @@ export async function tinyKernelRun(outputDir: string, params: Record<string, un
     projectRoot: PROJECT_ROOT,
     args: kernelArgs(
       TrainParams.parse({ ...TINY, evaluate: false, ...params }),
-      { model: opts.model, train: opts.train, outputDir, resumeFrom: opts.resumeFrom },
+      { model: opts.model, train: opts.train, dev: opts.dev, outputDir, resumeFrom: opts.resumeFrom },
       { name: 'tiny-ft', source: 'test', queryPrefix: '', passagePrefix: '' },
     ),
     env: process.env,
