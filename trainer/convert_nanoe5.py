@@ -291,6 +291,7 @@ def package_model_file(variant: str) -> Path:
 def convert(out: Path, variant: str = "original", source: Path | None = None) -> dict:
     t0 = time.perf_counter()
     model = read_model(source or package_model_file(variant))
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
