@@ -127,7 +127,8 @@ export const train = defineStage({
           break;
         case 'eval':
           evals.push({ step: line.step, metrics: line.metrics });
-          beat(line.step, { message: `dev ndcg@10 ${line.metrics['dev_cosine_ndcg@10']?.toFixed(4) ?? '?'}` });
+          // The Trainer's own evaluations (before the first step, every evalEvery) prefix the names with eval_.
+          beat(line.step, { message: `dev ndcg@10 ${(line.metrics['dev_cosine_ndcg@10'] ?? line.metrics['eval_dev_cosine_ndcg@10'])?.toFixed(4) ?? '?'}` });
           break;
         default:
           break;
