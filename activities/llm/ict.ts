@@ -52,14 +52,19 @@ export class IctProvider implements QueryProvider {
   async close(): Promise<void> {}
 }
 
+/** A 32-bit integer fixed by `seed`. */
+function hash32(seed: string): number {
+  return parseInt(sha256(seed).slice(0, 8), 16);
+}
+
 /** A number in [0, 1) fixed by `seed`. */
 function unitHash(seed: string): number {
-  return parseInt(sha256(seed).slice(0, 8), 16) / 0x100000000;
+  return hash32(seed) / 0x100000000;
 }
 
 function seededShuffle<T>(items: T[], seed: string): T[] {
   const out = [...items];
-  let h = parseInt(sha256(seed).slice(0, 8), 16) || 1;
+  let h = hash32(seed) || 1;
   const rand = () => {
     h ^= h << 13;
     h ^= h >>> 17;
