@@ -8,8 +8,6 @@ a fine-tune that helps nowhere yields the base, never something worse than it on
 
 from __future__ import annotations
 
-import torch
-
 from json_lines import emit
 
 # Each candidate costs one dev evaluation (the dev corpus re-encoded): three is what a CPU run affords.
@@ -29,10 +27,6 @@ def merge_with_base(model, base_dir: str, how: str, evaluator, known: dict[float
 
     base = SentenceTransformer(base_dir, device=model.device.type, local_files_only=True).state_dict()
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if how == "auto" and evaluator is None:
-        from failures import TrainerConfigError
-
-        raise TrainerConfigError("'auto' chooses the share on the dev split, and evaluation is off", where="--merge-with-base", hint="drop --no-evaluate or give a number")
     if how != "auto":
         share = float(how)
         model.load_state_dict(_mix(trained, base, share))

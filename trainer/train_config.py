@@ -162,6 +162,7 @@ def parse_config(argv: list[str]) -> TrainConfig:
     _require_dir(a.resume_from, "--resume-from", "trainer_state.json")
     _require(a.merge_with_base == "auto" or _is_share(a.merge_with_base), "--merge-with-base", f"must be 'auto' or a number in [0, 1], got {a.merge_with_base!r}", "use e.g. 0.5 or auto")
     _require(a.merge_with_base != "auto" or a.dev is not None, "--merge-with-base", "'auto' chooses on the dev split, and there is no --dev", "give --dev or a number")
+    _require(a.merge_with_base != "auto" or a.evaluate, "--merge-with-base", "'auto' chooses on the dev split, and evaluation is off", "drop --no-evaluate or give a number")
     from pairs import check_columns
 
     check_columns(a.train, "--train", a.num_negatives)
