@@ -281,7 +281,7 @@ export const evaluate = defineStage({
       definitions: METRIC_DEFINITIONS,
     };
     // The train stage's dev evaluations (meta.evals) say whether fine-tuning helped on its own dev split.
-    const verdict = judge({ ...metrics, pairedTests, meta }, finetuned && devCheckOf(finetuned.manifest.meta['evals']));
+    const verdict = judge({ ...metrics, pairedTests, meta }, finetuned && devCheckOf(finetuned.manifest.meta['evals'], finetuned.manifest.meta['merge']));
     const result: MetricsJson = { schemaVersion: METRICS_SCHEMA_VERSION, ...metrics, pairedTests, latency, gate, verdict, meta };
     await writeFileAtomic(await ctx.out.file('metrics.json'), `${JSON.stringify(result, null, 2)}\n`);
     const perQuery = perQueryTable(sets, scores);

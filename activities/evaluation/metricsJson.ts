@@ -99,6 +99,17 @@ export const DevCheck = z.object({
   /** Dev metric (e.g. dev_cosine_ndcg@10) → its value for base and for the fine-tuned model. */
   figures: z.record(z.string(), z.object({ base: z.number(), finetuned: z.number() })),
   outcome: Outcome,
+  /**
+   * The merge with the base (train's mergeWithBase), when it ran: the share of the fine-tune kept, why,
+   * and the best share's dev nDCG@10 gain over the base with its paired 95% interval.
+   */
+  merge: z
+    .object({
+      share: z.number(),
+      chosenBy: z.string(),
+      best: z.object({ share: z.number(), gain: z.number(), low: z.number(), high: z.number() }).optional(),
+    })
+    .optional(),
 });
 export type DevCheck = z.infer<typeof DevCheck>;
 

@@ -96,11 +96,28 @@ export function devPoints(evals: unknown): Array<{ step: number; metrics: Record
  * at step 0 is the base model's (the kernel evaluates before training when asked to), the last one
  * the exported model's. Undefined when there is no step-0 figure to compare with.
  */
-export function devCheckOf(evals: unknown): DevCheck | undefined {
+const MergeMeta = z.object({
+  share: z.number(),
+  chosenBy: z.string(),
+  candidates: z.array(z.object({ share: z.number(), gain: z.number().optional(), gainLow: z.number().optional(), gainHigh: z.number().optional() }).loose()),
+});
+
+/** The train stage's merge record (meta.merge): what was kept, and the best candidate's interval. */
+function mergeOf(merge: unknown): DevCheck['merge'] {
+  const parsed = MergeMeta.safeParse(merge);
+  if (!parsed.success) return undefined;
+  const { share, chosenBy, candidates } = parsed.data;
+  const scored = candidates.filter((c) => c.share > 0 && c.gain !== undefined && c.gainLow !== undefined && c.gainHigh !== undefined);
+  const top = scored.reduce<(typeof scored)[number] | undefined>((a, c) => (a && a.gain! >= c.gain! ? a : c), undefined);
+  return { share, chosenBy, ...(top ? { best: { share: top.share, gain: top.gain!, low: top.gainLow!, high: top.gainHigh! } } : {}) };
+}
+
+export function devCheckOf(evals: unknown, merge?: unknown): DevCheck | undefined {
   const points = devPoints(evals);
   const before = points.find((p) => p.step === 0);
   const after = points.at(-1);
   if (!before || !after || after.step === 0) return undefined;
+  const mergeInfo = mergeOf(merge);
   const figures: DevCheck['figures'] = {};
   for (const k of DEV_METRICS) {
     const base = before.metrics[k];
@@ -110,7 +127,7 @@ export function devCheckOf(evals: unknown): DevCheck | undefined {
   const deltas = Object.values(figures).map((f) => f.finetuned - f.base);
   if (deltas.length === 0) return undefined;
   const outcome = deltas.some((d) => d < -DEV_TOLERANCE) ? 'worse' : deltas.some((d) => d > DEV_TOLERANCE) ? 'better' : 'no difference';
-  return { step: after.step, figures, outcome };
+  return { step: after.step, figures, outcome, ...(mergeInfo ? { merge: mergeInfo } : {}) };
 }
 
 const diffText = (d: { value: number; lo: number; hi: number }) => `${pts(d.value)} (95% CI ${pts(d.lo)} … ${pts(d.hi)})`;
@@ -165,6 +182,16 @@ export function judge(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'
       .join(', ');
     const what = { better: 'better than', worse: 'WORSE than', 'no difference': 'within one point of' }[dev.outcome];
     note('dev', dev.outcome === 'worse', `Fine-tuned is ${what} base on the training dev split: ${figures} (step ${dev.step}; means only, no interval).`);
+    const best = dev.merge?.best;
+    if (dev.merge?.share === 0 && best) {
+      note(
+        'dev',
+        false,
+        `Training handed over the base model unchanged: no share of the fine-tune beat it on the training dev split beyond noise ` +
+          `(best, share ${best.share}: nDCG@10 ${diffText({ value: best.gain, lo: best.low, hi: best.high })}). ` +
+          `More realistic training questions (an LLM's rather than rule-made ones) or more of them are what could change that.`,
+      );
+    }
   }
   const outcomes = Object.values(finetuned);
   const overall = outcomes.length === 0 ? null : outcomes.includes('worse') ? 'worse' : outcomes.includes('better') ? 'better' : 'no difference';

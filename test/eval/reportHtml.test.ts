@@ -5,7 +5,7 @@ import type { MetricTable, MetricsJson, PairedComparison } from '../../activitie
 import { renderReportHtml } from '../../activities/evaluation/reportHtml.ts';
 import type { ReportData } from '../../activities/evaluation/reportModel.ts';
 import { renderSummaryMd } from '../../activities/evaluation/summaryMd.ts';
-import { judge } from '../../activities/evaluation/verdict.ts';
+import { devCheckOf, judge } from '../../activities/evaluation/verdict.ts';
 
 const EVIL = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'&';
 const D = 'a'.repeat(64);
@@ -131,6 +131,31 @@ describe('report rendering', () => {
       text: 'Fine-tuned is WORSE than base on the training dev split: dev_cosine_ndcg@10 0.800 → 0.700 (step 40; means only, no interval).',
     });
     expect(renderSummaryMd(metrics, v)).toContain('- **Fine-tuned is WORSE than base on the training dev split: dev_cosine_ndcg@10 0.800 → 0.700');
+  });
+
+  it('a merge that kept the base says so, with the dev interval that decided it', () => {
+    const merge = {
+      share: 0,
+      chosenBy: 'no dev gain beyond noise: the base is kept',
+      candidates: [
+        { share: 0, 'dev_cosine_ndcg@10': 0.977, gain: 0, gainLow: 0, gainHigh: 0 },
+        { share: 0.5, 'dev_cosine_ndcg@10': 0.978, gain: 0.001, gainLow: -0.004, gainHigh: 0.006 },
+        { share: 1, 'dev_cosine_ndcg@10': 0.979, gain: 0.002, gainLow: -0.01, gainHigh: 0.014 },
+      ],
+    };
+    const evals = [
+      { step: 0, metrics: { 'eval_dev_cosine_ndcg@10': 0.977 } },
+      { step: 12, metrics: { 'dev_cosine_ndcg@10': 0.977 } },
+    ];
+    const dev = devCheckOf(evals, merge)!;
+    expect(dev.merge).toEqual({ share: 0, chosenBy: merge.chosenBy, best: { share: 1, gain: 0.002, low: -0.01, high: 0.014 } });
+    const v = judge(metrics, dev);
+    const text = v.notes.find((n) => n.text.startsWith('Training handed over the base model unchanged'))?.text;
+    expect(text).toContain('share 1: nDCG@10 +0.20 pts (95% CI −1.00 pts … +1.40 pts)');
+    expect(renderSummaryMd(metrics, v)).toContain('Training handed over the base model unchanged');
+    // A kept share of the fine-tune is not reported as the base.
+    const kept = judge(metrics, devCheckOf(evals, { ...merge, share: 1, chosenBy: 'dev gain beyond noise' }));
+    expect(kept.notes.some((n) => n.text.startsWith('Training handed over the base'))).toBe(false);
   });
 
   it('a sample of one reranked query is too few to judge, not "0.000 (0.000–0.000)"', () => {
