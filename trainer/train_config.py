@@ -44,7 +44,7 @@ class TrainConfig:
     precision: str
     save_steps: int
     keep_checkpoints: int
-    logging_steps: int
+    logging_steps: int | None
     eval_steps: int | None
     evaluate: bool
     resume_from: str | None
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: bf16 (fp16 before Ampere) on CUDA; on a CPU bf16 only with avx512_bf16 or amx_bf16, else fp32")
     p.add_argument("--save-steps", type=int, default=500, help="checkpoint every N optimisation steps (and at the end)")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="complete checkpoints kept on disk")
-    p.add_argument("--logging-steps", type=int, default=10, help="one JSON progress line every N steps")
+    p.add_argument("--logging-steps", type=int, default=None, help="one JSON progress line every N steps (default: 1 on a CPU, 10 on a GPU)")
     p.add_argument("--eval-steps", type=int, help="evaluate on --dev every N steps (default: only at the end)")
     p.add_argument("--no-evaluate", dest="evaluate", action="store_false", help="skip the dev-set evaluation")
     p.add_argument("--resume-from", help="checkpoint directory to continue from (optimizer, scheduler and RNG state included)")
@@ -157,7 +157,7 @@ def parse_config(argv: list[str]) -> TrainConfig:
     _require(a.threads is None or a.threads >= 1, "--threads", f"must be at least 1, got {a.threads}", "leave it out to use every core")
     _require(a.save_steps >= 1, "--save-steps", f"must be at least 1, got {a.save_steps}", "use e.g. 500")
     _require(a.keep_checkpoints >= 1, "--keep-checkpoints", f"must be at least 1, got {a.keep_checkpoints}", "use e.g. 2")
-    _require(a.logging_steps >= 1, "--logging-steps", f"must be at least 1, got {a.logging_steps}", "use e.g. 10")
+    _require(a.logging_steps is None or a.logging_steps >= 1, "--logging-steps", f"must be at least 1, got {a.logging_steps}", "use e.g. 10")
     _require(a.eval_steps is None or a.eval_steps >= 1, "--eval-steps", f"must be at least 1, got {a.eval_steps}", "leave it out to evaluate only at the end")
     _require_dir(a.resume_from, "--resume-from", "trainer_state.json")
     _require(a.merge_with_base == "auto" or _is_share(a.merge_with_base), "--merge-with-base", f"must be 'auto' or a number in [0, 1], got {a.merge_with_base!r}", "use e.g. 0.5 or auto")

@@ -31,7 +31,12 @@ export const TrainParams = z.strictObject({
     ),
   checkpointEvery: z.number().int().positive().default(500).describe('steps between checkpoints (also written at the end)'),
   keepCheckpoints: z.number().int().positive().default(2).describe('Checkpoints kept in the work folder (older ones are deleted)'),
-  logEvery: z.number().int().positive().default(10).describe('steps between progress reports'),
+  logEvery: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe('steps between progress reports (default: every step on a CPU, where a step takes seconds to minutes; 10 on a GPU)'),
   evaluate: z.boolean().default(true).describe('retrieval metrics on the dataset’s dev split after training'),
   evalEvery: z.number().int().positive().optional().describe('also evaluate every N steps'),
   name: z.string().min(1).optional().describe('model name in model.json (default: "<base name>-ft")'),
