@@ -120,7 +120,7 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
   let result: StageResult;
   let release: (() => void) | undefined;
   try {
-    release = await admit(inv, parsed.data, rt);
+    release = await admit(inv, parsed.data, inputs, rt);
     result = (await kind.run(ctx)) ?? {};
     rt.signal.throwIfAborted();
   } catch (err) {
@@ -169,9 +169,9 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
  * Wait until the stage's declared CPU and memory fit in this worker's budget, telling `status` so
  * (in the heartbeat, keeping the previous attempt's checkpoint for a resume).
  */
-function admit(inv: StageInvocation, params: unknown, rt: StageRuntime): Promise<() => void> {
-  const needs = inv.kind.resources?.(params);
-  if (!needs) return Promise.resolve(() => {});
+async function admit(inv: StageInvocation, params: unknown, inputs: Record<string, ArtifactReader | undefined>, rt: StageRuntime): Promise<() => void> {
+  const needs = await inv.kind.resources?.(params, inputs as StageContext<unknown>['inputs'], rt.env);
+  if (!needs) return () => {};
   return workerBudget(rt.env.vars).admit(needs, {
     signal: rt.signal,
     onWait: (message) => rt.heartbeat({ ...rt.resume, done: rt.resume?.done ?? 0, message }),
