@@ -114,7 +114,7 @@ export class ResourceBudget {
     }
     if (claim.alone) {
       hooks.onAlone(
-        `needs about ${gib(memoryBytes)}, more than the ${gib(this.limits.memoryBytes)} worker ${this.limits.name} may use: running it alone (EMBEDFLOW_WORKER_MEMORY sets the budget)`,
+        `needs about ${gib(memoryBytes)}, more than the ${gib(this.limits.memoryBytes)} worker ${this.limits.name} may use: running it alone (--memory or EMBEDFLOW_WORKER_MEMORY sets the budget)`,
       );
     }
     let released = false;
