@@ -1,6 +1,7 @@
 // Many runs at once on one machine: N `embedflow run` processes started together on a fresh home
 // (one dev server for all of them, each with its embedded worker and its CPU/memory budget), a tiny
-// pipeline on the example corpus (ICT queries, 2 training steps). Prints each run's exit code, wall
+// pipeline on the example corpus (ICT queries, 2 training steps). Identical runs share one run id (the
+// plan's hash), so N CLIs follow one run: pass distinct flags for distinct runs. Prints each run's exit code, wall
 // time and the peak RSS its stages measured, and the load average. Not part of `npm test`.
 //   node --import tsx bench/soak.ts [--runs N] [pipeline.ts] [embedflow run flags...]
 import { spawn } from 'node:child_process';
@@ -59,7 +60,7 @@ const wall = (performance.now() - t0) / 1000;
 outcomes.forEach((o, i) => {
   const peaks = o.stages
     .filter((s) => typeof s.stats?.peakRssMB === 'number')
-    .map((s) => `${s.id} ${s.stats!.peakRssMB} MB (${s.status})`);
+    .map((s) => `${s.id} ${s.stats!.peakRssMB} MB, estimated ${s.stats!.estimatedPeakMB ?? '?'} MB (${s.status})`);
   console.log(`run ${i + 1}: exit ${o.code}, ${o.seconds.toFixed(1)} s; stages peak RSS: ${peaks.join(', ') || 'none reported'}`);
   if (o.code !== 0) console.log(`  ${o.tail}`);
 });

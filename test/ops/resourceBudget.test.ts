@@ -29,6 +29,8 @@ describe('worker resource budget', () => {
     expect(r.json.stages.map((s: { status: string }) => s.status)).toEqual(['ran', 'ran', 'ran', 'ran']);
     // The user is told, in the progress lines, why the big one ran by itself.
     expect(r.stderr).toMatch(/huge .*running alone: needs about 4\.0 GiB, more than the 1\.0 GiB/);
+    // Its stats keep what the budget assumed, beside what a stage measures (peakRssMB).
+    expect(r.json.stages.find((s: { id: string }) => s.id === 'huge').stats).toMatchObject({ estimatedPeakMB: 4096 });
 
     const spans: Record<string, Span> = {};
     for (const line of (await readFile(env.EMBEDFLOW_TEST_LOG, 'utf8')).trim().split('\n')) {
