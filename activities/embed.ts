@@ -3,6 +3,7 @@ import { readParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader } from '../artifacts/store.ts';
 import { defineStage } from '../pipelines/stage.ts';
 import { Encoder, type TextKind } from './embedding/encoder.ts';
+import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
 import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';
 import { writeEmbeddings } from './embedding/tables.ts';
 import { stringColumn } from './evaluation/tables.ts';
@@ -35,6 +36,7 @@ export const embed = defineStage({
   inputs: { model: 'model', chunks: 'chunks?', queries: 'queries?' },
   output: 'embeddings',
   defaults: { queue: 'cpu', startToCloseTimeout: '12h', heartbeatTimeout: '5m', retry: { maximumAttempts: 3 } },
+  resources: (p, inputs) => encodingNeeds([onnxGraph(inputs.model, p.variant)], vectorBytes(tableRows(inputs.chunks ?? inputs.queries))),
   async run(ctx) {
     const { chunks, queries, model } = ctx.inputs;
     if ((chunks === undefined) === (queries === undefined)) {

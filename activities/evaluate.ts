@@ -7,6 +7,7 @@ import { readParquet, writeParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader } from '../artifacts/store.ts';
 import { type StageContext, defineStage } from '../pipelines/stage.ts';
 import { Encoder } from './embedding/encoder.ts';
+import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
 import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';
 import { InvalidInputError, QualityGateError } from './errors.ts';
 import { seededSample } from './evaluation/bootstrap.ts';
@@ -98,6 +99,16 @@ export const evaluate = defineStage({
   inputs: INPUTS,
   output: 'evaluation',
   defaults: { queue: 'cpu', startToCloseTimeout: '6h', heartbeatTimeout: '5m', retry: { maximumAttempts: 2 } },
+  // The models embed one after the other (the larger session counts), the reranker after them; every
+  // model's corpus vectors stay for the comparison.
+  resources: (p, inputs) => {
+    const models = [inputs.base, inputs.finetuned].filter((m) => m !== undefined);
+    const largest = Math.max(...models.map((m) => onnxGraph(m, p.variant).bytes));
+    return encodingNeeds(
+      [{ bytes: largest }, ...(inputs.reranker ? [onnxGraph(inputs.reranker)] : [])],
+      models.length * vectorBytes(tableRows(inputs.chunks)),
+    );
+  },
   async run(ctx) {
     const started = performance.now();
     const p = ctx.params;

@@ -6,6 +6,7 @@ import { writeQueries } from './llm/generation.ts';
 import { corpusLanguage } from './llm/language.ts';
 import { QUERIES_FILE, type QueryRow, readChunkTexts, readQueries } from './llm/queriesTable.ts';
 import { roundTripConsistent } from './llm/roundTrip.ts';
+import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
 
 export const FilterParams = z
   .strictObject({
@@ -29,6 +30,11 @@ export const filterQueries = defineStage({
   inputs: { queries: 'queries', chunks: 'chunks', model: 'model?' },
   output: 'queries',
   defaults: { queue: 'cpu', startToCloseTimeout: '6h', heartbeatTimeout: '5m', retry: { maximumAttempts: 3 } },
+  // Text filters only are light; the round trip embeds every chunk and query with the model.
+  resources: (p, inputs) =>
+    p.roundTripTopK !== null && inputs.model
+      ? encodingNeeds([onnxGraph(inputs.model)], vectorBytes(tableRows(inputs.chunks) + tableRows(inputs.queries)))
+      : {},
   async run(ctx) {
     const p = ctx.params;
     const { model } = ctx.inputs;

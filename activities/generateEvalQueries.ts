@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineStage } from '../pipelines/stage.ts';
 import { GenerationParams } from './llm/config.ts';
 import { applyTextFilters } from './llm/filters.ts';
-import { LLM_STAGE_DEFAULTS, runGeneration, writeQueries } from './llm/generation.ts';
+import { LLM_STAGE_DEFAULTS, generationNeeds, runGeneration, writeQueries } from './llm/generation.ts';
 import { PROMPT_FILES } from './llm/prompts.ts';
 import { QUERIES_FILE, readChunkTexts, readQueries } from './llm/queriesTable.ts';
 
@@ -30,6 +30,7 @@ export const generateEvalQueries = defineStage({
   output: 'evalQueries',
   codeFiles: PROMPT_FILES,
   defaults: LLM_STAGE_DEFAULTS,
+  resources: (p, _inputs, env) => generationNeeds(p, env),
   async run(ctx) {
     const p = ctx.params;
     const chunks = await readChunkTexts(ctx.inputs.chunks);

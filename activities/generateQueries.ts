@@ -1,6 +1,6 @@
 import { defineStage } from '../pipelines/stage.ts';
 import { GenerationParams } from './llm/config.ts';
-import { LLM_STAGE_DEFAULTS, runGeneration, writeQueries } from './llm/generation.ts';
+import { LLM_STAGE_DEFAULTS, generationNeeds, runGeneration, writeQueries } from './llm/generation.ts';
 import { PROMPT_FILES } from './llm/prompts.ts';
 import { QUERIES_FILE, readChunkTexts } from './llm/queriesTable.ts';
 
@@ -18,6 +18,7 @@ export const generateQueries = defineStage({
   output: 'queries',
   codeFiles: PROMPT_FILES,
   defaults: LLM_STAGE_DEFAULTS,
+  resources: (p, _inputs, env) => generationNeeds(p, env),
   async run(ctx) {
     const chunks = await readChunkTexts(ctx.inputs.chunks);
     const g = await runGeneration(ctx, ctx.params, chunks);

@@ -4,6 +4,7 @@ import { readParquet, writeParquet } from '../artifacts/parquet.ts';
 import { defineStage } from '../pipelines/stage.ts';
 import { textsOf } from './embed.ts';
 import { Encoder } from './embedding/encoder.ts';
+import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
 import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';
 import { mineHardNegatives } from './embedding/mining.ts';
 import { InvalidInputError } from './errors.ts';
@@ -71,6 +72,7 @@ export const mineNegatives = defineStage({
   inputs: { model: 'model', chunks: 'chunks', queries: 'queries' },
   output: 'hardNegatives',
   defaults: { queue: 'cpu', startToCloseTimeout: '12h', heartbeatTimeout: '5m', retry: { maximumAttempts: 3 } },
+  resources: (p, inputs) => encodingNeeds([onnxGraph(inputs.model, p.variant)], vectorBytes(tableRows(inputs.chunks) + tableRows(inputs.queries))),
   async run(ctx) {
     const p = ctx.params;
     const chunks = await textsOf(ctx.inputs.chunks, 'chunks');

@@ -13,6 +13,7 @@ import { fingerprintDir } from './models/fingerprint.ts';
 import { CARD_SOURCE, UNKNOWN_FACTS, readCardFacts, writeModelCard } from './models/modelCard.ts';
 import { resolveModelDir } from './models/resolve.ts';
 import { spawnGroup } from './training/processGroup.ts';
+import { exportNeeds } from './resourceEstimates.ts';
 import { TailBuffer } from './training/kernelLines.ts';
 
 export const EXPORT_SCRIPT = join('trainer', 'export_model.py');
@@ -48,6 +49,8 @@ export const prepareModel = defineStage({
   volatile: true,
   codeFiles: ['../trainer/export_model.py', '../trainer/parent_watch.py'],
   defaults: { queue: 'cpu', startToCloseTimeout: '1h', heartbeatTimeout: '5m', retry: { maximumAttempts: 2 } },
+  // The model is only known once resolved: sized as the recipe's base (multilingual-e5-small).
+  resources: () => exportNeeds(),
   async run(ctx) {
     const p = ctx.params;
     const sourceDir = await resolveModelDir(p.model, ctx.env);

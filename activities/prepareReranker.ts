@@ -13,6 +13,7 @@ import { fingerprintDir } from './models/fingerprint.ts';
 import { resolveModelDir } from './models/resolve.ts';
 import { defaultName, digestOf, reuseEarlier } from './prepareModel.ts';
 import { type RerankerInfo, loadCrossEncoder } from './rerank/crossEncoder.ts';
+import { encodingNeeds } from './resourceEstimates.ts';
 
 /**
  * A cross-encoder the user already has (e.g. bge-reranker-v2-m3 exported to ONNX) → the same
@@ -66,6 +67,17 @@ export const prepareReranker = defineStage({
   output: 'reranker',
   volatile: true,
   defaults: { queue: 'cpu', startToCloseTimeout: '1h', heartbeatTimeout: '10m', retry: { maximumAttempts: 2 } },
+  // Checking the graph loads it on one thread: a 2 GB cross-encoder (bge-reranker-v2-m3) is not light.
+  // A directory that cannot be found is `run`'s to report.
+  resources: async (p, _inputs, env) => {
+    try {
+      const source = await locate(await resolveRerankerDir(p.model, env), p.onnx);
+      const sizes = await Promise.all([source.graph, ...source.externalData].map((f) => stat(f).then((s) => s.size)));
+      return encodingNeeds([{ bytes: sizes.reduce((a, b) => a + b, 0) }], 0, 1);
+    } catch {
+      return {};
+    }
+  },
   async run(ctx) {
     const p = ctx.params;
     const sourceDir = await resolveRerankerDir(p.model, ctx.env);

@@ -23,7 +23,14 @@ const Bytes = z
   .transform((s) => {
     const [, num, unit] = /^([\d.]+)\s*([KMGT])?/i.exec(s)!;
     return Math.floor(Number(num) * 1024 ** (unit ? 'KMGT'.indexOf(unit.toUpperCase()) + 1 : 0));
-  });
+  })
+  .refine((n) => n > 0, 'more than 0 bytes, e.g. 16GiB');
+
+/** A memory size as EMBEDFLOW_WORKER_MEMORY and `--memory` take it (16GiB, 512MiB, bytes); undefined if it is not one. */
+export function parseMemorySize(text: string): number | undefined {
+  const r = Bytes.safeParse(text);
+  return r.success ? r.data : undefined;
+}
 const LimitsEnv = z.object({
   EMBEDFLOW_WORKER_CPUS: z.coerce.number().int().min(1).optional().describe('cores this worker may keep busy (default: all of the machine)'),
   EMBEDFLOW_WORKER_MEMORY: Bytes.optional().describe('memory this worker may fill, e.g. 16GiB (default: all of the machine)'),
@@ -107,7 +114,7 @@ export class ResourceBudget {
     }
     if (claim.alone) {
       hooks.onAlone(
-        `needs about ${gib(memoryBytes)}, more than the ${gib(this.limits.memoryBytes)} worker ${this.limits.name} may use: running it alone (EMBEDFLOW_WORKER_MEMORY sets the budget)`,
+        `needs about ${gib(memoryBytes)}, more than the ${gib(this.limits.memoryBytes)} worker ${this.limits.name} may use: running it alone (--memory or EMBEDFLOW_WORKER_MEMORY sets the budget)`,
       );
     }
     let released = false;

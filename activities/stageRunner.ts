@@ -119,8 +119,9 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
   };
   let result: StageResult;
   let release: (() => void) | undefined;
+  let estimatedBytes: number | undefined;
   try {
-    release = await admit(inv, parsed.data, rt);
+    ({ release, estimatedBytes } = await admit(inv, parsed.data, inputs, rt));
     result = (await kind.run(ctx)) ?? {};
     rt.signal.throwIfAborted();
   } catch (err) {
@@ -130,7 +131,8 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
     release?.();
     clearInterval(keepFresh);
   }
-  const stats = result.stats ?? {};
+  // Beside a measured peakRssMB, what the worker's budget assumed (resourceEstimates.ts).
+  const stats = { ...result.stats, ...(estimatedBytes ? { estimatedPeakMB: Math.round(estimatedBytes / 2 ** 20) } : {}) };
   if (result.reuse !== undefined) {
     await rt.store.discard(out);
     const check = await rt.store.quickVerify(result.reuse);
@@ -169,10 +171,15 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
  * Wait until the stage's declared CPU and memory fit in this worker's budget, telling `status` so
  * (in the heartbeat, keeping the previous attempt's checkpoint for a resume).
  */
-function admit(inv: StageInvocation, params: unknown, rt: StageRuntime): Promise<() => void> {
-  const needs = inv.kind.resources?.(params);
-  if (!needs) return Promise.resolve(() => {});
-  return workerBudget(rt.env.vars).admit(needs, {
+async function admit(
+  inv: StageInvocation,
+  params: unknown,
+  inputs: Record<string, ArtifactReader | undefined>,
+  rt: StageRuntime,
+): Promise<{ release: () => void; estimatedBytes?: number }> {
+  const needs = await inv.kind.resources?.(params, inputs as StageContext<unknown>['inputs'], rt.env);
+  if (!needs) return { release: () => {} };
+  const release = await workerBudget(rt.env.vars).admit(needs, {
     signal: rt.signal,
     onWait: (message) => rt.heartbeat({ ...rt.resume, done: rt.resume?.done ?? 0, message }),
     onAlone: (message) => {
@@ -180,6 +187,7 @@ function admit(inv: StageInvocation, params: unknown, rt: StageRuntime): Promise
       rt.heartbeat({ ...rt.resume, done: rt.resume?.done ?? 0, message: `running alone: ${message}` });
     },
   });
+  return { release, estimatedBytes: needs.memoryBytes };
 }
 
 /**

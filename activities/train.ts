@@ -8,6 +8,7 @@ import { latestCheckpoint, removeIncompleteCheckpoints } from './training/checkp
 import { TrainParams, kernelArgs } from './training/kernelArgs.ts';
 import type { DoneLine, KernelLine } from './training/kernelLines.ts';
 import { runKernel } from './training/runKernel.ts';
+import { modelShape, trainingNeeds } from './resourceEstimates.ts';
 
 export { TrainParams };
 
@@ -56,6 +57,7 @@ export const train = defineStage({
   ],
   // The pipeline puts it on 'gpu' (with device 'auto' or 'cuda') when a GPU worker exists.
   defaults: { queue: 'cpu', startToCloseTimeout: '48h', heartbeatTimeout: '5m', retry: { maximumAttempts: 3, initialInterval: '10s' } },
+  resources: async (p, inputs) => trainingNeeds(await modelShape(inputs.model), { ...p, textsPerRow: textsPerRow(inputs.dataset, p.numNegatives) }),
   async run(ctx) {
     const p = ctx.params;
     const base = await readModelInfo(ctx.inputs.model.dir);
@@ -198,6 +200,13 @@ export const train = defineStage({
     };
   },
 });
+
+/** Anchor, positive and the negatives a training row brings (buildDataset's numNegatives, at most the stage's). */
+function textsPerRow(dataset: ArtifactReader, numNegatives: number | undefined): number {
+  const built = dataset.manifest.meta.stats as { numNegatives?: unknown } | undefined;
+  const inDataset = typeof built?.numNegatives === 'number' ? built.numNegatives : 3;
+  return 2 + Math.min(inDataset, numNegatives ?? inDataset);
+}
 
 function round(x: number, digits: number): number {
   const f = 10 ** digits;

@@ -7,6 +7,7 @@ import { RerankerInfo } from './rerank/crossEncoder.ts';
 import { LineSplitter, TailBuffer } from './training/kernelLines.ts';
 import { outOfMemoryCause, watchOomKills } from './training/oomKills.ts';
 import { spawnGroup } from './training/processGroup.ts';
+import { modelShape, trainingNeeds } from './resourceEstimates.ts';
 
 /**
  * A small domain cross-encoder for the reranker comparison, trained from the same synthetic pairs
@@ -42,6 +43,17 @@ export const trainReranker = defineStage({
   output: 'reranker',
   codeFiles: ['../trainer/train_reranker.py', '../trainer/device.py', '../trainer/memory.py', '../trainer/failures.py', '../trainer/parent_watch.py'],
   defaults: { queue: 'cpu', startToCloseTimeout: '4h', heartbeatTimeout: '10m', retry: { maximumAttempts: 2 } },
+  // Each step scores batchQueries × (1 + negatives) query-passage pairs with their graph; the whole model trains.
+  resources: async (p, inputs) =>
+    trainingNeeds(await modelShape(inputs.model), {
+      loss: 'cross-encoder',
+      batchSize: p.batchQueries,
+      textsPerRow: 1 + p.negatives,
+      maxSeqLength: p.maxLength,
+      device: 'cpu',
+      precision: p.precision,
+      freezeEmbeddings: false,
+    }),
   async run(ctx) {
     const p = ctx.params;
     const script = join(ctx.env.projectRoot, 'trainer', 'train_reranker.py');

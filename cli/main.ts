@@ -11,6 +11,7 @@ import { cmdArtifactsExport, cmdArtifactsShow, cmdGc, cmdStoreVerify } from './c
 import { cmdSearch } from './commands/search.ts';
 import { type ServeFlags, cmdServe } from './commands/serve.ts';
 import { type Queue, cmdDevStop, cmdWorker } from './commands/worker.ts';
+import { parseMemorySize } from '../activities/resourceBudget.ts';
 import { INTERRUPTED_EXIT, RunDetachedError } from './embeddedWorker.ts';
 import { RunStillOpenError, STILL_OPEN_EXIT } from './patience.ts';
 import { parseProgressInterval } from './progress.ts';
@@ -28,6 +29,8 @@ Environment:
   EMBEDFLOW_HOME               state folder (default ./.embedflow)
   EMBEDFLOW_STORE              artifact store: a folder or s3://bucket/prefix (default $EMBEDFLOW_HOME/store)
   EMBEDFLOW_PROGRESS_INTERVAL  progress line interval when stderr is not a terminal (default 30s)
+  EMBEDFLOW_WORKER_CPUS, EMBEDFLOW_WORKER_MEMORY
+                               the worker's CPU and memory budget (--cpus, --memory win over them)
   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE,
   TEMPORAL_CONFIG_FILE         a remote cluster instead of the embedded dev server (Temporal's own
                                environment configuration; TEMPORAL_UI_URL for its web UI)
@@ -83,6 +86,33 @@ function queue(value: string, previous: Queue[] | undefined): Queue[] {
   return [...(previous ?? []), value];
 }
 
+function cpus(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a whole number of cores ≥ 1, e.g. --cpus 2');
+  return n;
+}
+
+function memory(value: string): number {
+  const bytes = parseMemorySize(value);
+  if (bytes === undefined) throw new InvalidArgumentError('a size above 0 such as 16GiB or 512MiB, e.g. --memory 16GiB');
+  return bytes;
+}
+
+/**
+ * The worker's CPU and memory budget (activities/resourceBudget.ts). The flags win over
+ * EMBEDFLOW_WORKER_CPUS / EMBEDFLOW_WORKER_MEMORY by taking their place before the worker reads them.
+ */
+function withBudgetOptions(cmd: Command): Command {
+  return cmd
+    .option('--cpus <n>', "cores this process's worker keeps busy with heavy stages (default: all; EMBEDFLOW_WORKER_CPUS)", cpus)
+    .option('--memory <size>', "memory its stages may fill, e.g. 16GiB (default: all of the machine's; EMBEDFLOW_WORKER_MEMORY)", memory)
+    .hook('preAction', (c) => {
+      const o = c.opts<{ cpus?: number; memory?: number }>();
+      if (o.cpus !== undefined) process.env.EMBEDFLOW_WORKER_CPUS = String(o.cpus);
+      if (o.memory !== undefined) process.env.EMBEDFLOW_WORKER_MEMORY = String(o.memory);
+    });
+}
+
 function withPlanOptions(cmd: Command): Command {
   return cmd
     .option('--corpus <dir>', 'the documents (replaces the default corpus, and the defaults paired with it)')
@@ -111,12 +141,12 @@ function buildProgram(argv: string[], done: (code: number) => void): Command {
     })
     .addHelpText('after', ENVIRONMENT_HELP);
 
-  withFollowOptions(withPlanOptions(program.command('run').argument('<pipeline>', 'the pipeline file (.ts)')))
+  withBudgetOptions(withFollowOptions(withPlanOptions(program.command('run').argument('<pipeline>', 'the pipeline file (.ts)'))))
     .description('start a run of a pipeline and follow it to its end')
     .addHelpText('after', RUN_HELP)
     .action(async (file: string, opts: PlanFlags & { json?: boolean; progressInterval?: number }) => done(await cmdRun(file, opts, argv)));
 
-  withFollowOptions(program.command('resume').argument('<runId>', 'a run id (`embedflow runs` lists them)'))
+  withBudgetOptions(withFollowOptions(program.command('resume').argument('<runId>', 'a run id (`embedflow runs` lists them)')))
     .description('continue a failed or cancelled run: finished stages are reused, long stages continue from their checkpoints')
     .action(async (runId: string, opts: { json?: boolean; progressInterval?: number }) => done(await cmdResume(runId, opts)));
 
@@ -222,8 +252,7 @@ function buildProgram(argv: string[], done: (code: number) => void): Command {
     .option('--json', 'the report as one JSON line')
     .action(async (opts: { json?: boolean }) => done(await cmdStoreVerify(opts)));
 
-  program
-    .command('worker')
+  withBudgetOptions(program.command('worker'))
     .description('a worker polling task queues of a cluster (TEMPORAL_ADDRESS)')
     .option('--queue <queue>', 'cpu, gpu or workflow (repeatable; default workflow and cpu)', queue)
     .option('--pipeline <file>', 'a pipeline whose own stage kinds this worker runs (repeatable)', collect)

@@ -119,8 +119,11 @@ export interface StageKindSpec<P extends z.ZodType, I extends InputKinds, O exte
   /** Never served from the cache (e.g. reading the outside world). */
   volatile?: boolean;
   defaults?: ActivitySpec;
-  /** What an execution with these parameters needs of the worker's CPU and memory; light when absent. */
-  resources?(params: z.output<P>): ResourceNeeds;
+  /**
+   * What an execution with these parameters and inputs needs of the worker's CPU and memory; light
+   * when absent. Asked once the inputs are open, before `run`; it may read them (a model's config).
+   */
+  resources?(params: z.output<P>, inputs: InputReaders<I>, env: StageEnv): ResourceNeeds | Promise<ResourceNeeds>;
   run(ctx: StageContext<z.output<P>, I>): Promise<StageResult | void>;
 }
 

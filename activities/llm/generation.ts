@@ -1,8 +1,10 @@
 import { sha256 } from '../../artifacts/hash.ts';
 import type { Memo } from '../../artifacts/memo.ts';
 import { writeParquet } from '../../artifacts/parquet.ts';
-import type { ActivitySpec, StageContext } from '../../pipelines/stage.ts';
+import type { ActivitySpec, ResourceNeeds, StageContext, StageEnv } from '../../pipelines/stage.ts';
+import { localLlmNeeds } from '../resourceEstimates.ts';
 import { type GenerationParams, identityHash, openProvider, providerIdentity, stylePlan } from './config.ts';
+import { resolveGguf } from './gguf.ts';
 import { corpusLanguage } from './language.ts';
 import { type ChunkText, type QueryRow, queriesTable } from './queriesTable.ts';
 import type { ChunkGeneration, Language, QueryProvider } from './types.ts';
@@ -12,6 +14,18 @@ import type { ChunkGeneration, Language, QueryProvider } from './types.ts';
  * (answered chunks are memoised, so waiting costs nothing); `status` shows the error meanwhile, and
  * after that `resume` continues the run.
  */
+/**
+ * What a generation stage needs of its worker: llama.cpp in this process for 'local' (its cores, or
+ * one with the layers on a GPU); nothing for a server or ICT. A GGUF that cannot be found is sized
+ * by default here and reported by `run`.
+ */
+export async function generationNeeds(params: GenerationParams, env: StageEnv): Promise<ResourceNeeds> {
+  const llm = params.llm;
+  if (llm.provider !== 'local') return {};
+  const path = await resolveGguf(llm.model, env).catch(() => undefined);
+  return localLlmNeeds(path, llm.contextSize, llm.gpu ? 1 : llm.threads);
+}
+
 export const LLM_STAGE_DEFAULTS: ActivitySpec = {
   queue: 'cpu',
   startToCloseTimeout: '24h',

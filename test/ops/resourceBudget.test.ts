@@ -1,7 +1,14 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { type TrainParams, train } from '../../activities/train.ts';
+import type { ArtifactReader, LocalStore } from '../../artifacts/store.ts';
+import { buildPlan } from '../../pipelines/dsl.ts';
+import { loadPipeline } from '../../pipelines/load.ts';
+import { PROJECT_ROOT } from '../../workers/config.ts';
 import { cli, testEnv } from '../support/cli.ts';
+import { tempStore } from '../support/runStage.ts';
+import { PYTHON, modelArtifact } from '../train/support.ts';
 
 // A worker admits a stage only when its declared CPU and memory fit: two CPU-heavy stages on a 2-core
 // worker run one after the other, a light stage runs beside them, and a stage bigger than the whole
@@ -15,10 +22,15 @@ const overlap = (a: Span, b: Span) => a.start < b.end && b.start < a.end;
 describe('worker resource budget', () => {
   it('two heavy stages on 2 cores do not overlap; a light one runs beside them; a too-big one runs alone', async () => {
     const base = await testEnv();
-    const env = { ...base, EMBEDFLOW_TEST_LOG: join(base.EMBEDFLOW_STORE, 'spans.log'), EMBEDFLOW_WORKER_CPUS: '2', EMBEDFLOW_WORKER_MEMORY: '1GiB' };
-    const r = await cli(['run', PIPELINE, '--json'], env);
+    // The flags win over the environment, which alone would let everything run at once.
+    const env = { ...base, EMBEDFLOW_TEST_LOG: join(base.EMBEDFLOW_STORE, 'spans.log'), EMBEDFLOW_WORKER_CPUS: '64', EMBEDFLOW_WORKER_MEMORY: '1024GiB' };
+    const r = await cli(['run', PIPELINE, '--json', '--cpus', '2', '--memory', '1GiB'], env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.stages.map((s: { status: string }) => s.status)).toEqual(['ran', 'ran', 'ran', 'ran']);
+    // The user is told, in the progress lines, why the big one ran by itself.
+    expect(r.stderr).toMatch(/huge .*running alone: needs about 4\.0 GiB, more than the 1\.0 GiB/);
+    // Its stats keep what the budget assumed, beside what a stage measures (peakRssMB).
+    expect(r.json.stages.find((s: { id: string }) => s.id === 'huge').stats).toMatchObject({ estimatedPeakMB: 4096 });
 
     const spans: Record<string, Span> = {};
     for (const line of (await readFile(env.EMBEDFLOW_TEST_LOG, 'utf8')).trim().split('\n')) {
@@ -36,5 +48,62 @@ describe('worker resource budget', () => {
     expect(r.code).toBe(1);
     expect(r.json?.status ?? 'failed').toBe('failed');
     expect(r.stderr + r.stdout).toMatch(/EMBEDFLOW_WORKER_MEMORY/);
+  });
+
+  it('--cpus 0, --cpus lots and --memory -1GiB are one-line usage errors (exit 2) naming the flag, with an example', async () => {
+    const env = await testEnv();
+    for (const [flag, value, example] of [
+      ['--cpus', '0', '--cpus 2'],
+      ['--cpus', 'lots', '--cpus 2'],
+      ['--memory', '-1GiB', '--memory 16GiB'],
+    ] as const) {
+      const r = await cli(['run', PIPELINE, `${flag}=${value}`], env);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain(`${flag} <`);
+      expect(r.stderr).toContain(`e.g. ${example}`);
+    }
+  });
+});
+
+// multilingual-e5-small's network, as st/config.json of the recipe's base model artifact holds it.
+const E5_SMALL_CONFIG = { architectures: ['BertModel'], num_hidden_layers: 12, hidden_size: 384, num_attention_heads: 12, intermediate_size: 1536, vocab_size: 250037 };
+
+describe("the train kind's memory estimate", () => {
+  const env = { home: PROJECT_ROOT, python: PYTHON, projectRoot: PROJECT_ROOT, vars: {} };
+  const open = async (store: LocalStore, kind: string, files: Record<string, unknown>, meta: Record<string, unknown> = {}) => {
+    const w = await store.newWriter();
+    for (const [path, json] of Object.entries(files)) await writeFile(await w.file(path), JSON.stringify(json));
+    return store.open((await store.publish(w, { kind, meta })).digest);
+  };
+  type Inputs = Parameters<NonNullable<typeof train.resources>>[1];
+  const needs = (p: TrainParams, model: ArtifactReader, dataset: ArtifactReader) => train.resources!(p, { model, dataset } as Inputs, env);
+
+  it("the recipe's e5 fine-tune is estimated near its measured 7 GB, a smaller batch lower; MiniLM near its measured 9.2 and 3.1 GB", async () => {
+    const store = await tempStore('ef-budget-estimate-');
+    const e5 = await open(store, 'model', { 'st/config.json': E5_SMALL_CONFIG, 'model.json': { maxSeqLength: 512 } });
+    // (Artifacts are content-addressed: each dataset its own file, or the second would be the first.)
+    const dataset = await open(store, 'dataset', { 'train.json': ['three negatives'] }, { stats: { numNegatives: 3 } });
+    const recipe = await buildPlan(await loadPipeline(join(PROJECT_ROOT, 'pipelines', 'domain-embedding.ts')), {
+      taskQueues: { workflow: 'q', cpu: 'q-cpu', gpu: 'q-gpu' },
+    });
+    const params = train.params.parse(recipe.stages.find((s) => s.id === 'model')!.params);
+    const estimate = async (p: Partial<typeof params>) => (await needs({ ...params, ...p }, e5, dataset)).memoryBytes!;
+
+    const recipeBytes = await estimate({});
+    expect(recipeBytes).toBeGreaterThan(3e9);
+    expect(recipeBytes).toBeLessThan(10e9);
+    // The bench's measured run: maxSeqLength 256, GradCache, 7,060 MB.
+    expect(Math.abs((await estimate({ maxSeqLength: 256 })) - 7.06e9)).toBeLessThan(1.5e9);
+    expect(await estimate({ batchSize: 4 })).toBeLessThan(recipeBytes);
+    expect((await needs(params, e5, dataset)).cpu).toBe('heavy');
+
+    // The real all-MiniLM-L6-v2 artifact, 32 rows × 3 texts × 256 tokens: 9.2 GB as plain MNRL, 3.1 GB as GradCache.
+    const minilm = await store.open(await modelArtifact(store));
+    const twoNegatives = await open(store, 'dataset', { 'train.json': ['one negative'] }, { stats: { numNegatives: 1 } });
+    const miniLm = async (p: Partial<typeof params>) =>
+      (await needs({ ...params, batchSize: 32, maxSeqLength: 256, freezeEmbeddings: false, ...p }, minilm, twoNegatives)).memoryBytes!;
+    expect(Math.abs((await miniLm({ miniBatchSize: 32 })) - 9.2e9)).toBeLessThan(1.5e9);
+    expect(Math.abs((await miniLm({})) - 3.1e9)).toBeLessThan(1e9);
   });
 });
