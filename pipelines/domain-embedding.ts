@@ -80,7 +80,7 @@ export default definePipeline({
     }),
     // 9. Fine-tune with MultipleNegativesRankingLoss, checkpointing; exported to ONNX fp32/int8. A strong
     //    base is easily eroded by a small synthetic set: a low learning rate, its vocabulary frozen, and
-    //    only as much of the fine-tune kept as helps on the dev split (WiSE-FT; the base is a candidate).
+    //    a share of the fine-tune kept only for a dev gain beyond noise (WiSE-FT; otherwise the base itself).
     stage({
       id: 'model',
       kind: train,

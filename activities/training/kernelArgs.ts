@@ -47,7 +47,7 @@ export const TrainParams = z.strictObject({
   mergeWithBase: z
     .union([z.number().min(0).max(1), z.literal('auto')])
     .default(1)
-    .describe("share of the fine-tuned weights in the saved model (WiSE-FT): 1 as trained, 0.5 halfway to the base, 'auto' the best of 0/0.25/0.5/0.75/1 on the dev split (0 = the base)"),
+    .describe("share of the fine-tuned weights in the saved model (WiSE-FT): 1 as trained, 0.5 halfway to the base, 0 the base; 'auto': 0.5 or 1, whichever scores higher on the dev split, only if its gain over the base is beyond noise (paired bootstrap 95% interval of per-query nDCG@10 above 0), else 0"),
 });
 export type TrainParams = z.output<typeof TrainParams>;
 
