@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { Table, type Vector } from 'apache-arrow';
 import { z } from 'zod';
 import { readParquet, writeParquet } from '../artifacts/parquet.ts';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { type Example, datasetCard, splitByChunk, summarize } from './embedding/dataset.ts';
 import { NEGATIVES_FILE } from './mineNegatives.ts';
 import { InvalidInputError } from './errors.ts';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { chunkDocuments } from './chunking/chunkDocuments.ts';
 import { CHUNKS_FILE } from './chunking/chunks.ts';
 import { checkSplitOptions } from './chunking/splitter.ts';

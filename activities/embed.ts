@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { readParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader } from '../artifacts/store.ts';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { Encoder, type TextKind } from './embedding/encoder.ts';
 import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
 import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { listFiles, writeFileAtomic } from '../artifacts/fsutil.ts';
 import { readParquet, writeParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader } from '../artifacts/store.ts';
-import { type StageContext, defineStage } from '../pipelines/stage.ts';
+import { type StageContext, defineStage } from '../dsl/stage.ts';
 import { Encoder } from './embedding/encoder.ts';
 import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
 import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';

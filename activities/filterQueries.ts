@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { InvalidInputError } from './errors.ts';
 import { type FilterOptions, applyTextFilters, noteRemoved } from './llm/filters.ts';
 import { writeQueries } from './llm/generation.ts';

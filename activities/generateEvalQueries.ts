@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { GenerationParams } from './llm/config.ts';
 import { applyTextFilters } from './llm/filters.ts';
 import { LLM_STAGE_DEFAULTS, generationNeeds, runGeneration, writeQueries } from './llm/generation.ts';

@@ -1,4 +1,4 @@
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { GenerationParams } from './llm/config.ts';
 import { LLM_STAGE_DEFAULTS, generationNeeds, runGeneration, writeQueries } from './llm/generation.ts';
 import { PROMPT_FILES } from './llm/prompts.ts';

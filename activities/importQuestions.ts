@@ -3,7 +3,7 @@ import { Table } from 'apache-arrow';
 import { z } from 'zod';
 import type { ArtifactReader } from '../artifacts/store.ts';
 import { readParquet, writeParquet } from '../artifacts/parquet.ts';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { EvalQuestionsError } from './errors.ts';
 import { ChunkSpanIndex, type Coverage } from './evaluation/relevance.ts';
 import { int32, numberColumn, stringColumn, stringListColumn, utf8, utf8List } from './evaluation/tables.ts';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { byPath, type Skipped } from './ingest/corpus.ts';
 import { DOCUMENTS_FILE } from './ingest/documents.ts';
 import { ingestCorpus } from './ingest/ingestCorpus.ts';

@@ -1,7 +1,7 @@
 import { Field, Float64, List, Table, vectorFromArray } from 'apache-arrow';
 import { z } from 'zod';
 import { readParquet, writeParquet } from '../artifacts/parquet.ts';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { textsOf } from './embed.ts';
 import { Encoder } from './embedding/encoder.ts';
 import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';

@@ -6,7 +6,7 @@ import { listFiles } from '../artifacts/fsutil.ts';
 import { hashJson, sha256, sha256File } from '../artifacts/hash.ts';
 import type { Memo } from '../artifacts/memo.ts';
 import { type ArtifactStore, contentDigest } from '../artifacts/store.ts';
-import { type StageResult, defineStage } from '../pipelines/stage.ts';
+import { type StageResult, defineStage } from '../dsl/stage.ts';
 import { readModelInfo } from './embedding/modelInfo.ts';
 import { ModelExportError, TrainerFailedError } from './errors.ts';
 import { fingerprintDir } from './models/fingerprint.ts';

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { FileHashCache } from '../artifacts/fileHashCache.ts';
 import { asDiskFull } from '../artifacts/fsutil.ts';
 import { hashJson, sha256 } from '../artifacts/hash.ts';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { EmbedflowError, ModelNotFoundError } from './errors.ts';
 import { loadOnnxRuntime } from './heavyLibs.ts';
 import { fingerprintDir } from './models/fingerprint.ts';

@@ -4,7 +4,7 @@ import { writeFileAtomic } from '../artifacts/fsutil.ts';
 import type { Manifest } from '../artifacts/manifest.ts';
 import { readParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader, ArtifactStore } from '../artifacts/store.ts';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { InvalidInputError } from './errors.ts';
 import { accuracyCurve, RANKING_DEPTH } from './evaluation/metrics.ts';
 import { EVAL_SETS, type EvalSetName, MetricsJson } from './evaluation/metricsJson.ts';

@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { ArtifactReader } from '../artifacts/store.ts';
-import type { ResourceNeeds } from '../pipelines/stage.ts';
+import type { ResourceNeeds } from '../dsl/stage.ts';
 
 // What the heavy built-in stage kinds need of a worker (StageKind.resources → resourceBudget.ts):
 // CPU-heavy or not, and an estimate of peak resident memory from the stage's parameters and its input

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { ArtifactReader } from '../artifacts/store.ts';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { readModelInfo } from './embedding/modelInfo.ts';
 import { InvalidInputError } from './errors.ts';
 import { UNKNOWN_FACTS, readCardFacts, writeModelCard } from './models/modelCard.ts';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { defineStage } from '../pipelines/stage.ts';
+import { defineStage } from '../dsl/stage.ts';
 import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from './errors.ts';
 import { RerankerInfo } from './rerank/crossEncoder.ts';
 import { LineSplitter, TailBuffer } from './training/kernelLines.ts';

@@ -19,7 +19,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, sta
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadPipeline } from '../pipelines/load.ts';
+import { loadPipeline } from '../dsl/load.ts';
 import { PROJECT_ROOT } from '../workers/config.ts';
 import { benchMachine, describeCpu } from './machine.ts';
 

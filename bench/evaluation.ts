@@ -27,7 +27,7 @@ import { importQuestions, readEvalQuestions } from '../activities/importQuestion
 import { ingest } from '../activities/ingest.ts';
 import { prepareModel } from '../activities/prepareModel.ts';
 import { report } from '../activities/report.ts';
-import type { StageKind } from '../pipelines/stage.ts';
+import type { StageKind } from '../dsl/stage.ts';
 import { publishDir } from '../test/eval/fixtures.ts';
 import { filesArtifact, runStage } from '../test/support/runStage.ts';
 import { benchMachine } from './machine.ts';

@@ -1,8 +1,8 @@
 // A chain of no-op stages, for measuring the engine's per-stage overhead (workflow → activity → store).
 import { writeFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { definePipeline, stage } from '../pipelines/dsl.ts';
-import { defineStage } from '../pipelines/stage.ts';
+import { definePipeline, stage } from '../dsl/dsl.ts';
+import { defineStage } from '../dsl/stage.ts';
 
 export const noop = defineStage({
   kind: 'bench.noop',

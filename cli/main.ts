@@ -11,7 +11,7 @@ import { cmdArtifactsExport, cmdArtifactsShow, cmdGc, cmdStoreVerify } from './c
 import { cmdSearch } from './commands/search.ts';
 import { type ServeFlags, cmdServe } from './commands/serve.ts';
 import { type Queue, cmdDevStop, cmdWorker } from './commands/worker.ts';
-import { parseMemorySize } from '../activities/resourceBudget.ts';
+import { parseMemorySize } from '../engine/resourceBudget.ts';
 import { INTERRUPTED_EXIT, RunDetachedError } from './embeddedWorker.ts';
 import { RunStillOpenError, STILL_OPEN_EXIT } from './patience.ts';
 import { parseProgressInterval } from './progress.ts';
@@ -99,7 +99,7 @@ function memory(value: string): number {
 }
 
 /**
- * The worker's CPU and memory budget (activities/resourceBudget.ts). The flags win over
+ * The worker's CPU and memory budget (engine/resourceBudget.ts). The flags win over
  * EMBEDFLOW_WORKER_CPUS / EMBEDFLOW_WORKER_MEMORY by taking their place before the worker reads them.
  */
 function withBudgetOptions(cmd: Command): Command {

@@ -1,6 +1,6 @@
 import { relative } from 'node:path';
 import { fixedByNewRun } from '../core/errors.ts';
-import type { Plan } from '../pipelines/plan.ts';
+import type { Plan } from '../dsl/plan.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 
 // What to tell a person after a run that did not complete: resume it, or change something and start

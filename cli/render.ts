@@ -1,4 +1,4 @@
-import type { StageState } from '../pipelines/plan.ts';
+import type { StageState } from '../dsl/plan.ts';
 import { nextStepLines } from './nextStep.ts';
 import type { PendingStage, RunView } from './runs.ts';
 

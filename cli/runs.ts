@@ -1,10 +1,10 @@
 import { defaultPayloadConverter, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure, TerminatedFailure } from '@temporalio/common';
-import { snapshotInput } from '../activities/snapshotInput.ts';
+import { snapshotInput } from '../engine/snapshotInput.ts';
 import { hashJson } from '../artifacts/hash.ts';
 import { RunNotFoundError } from '../activities/errors.ts';
-import { Plan, type RunResult, type StageState } from '../pipelines/plan.ts';
+import { Plan, type RunResult, type StageState } from '../dsl/plan.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Runtime } from '../workers/runtime.ts';
 import { STAGE_MARKS_KEY, type StageMark, statesFromMarks } from '../workflows/runMemo.ts';

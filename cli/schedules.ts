@@ -1,6 +1,6 @@
 import { ScheduleOverlapPolicy, type ScheduleDescription, type ScheduleSpec } from '@temporalio/client';
 import { EmbedflowError, PipelineValidationError } from '../activities/errors.ts';
-import type { Plan } from '../pipelines/plan.ts';
+import type { Plan } from '../dsl/plan.ts';
 import { taskQueues } from '../workers/config.ts';
 import type { Runtime } from '../workers/runtime.ts';
 import { WORKFLOW_TYPE } from './runs.ts';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { EVAL_SETS } from '../activities/evaluation/metricsJson.ts';
-import type { StageState } from '../pipelines/plan.ts';
+import type { StageState } from '../dsl/plan.ts';
 import type { Runtime } from '../workers/runtime.ts';
 
 // What a finished run leaves for people: the headline metrics, the report and the files it skipped.

@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ConfigError } from '../activities/errors.ts';
-import type { StageEnv } from '../pipelines/stage.ts';
+import type { StageEnv } from '../dsl/stage.ts';
 import { type TemporalSettings, TemporalEnvSchema, temporalSettings } from './temporalSettings.ts';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');

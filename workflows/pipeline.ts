@@ -8,10 +8,10 @@ import {
   upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { EngineActivities, StageFailureDetails } from '../activities/engine.ts';
+import type { EngineActivities, StageFailureDetails } from '../engine/engine.ts';
 import { NON_RETRYABLE } from '../activities/errors.ts';
-import type { Plan, PlannedStage, RunResult, StageState } from '../pipelines/plan.ts';
-import type { Progress } from '../pipelines/stage.ts';
+import type { Plan, PlannedStage, RunResult, StageState } from '../dsl/plan.ts';
+import type { Progress } from '../dsl/stage.ts';
 import { stageMarksMemo } from './runMemo.ts';
 
 // Deterministic orchestration only: no I/O, no clocks but the workflow's, no data — digests and counts.

@@ -1,4 +1,4 @@
-import type { StageState, StageStatus } from '../pipelines/plan.ts';
+import type { StageState, StageStatus } from '../dsl/plan.ts';
 
 // What a run keeps in its Temporal memo for `status`: one small mark per stage that has left
 // `pending`. The server warns when a workflow's memo passes 2 KiB ("Blob data size exceeds the

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { hashJson } from '../../artifacts/hash.ts';
-import type { StageEnv } from '../../pipelines/stage.ts';
+import type { StageEnv } from '../../dsl/stage.ts';
 import { DEFAULT_GGUF, resolveGguf } from './gguf.ts';
 import { CLOZE_RULES_HASH, IctProvider } from './ict.ts';
 import { LlmQueryProvider, type QuerySampling } from './llmQueries.ts';

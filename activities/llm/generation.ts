@@ -1,7 +1,7 @@
 import { sha256 } from '../../artifacts/hash.ts';
 import type { Memo } from '../../artifacts/memo.ts';
 import { writeParquet } from '../../artifacts/parquet.ts';
-import type { ActivitySpec, ResourceNeeds, StageContext, StageEnv } from '../../pipelines/stage.ts';
+import type { ActivitySpec, ResourceNeeds, StageContext, StageEnv } from '../../dsl/stage.ts';
 import { localLlmNeeds } from '../resourceEstimates.ts';
 import { type GenerationParams, identityHash, openProvider, providerIdentity, stylePlan } from './config.ts';
 import { resolveGguf } from './gguf.ts';

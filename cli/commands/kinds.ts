@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { UnknownStageKindError } from '../../core/errors.ts';
 import * as builtinKinds from '../../kinds.ts';
-import { type StageKind, inputArtifactKind, isOptionalInput } from '../../pipelines/stage.ts';
+import { type StageKind, inputArtifactKind, isOptionalInput } from '../../dsl/stage.ts';
 
 // `embedflow kinds [name]`: the built-in stage kinds and their parameters, read from the kinds' own zod
 // schemas (z.toJSONSchema), so the reference cannot drift from what a pipeline is validated against.

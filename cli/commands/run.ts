@@ -1,8 +1,8 @@
 import { fixedByNewRun } from '../../core/errors.ts';
 import { relative } from 'node:path';
-import { buildPlan, type DroppedDefault, parseOverride } from '../../pipelines/dsl.ts';
-import { loadPipeline } from '../../pipelines/load.ts';
-import type { Plan, StageState } from '../../pipelines/plan.ts';
+import { buildPlan, type DroppedDefault, parseOverride } from '../../dsl/dsl.ts';
+import { loadPipeline } from '../../dsl/load.ts';
+import type { Plan, StageState } from '../../dsl/plan.ts';
 import { type Config, taskQueues } from '../../workers/config.ts';
 import type { Runtime } from '../../workers/runtime.ts';
 import { withWorkers } from '../embeddedWorker.ts';

@@ -40,7 +40,7 @@ afterEach(async () => {
 const charsModule = (countExpr: string) => `import { readFile, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { listFiles } from '${PROJECT_ROOT}/artifacts/fsutil.ts';
-import { defineStage } from '${PROJECT_ROOT}/pipelines/stage.ts';
+import { defineStage } from '${PROJECT_ROOT}/dsl/stage.ts';
 
 export const countChars = defineStage({
   kind: 'scratch.countChars',
@@ -59,7 +59,7 @@ export const countChars = defineStage({
 });
 `;
 
-const pipelineFile = `import { definePipeline, stage } from '${PROJECT_ROOT}/pipelines/dsl.ts';
+const pipelineFile = `import { definePipeline, stage } from '${PROJECT_ROOT}/dsl/dsl.ts';
 import { combine, countWords } from '${PROJECT_ROOT}/${WORDS}';
 import { countChars } from './chars.ts';
 
@@ -116,7 +116,7 @@ describe('stage cache through runs', () => {
     const pipeline = join(dir, 'my-pipeline.ts');
     await writeFile(
       pipeline,
-      `import { definePipeline, stage } from 'embedflow/pipelines/dsl.ts';
+      `import { definePipeline, stage } from 'embedflow/dsl/dsl.ts';
 import { combine, countChars, countWords } from 'embedflow/${WORDS}';
 
 export default definePipeline({

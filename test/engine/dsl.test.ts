@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { PipelineLoadError, PipelineValidationError, StageParamsError } from '../../activities/errors.ts';
-import { buildPlan, type DroppedDefault, definePipeline, extendPipeline, parseOverride, stage } from '../../pipelines/dsl.ts';
-import { loadPipeline } from '../../pipelines/load.ts';
-import { defineStage } from '../../pipelines/stage.ts';
+import { buildPlan, type DroppedDefault, definePipeline, extendPipeline, parseOverride, stage } from '../../dsl/dsl.ts';
+import { loadPipeline } from '../../dsl/load.ts';
+import { defineStage } from '../../dsl/stage.ts';
 import { combine, countChars, countWords } from '../fixtures/pipelines/words.ts';
 
 // Every invalid pipeline fails when it loads, naming the file, the stage and the field.

@@ -2,7 +2,7 @@ import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { clearFingerprintCache, codeFingerprint } from '../../pipelines/fingerprint.ts';
+import { clearFingerprintCache, codeFingerprint } from '../../dsl/fingerprint.ts';
 
 // The automatic code fingerprint: editing the stage or anything it imports invalidates; editing an
 // unrelated file does not; nobody has to bump a version.

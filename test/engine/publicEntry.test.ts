@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { kindsMarkdown } from '../../cli/commands/kinds.ts';
 import * as builtinKinds from '../../kinds.ts';
-import { clearFingerprintCache, codeFingerprint } from '../../pipelines/fingerprint.ts';
-import { registeredStageKinds } from '../../pipelines/stage.ts';
+import { clearFingerprintCache, codeFingerprint } from '../../dsl/fingerprint.ts';
+import { registeredStageKinds } from '../../dsl/stage.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { cli, testEnv } from '../support/cli.ts';
 

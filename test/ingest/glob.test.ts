@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CorpusEmptyError, CorpusPathError } from '../../activities/errors.ts';
 import { globMatcher, splitGlob } from '../../activities/ingest/glob.ts';
-import { snapshotInput } from '../../activities/snapshotInput.ts';
+import { snapshotInput } from '../../engine/snapshotInput.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
 import { tempStore } from '../support/runStage.ts';
 

@@ -1,7 +1,7 @@
 // Run by test/ingest/bad-input.test.ts in a child process (as an unprivileged user when the tests run
 // as root, since root reads a chmod 000 file anyway): snapshot a corpus folder into a store, print the
 // outcome as JSON.
-import { snapshotInput } from '../../activities/snapshotInput.ts';
+import { snapshotInput } from '../../engine/snapshotInput.ts';
 import { LocalStore } from '../../artifacts/store.ts';
 
 const [storeRoot, dir] = process.argv.slice(2);

@@ -9,7 +9,7 @@ import { GenerationParams } from '../../activities/llm/config.ts';
 import { runGeneration } from '../../activities/llm/generation.ts';
 import { OpenAiCompatibleBackend } from '../../activities/llm/openaiCompatible.ts';
 import { readChunkTexts, readQueries } from '../../activities/llm/queriesTable.ts';
-import { type Progress, type StageEnv } from '../../pipelines/stage.ts';
+import { type Progress, type StageEnv } from '../../dsl/stage.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { FaultProxy } from '../support/faultProxy.ts';
 import { LlmServer } from '../support/llmServer.ts';

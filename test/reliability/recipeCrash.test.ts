@@ -14,7 +14,7 @@ import { LlmServer } from '../support/llmServer.ts';
 
 // The whole default recipe (at toy sizes) with its worker SIGKILLed once inside each stage in turn and
 // a new worker started after each kill, compared with the same recipe run without a fault. The kills
-// come from a failpoint the worker honours (EMBEDFLOW_FAILPOINT_KILL, activities/engine.ts): stages
+// come from a failpoint the worker honours (EMBEDFLOW_FAILPOINT_KILL, engine/engine.ts): stages
 // that last milliseconds on three documents cannot be caught "running" from outside.
 
 const PIPELINE = 'test/fixtures/pipelines/recipe-tiny.ts';

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { stageCacheKey } from '../../artifacts/cacheKey.ts';
 import type { Manifest } from '../../artifacts/manifest.ts';
 import { type ArtifactStore, LocalStore } from '../../artifacts/store.ts';
-import { runStageKind } from '../../activities/stageRunner.ts';
-import { snapshotInput } from '../../activities/snapshotInput.ts';
-import type { Progress, StageKind } from '../../pipelines/stage.ts';
+import { runStageKind } from '../../engine/stageRunner.ts';
+import { snapshotInput } from '../../engine/snapshotInput.ts';
+import type { Progress, StageKind } from '../../dsl/stage.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 
 /** A fresh store in a temporary directory. */

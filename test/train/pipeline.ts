@@ -3,8 +3,8 @@
 import { z } from 'zod';
 import { resolveModelDir } from '../../activities/models/resolve.ts';
 import { train } from '../../activities/train.ts';
-import { definePipeline, stage } from '../../pipelines/dsl.ts';
-import { defineStage } from '../../pipelines/stage.ts';
+import { definePipeline, stage } from '../../dsl/dsl.ts';
+import { defineStage } from '../../dsl/stage.ts';
 import { pairRows, syntheticRows, writePairsParquet } from './fixtures.ts';
 import { writeModelFixture } from './support.ts';
 

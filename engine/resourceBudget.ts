@@ -1,7 +1,7 @@
 import { hostname, availableParallelism, totalmem } from 'node:os';
 import { z } from 'zod';
-import type { ResourceNeeds } from '../pipelines/stage.ts';
-import { ConfigError } from './errors.ts';
+import type { ResourceNeeds } from '../dsl/stage.ts';
+import { ConfigError } from '../core/errors.ts';
 
 // A worker's CPU and memory budget. Temporal's activity slots count stages, not what they use: four
 // trainings admitted at once on a 2-core, 24 GiB machine had the OOM killer shoot two of them. A

@@ -3,8 +3,8 @@ import { join, relative, sep } from 'node:path';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import { CorpusEmptyError, CorpusPathError } from '../core/errors.ts';
 import { isErrno } from '../artifacts/fsutil.ts';
-import { byPath, readError, type Skipped, skippedText } from './ingest/corpus.ts';
-import { globMatcher, isGlob, splitGlob } from './ingest/glob.ts';
+import { byPath, readError, type Skipped, skippedText } from '../activities/ingest/corpus.ts';
+import { globMatcher, isGlob, splitGlob } from '../activities/ingest/glob.ts';
 
 export interface SnapshotRequest {
   name: string;
