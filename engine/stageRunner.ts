@@ -120,8 +120,9 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
   let result: StageResult;
   let release: (() => void) | undefined;
   let estimatedBytes: number | undefined;
+  let ranAlone: string | undefined;
   try {
-    ({ release, estimatedBytes } = await admit(inv, parsed.data, inputs, rt));
+    ({ release, estimatedBytes, ranAlone } = await admit(inv, parsed.data, inputs, rt));
     result = (await kind.run(ctx)) ?? {};
     rt.signal.throwIfAborted();
   } catch (err) {
@@ -132,7 +133,12 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
     clearInterval(keepFresh);
   }
   // Beside a measured peakRssMB, what the worker's budget assumed (resourceEstimates.ts).
-  const stats = { ...result.stats, ...(estimatedBytes ? { estimatedPeakMB: Math.round(estimatedBytes / 2 ** 20) } : {}) };
+  // Why a stage ran by itself stays with its stats: a heartbeat carrying it can be overtaken by the end.
+  const stats = {
+    ...result.stats,
+    ...(estimatedBytes ? { estimatedPeakMB: Math.round(estimatedBytes / 2 ** 20) } : {}),
+    ...(ranAlone ? { ranAlone } : {}),
+  };
   if (result.reuse !== undefined) {
     await rt.store.discard(out);
     const check = await rt.store.quickVerify(result.reuse);
@@ -176,18 +182,20 @@ async function admit(
   params: unknown,
   inputs: Record<string, ArtifactReader | undefined>,
   rt: StageRuntime,
-): Promise<{ release: () => void; estimatedBytes?: number }> {
+): Promise<{ release: () => void; estimatedBytes?: number; ranAlone?: string }> {
   const needs = await inv.kind.resources?.(params, inputs as StageContext<unknown>['inputs'], rt.env);
   if (!needs) return { release: () => {} };
+  let ranAlone: string | undefined;
   const release = await workerBudget(rt.env.vars).admit(needs, {
     signal: rt.signal,
     onWait: (message) => rt.heartbeat({ ...rt.resume, done: rt.resume?.done ?? 0, message }),
     onAlone: (message) => {
+      ranAlone = message;
       rt.log.warn(`stage "${inv.stageId}" ${message}`);
       rt.heartbeat({ ...rt.resume, done: rt.resume?.done ?? 0, message: `running alone: ${message}` });
     },
   });
-  return { release, estimatedBytes: needs.memoryBytes };
+  return { release, estimatedBytes: needs.memoryBytes, ...(ranAlone ? { ranAlone } : {}) };
 }
 
 /**

@@ -27,10 +27,10 @@ describe('worker resource budget', () => {
     const r = await cli(['run', PIPELINE, '--json', '--cpus', '2', '--memory', '1GiB'], env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.stages.map((s: { status: string }) => s.status)).toEqual(['ran', 'ran', 'ran', 'ran']);
-    // The user is told, in the progress lines, why the big one ran by itself.
-    expect(r.stderr).toMatch(/huge .*running alone: needs about 4\.0 GiB, more than the 1\.0 GiB/);
-    // Its stats keep what the budget assumed, beside what a stage measures (peakRssMB).
-    expect(r.json.stages.find((s: { id: string }) => s.id === 'huge').stats).toMatchObject({ estimatedPeakMB: 4096 });
+    // The user is told why the big one ran by itself (in its stats, shown with the stage in `status`
+    // and the summary; a heartbeat saying so can be overtaken by the stage's end), and what the budget assumed.
+    const hugeStage = r.json.stages.find((s: { id: string }) => s.id === 'huge');
+    expect(hugeStage.stats).toMatchObject({ estimatedPeakMB: 4096, ranAlone: expect.stringMatching(/needs about 4\.0 GiB, more than the 1\.0 GiB/) });
 
     const spans: Record<string, Span> = {};
     for (const line of (await readFile(env.EMBEDFLOW_TEST_LOG, 'utf8')).trim().split('\n')) {
