@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineStage } from '../dsl/stage.ts';
 import { chunkDocuments } from './chunking/chunkDocuments.ts';
-import { CHUNKS_FILE } from './chunking/chunks.ts';
+import { CHUNKS_FILE } from './artifactKinds/chunksArtifact.ts';
 import { checkSplitOptions } from './chunking/splitter.ts';
 import { loadTokenCounter } from './chunking/tokenizer.ts';
 import { DOCUMENTS_FILE } from './ingest/documents.ts';

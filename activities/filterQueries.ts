@@ -2,9 +2,9 @@ import { z } from 'zod';
 import { defineStage } from '../dsl/stage.ts';
 import { InvalidInputError } from './errors.ts';
 import { type FilterOptions, applyTextFilters, noteRemoved } from './llm/filters.ts';
-import { writeQueries } from './llm/generation.ts';
 import { corpusLanguage } from './llm/language.ts';
-import { QUERIES_FILE, type QueryRow, readChunkTexts, readQueries } from './llm/queriesTable.ts';
+import { readChunkTexts } from './artifactKinds/chunksArtifact.ts';
+import { QUERIES_FILE, type QueryRow, readQueries, writeQueries } from './artifactKinds/queriesArtifact.ts';
 import { roundTripConsistent } from './llm/roundTrip.ts';
 import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
 

@@ -2,9 +2,10 @@ import { z } from 'zod';
 import { defineStage } from '../dsl/stage.ts';
 import { GenerationParams } from './llm/config.ts';
 import { applyTextFilters } from './llm/filters.ts';
-import { LLM_STAGE_DEFAULTS, generationNeeds, runGeneration, writeQueries } from './llm/generation.ts';
+import { LLM_STAGE_DEFAULTS, generationNeeds, runGeneration } from './llm/generation.ts';
 import { PROMPT_FILES } from './llm/prompts.ts';
-import { QUERIES_FILE, readChunkTexts, readQueries } from './llm/queriesTable.ts';
+import { readChunkTexts } from './artifactKinds/chunksArtifact.ts';
+import { QUERIES_FILE, readQueries, writeQueries } from './artifactKinds/queriesArtifact.ts';
 
 export const EvalGenerationParams = GenerationParams.extend({
   /** Not the training seed: the same settings would write the same queries, all removed as duplicates. */

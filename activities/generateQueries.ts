@@ -1,8 +1,9 @@
 import { defineStage } from '../dsl/stage.ts';
 import { GenerationParams } from './llm/config.ts';
-import { LLM_STAGE_DEFAULTS, generationNeeds, runGeneration, writeQueries } from './llm/generation.ts';
+import { LLM_STAGE_DEFAULTS, generationNeeds, runGeneration } from './llm/generation.ts';
 import { PROMPT_FILES } from './llm/prompts.ts';
-import { QUERIES_FILE, readChunkTexts } from './llm/queriesTable.ts';
+import { readChunkTexts } from './artifactKinds/chunksArtifact.ts';
+import { QUERIES_FILE, writeQueries } from './artifactKinds/queriesArtifact.ts';
 
 /**
  * Training queries: for every chunk, N queries it answers, spread over styles (question, keyword,

@@ -7,7 +7,7 @@ import { hashJson, sha256, sha256File } from '../artifacts/hash.ts';
 import type { Memo } from '../artifacts/memo.ts';
 import { type ArtifactStore, contentDigest } from '../artifacts/store.ts';
 import { type StageResult, defineStage } from '../dsl/stage.ts';
-import { readModelInfo } from './embedding/modelInfo.ts';
+import { readModelInfo } from './artifactKinds/modelArtifact.ts';
 import { ModelExportError, TrainerFailedError } from './errors.ts';
 import { fingerprintDir } from './models/fingerprint.ts';
 import { CARD_SOURCE, UNKNOWN_FACTS, readCardFacts, writeModelCard } from './models/modelCard.ts';

@@ -27,7 +27,7 @@ import { LocalChatBackend, defaultThreads } from '../activities/llm/local.ts';
 import { OpenAiCompatibleBackend } from '../activities/llm/openaiCompatible.ts';
 import { renderMessages, templateSet } from '../activities/llm/prompts.ts';
 import type { ChatBackend, ChatRequest, LlmStyle } from '../activities/llm/types.ts';
-import type { ChunkText } from '../activities/llm/queriesTable.ts';
+import type { ChunkText } from '../activities/artifactKinds/chunksArtifact.ts';
 import { LlmServer } from '../test/support/llmServer.ts';
 import { PROJECT_ROOT } from '../workers/config.ts';
 import { benchMachine } from './machine.ts';

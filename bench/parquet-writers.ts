@@ -21,7 +21,7 @@ import {
   Table,
 } from 'apache-arrow';
 import { chunkDocuments } from '../activities/chunking/chunkDocuments.ts';
-import { chunksTable } from '../activities/chunking/chunks.ts';
+import { chunksTable } from '../activities/artifactKinds/chunksArtifact.ts';
 import type { ChunkRow } from '../activities/chunking/splitter.ts';
 import { loadTokenCounter } from '../activities/chunking/tokenizer.ts';
 import { ingestCorpus } from '../activities/ingest/ingestCorpus.ts';

@@ -1,5 +1,5 @@
 import { ParquetStreamWriter, readParquetBatches } from '../../artifacts/parquet.ts';
-import { chunksTable } from './chunks.ts';
+import { chunksTable } from '../artifactKinds/chunksArtifact.ts';
 import { type ChunkRow, iterateChunks, type SplitDocument, type SplitOptions } from './splitter.ts';
 import type { TokenCounter } from './tokenizer.ts';
 

@@ -5,7 +5,7 @@ import type * as Ort from 'onnxruntime-node';
 import { loadOnnxRuntime, loadTransformers } from '../heavyLibs.ts';
 import { InvalidInputError } from '../errors.ts';
 import { restoreFinalSeparator } from '../rerank/crossEncoder.ts';
-import { type ModelInfo, type ModelVariant, readModelInfo } from './modelInfo.ts';
+import { type ModelInfo, type ModelVariant, readModelInfo } from '../artifactKinds/modelArtifact.ts';
 
 /** Set by the first Encoder.load; feeds() builds tensors with it. */
 let ort: typeof Ort;

@@ -1,7 +1,7 @@
 import { sha256 } from '../../artifacts/hash.ts';
 import type { Memo } from '../../artifacts/memo.ts';
 import type { ArtifactStore } from '../../artifacts/store.ts';
-import type { ModelVariant } from './modelInfo.ts';
+import type { ModelVariant } from '../artifactKinds/modelArtifact.ts';
 import type { Embeddings, Encoder, TextKind } from './encoder.ts';
 
 /**

@@ -1,9 +1,9 @@
 import type { ArtifactStore } from '../../artifacts/store.ts';
 import { ExactIndex } from '../evaluation/search.ts';
-import { readChunkTexts } from '../llm/queriesTable.ts';
+import { readChunkTexts } from '../artifactKinds/chunksArtifact.ts';
 import { Encoder } from './encoder.ts';
 import { embedWithMemo, openEmbeddingMemo } from './memoEmbed.ts';
-import type { ModelVariant } from './modelInfo.ts';
+import type { ModelVariant } from '../artifactKinds/modelArtifact.ts';
 
 // `embedflow search`: one question against a run's chunks, per model. The corpus goes through the
 // shared embedding memo, so chunks the run's mining or evaluation embedded cost nothing here, and a

@@ -1,5 +1,5 @@
 import { detectLanguage } from './language.ts';
-import type { QueryRow } from './queriesTable.ts';
+import type { QueryRow } from '../artifactKinds/queriesArtifact.ts';
 import type { Language } from './types.ts';
 import { NearDuplicateIndex, normalizeQuery } from './textNorm.ts';
 

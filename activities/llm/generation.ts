@@ -1,12 +1,12 @@
 import { sha256 } from '../../artifacts/hash.ts';
 import type { Memo } from '../../artifacts/memo.ts';
-import { writeParquet } from '../../artifacts/parquet.ts';
 import type { ActivitySpec, ResourceNeeds, StageContext, StageEnv } from '../../dsl/stage.ts';
 import { localLlmNeeds } from '../resourceEstimates.ts';
 import { type GenerationParams, identityHash, openProvider, providerIdentity, stylePlan } from './config.ts';
 import { resolveGguf } from './gguf.ts';
 import { corpusLanguage } from './language.ts';
-import { type ChunkText, type QueryRow, queriesTable } from './queriesTable.ts';
+import type { ChunkText } from '../artifactKinds/chunksArtifact.ts';
+import type { QueryRow } from '../artifactKinds/queriesArtifact.ts';
 import type { ChunkGeneration, Language, QueryProvider } from './types.ts';
 
 /**
@@ -207,8 +207,4 @@ export async function runGeneration(
 /** A chunk's own seed: its answer must not depend on which other chunks ran or in what order. */
 export function chunkSeed(seed: number, text: string): number {
   return (parseInt(sha256(`${seed}\n${text}`).slice(0, 8), 16) & 0x7fffffff) >>> 0;
-}
-
-export async function writeQueries(path: string, rows: QueryRow[]): Promise<void> {
-  await writeParquet(path, queriesTable(rows));
 }

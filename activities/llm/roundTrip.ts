@@ -2,7 +2,8 @@ import type { ArtifactReader, ArtifactStore } from '../../artifacts/store.ts';
 import { Encoder, row } from '../embedding/encoder.ts';
 import { embedWithMemo, openEmbeddingMemo } from '../embedding/memoEmbed.ts';
 import { ExactIndex } from '../evaluation/search.ts';
-import type { ChunkText, QueryRow } from './queriesTable.ts';
+import type { ChunkText } from '../artifactKinds/chunksArtifact.ts';
+import type { QueryRow } from '../artifactKinds/queriesArtifact.ts';
 
 /**
  * Round-trip consistency: keep a generated query only if the base model already ranks the chunk it

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../artifacts/fsutil.ts';
-import type { ModelInfo } from '../embedding/modelInfo.ts';
+import type { ModelInfo } from '../artifactKinds/modelArtifact.ts';
 import type { MetricsJson } from '../evaluation/metricsJson.ts';
 
 /**

@@ -1,5 +1,5 @@
 import { Encoder } from '../../activities/embedding/encoder.ts';
-import type { ModelVariant } from '../../activities/embedding/modelInfo.ts';
+import type { ModelVariant } from '../../activities/artifactKinds/modelArtifact.ts';
 import { startEmbeddingServer } from '../embeddingServer.ts';
 import { resolveTarget } from '../modelTargets.ts';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunk } from '../../activities/chunk.ts';
-import { CHUNKS_FILE } from '../../activities/chunking/chunks.ts';
+import { CHUNKS_FILE } from '../../activities/artifactKinds/chunksArtifact.ts';
 import type { ChunkRow } from '../../activities/chunking/splitter.ts';
 import { ingest } from '../../activities/ingest.ts';
 import { sha256 } from '../../artifacts/hash.ts';

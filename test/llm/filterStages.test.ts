@@ -4,7 +4,7 @@ import { InvalidInputError } from '../../activities/errors.ts';
 import { filterQueries } from '../../activities/filterQueries.ts';
 import { generateEvalQueries } from '../../activities/generateEvalQueries.ts';
 import { generateQueries } from '../../activities/generateQueries.ts';
-import { readQueries } from '../../activities/llm/queriesTable.ts';
+import { readQueries } from '../../activities/artifactKinds/queriesArtifact.ts';
 import { baseModel } from '../eval/fixtures.ts';
 import { runStage, tempStore } from '../support/runStage.ts';
 import { EN_DOCS, JA_DOCS, type Doc, chunksArtifact, queriesArtifact, queryRow } from './fixtures.ts';

@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { sha256 } from '../../artifacts/hash.ts';
 import { writeParquet } from '../../artifacts/parquet.ts';
 import type { ArtifactStore } from '../../artifacts/store.ts';
-import { CHUNKS_FILE, chunksTable } from '../../activities/chunking/chunks.ts';
+import { CHUNKS_FILE, chunksTable } from '../../activities/artifactKinds/chunksArtifact.ts';
 import { type ChunkRow, chunkId } from '../../activities/chunking/splitter.ts';
-import { QUERIES_FILE, type QueryRow, queriesTable } from '../../activities/llm/queriesTable.ts';
+import { QUERIES_FILE, type QueryRow, queriesTable } from '../../activities/artifactKinds/queriesArtifact.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 
 /** The machine facts the LLM code needs; the same home as runStage, so the GGUF is assembled once. */

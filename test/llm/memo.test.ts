@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalStore } from '../../artifacts/store.ts';
 import { generateQueries } from '../../activities/generateQueries.ts';
-import { readQueries } from '../../activities/llm/queriesTable.ts';
+import { readQueries } from '../../activities/artifactKinds/queriesArtifact.ts';
 import type { Progress } from '../../dsl/stage.ts';
 import { LlmServer } from '../support/llmServer.ts';
 import { runStage, tempStore } from '../support/runStage.ts';

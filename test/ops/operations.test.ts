@@ -3,7 +3,7 @@ import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readChunkTexts } from '../../activities/llm/queriesTable.ts';
+import { readChunkTexts } from '../../activities/artifactKinds/chunksArtifact.ts';
 import { S3Store } from '../../artifacts/s3Store.ts';
 import { LocalStore } from '../../artifacts/store.ts';
 import type { RunView } from '../../cli/runs.ts';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chunksTable } from '../../activities/chunking/chunks.ts';
+import { chunksTable } from '../../activities/artifactKinds/chunksArtifact.ts';
 import type { ChunkRow } from '../../activities/chunking/splitter.ts';
 import { type Embeddings, Encoder } from '../../activities/embedding/encoder.ts';
 import { searchChunks } from '../../activities/embedding/searchChunks.ts';

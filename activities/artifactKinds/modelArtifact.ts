@@ -4,6 +4,8 @@ import { z } from 'zod';
 import { InvalidInputError } from '../errors.ts';
 
 /** model.json of a `model` artifact, as trainer/export_model.py writes it. */
+export const MODEL_INFO_FILE = 'model.json';
+
 export const ModelInfo = z.object({
   name: z.string(),
   source: z.string(),
@@ -24,7 +26,7 @@ export type ModelInfo = z.infer<typeof ModelInfo>;
 export type ModelVariant = 'fp32' | 'int8';
 
 export async function readModelInfo(modelDir: string): Promise<ModelInfo> {
-  const path = join(modelDir, 'model.json');
+  const path = join(modelDir, MODEL_INFO_FILE);
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(path, 'utf8'));
@@ -38,7 +40,7 @@ export async function readModelInfo(modelDir: string): Promise<ModelInfo> {
   const parsed = ModelInfo.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new InvalidInputError(`model.json: ${issue?.path.join('.')}: ${issue?.message}`, {
+    throw new InvalidInputError(`${MODEL_INFO_FILE}: ${issue?.path.join('.')}: ${issue?.message}`, {
       where: path,
       hint: 're-export the model with trainer/export_model.py',
     });

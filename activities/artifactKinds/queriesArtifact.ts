@@ -1,9 +1,8 @@
 import { Table } from 'apache-arrow';
-import { readParquet } from '../../artifacts/parquet.ts';
+import { readParquet, writeParquet } from '../../artifacts/parquet.ts';
 import type { ArtifactReader } from '../../artifacts/store.ts';
 import { float64, int32, numberColumn, stringColumn, utf8 } from '../evaluation/tables.ts';
-import { CHUNKS_FILE } from '../chunking/chunks.ts';
-import type { QueryStyle } from './types.ts';
+import type { QueryStyle } from '../llm/types.ts';
 
 /** queries.parquet of the `queries` and `evalQueries` artifacts. Relevance of a query = its chunk_id. */
 export const QUERIES_FILE = 'queries.parquet';
@@ -35,6 +34,10 @@ export function queriesTable(rows: readonly QueryRow[]): Table {
   });
 }
 
+export async function writeQueries(path: string, rows: QueryRow[]): Promise<void> {
+  await writeParquet(path, queriesTable(rows));
+}
+
 export async function readQueries(input: ArtifactReader): Promise<QueryRow[]> {
   const where = input.file(QUERIES_FILE);
   const t = await readParquet(where);
@@ -59,17 +62,4 @@ export async function readQueries(input: ArtifactReader): Promise<QueryRow[]> {
     latency_ms: latencies[i]!,
     tokens: tokens[i]!,
   }));
-}
-
-export interface ChunkText {
-  chunkId: string;
-  text: string;
-}
-
-export async function readChunkTexts(input: ArtifactReader): Promise<ChunkText[]> {
-  const where = input.file(CHUNKS_FILE);
-  const t = await readParquet(where, ['chunk_id', 'text']);
-  const ids = stringColumn(t, 'chunk_id', where);
-  const texts = stringColumn(t, 'text', where);
-  return ids.map((chunkId, i) => ({ chunkId, text: texts[i]! }));
 }
