@@ -4,7 +4,7 @@ import { chunkDocuments } from './chunking/chunkDocuments.ts';
 import { CHUNKS_FILE } from './artifactKinds/chunksArtifact.ts';
 import { checkSplitOptions } from './chunking/splitter.ts';
 import { loadTokenCounter } from './chunking/tokenizer.ts';
-import { DOCUMENTS_FILE } from './ingest/documents.ts';
+import { DOCUMENTS_FILE } from './artifactKinds/documentsArtifact.ts';
 import { resolveModelDir } from './models/resolve.ts';
 
 export const ChunkParams = z

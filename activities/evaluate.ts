@@ -28,7 +28,7 @@ import { ExactIndex } from './evaluation/search.ts';
 import { type SystemScores, compareSystems, gateCheck, metricTable, scoreRankings } from './evaluation/summary.ts';
 import { float64, int32, stringColumn, utf8, utf8List } from './evaluation/tables.ts';
 import { devCheckOf, judge, verdictStats } from './evaluation/verdict.ts';
-import { readEvalQuestions } from './importQuestions.ts';
+import { readEvalQuestions } from './artifactKinds/evalQuestionsArtifact.ts';
 import { loadCrossEncoder, orderByScore } from './rerank/crossEncoder.ts';
 
 /**

@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
-import { Table } from 'apache-arrow';
 import { z } from 'zod';
 import type { ArtifactReader } from '../artifacts/store.ts';
-import { readParquet, writeParquet } from '../artifacts/parquet.ts';
 import { defineStage } from '../dsl/stage.ts';
+import { readChunkSpans } from './artifactKinds/chunksArtifact.ts';
+import { type DocumentSource, readDocumentSources } from './artifactKinds/documentsArtifact.ts';
+import { type EvalQuestion, QUESTIONS_FILE, writeEvalQuestions } from './artifactKinds/evalQuestionsArtifact.ts';
 import { EvalQuestionsError } from './errors.ts';
-import { ChunkSpanIndex, type Coverage } from './evaluation/relevance.ts';
-import { int32, numberColumn, stringColumn, stringListColumn, utf8, utf8List } from './evaluation/tables.ts';
+import { ChunkSpanIndex } from './evaluation/relevance.ts';
 import { rawSpanToTextSpan } from './ingest/offsets.ts';
 
 /**
@@ -27,27 +27,6 @@ export const QuestionLine = z.object({
   answer: z.string().optional(),
 }).refine((q) => q.end > q.start, { message: 'end must be greater than start', path: ['end'] });
 
-export interface EvalQuestion {
-  query_id: string;
-  text: string;
-  path: string;
-  start: number;
-  end: number;
-  relevant_chunk_ids: string[];
-  doc_id: string;
-  text_start: number;
-  text_end: number;
-  answer: string | null;
-  coverage: Coverage;
-}
-
-interface DocumentRow {
-  doc_id: string;
-  path: string;
-  raw_text: string;
-  offset_map: string;
-}
-
 const MAX_REPORTED_PROBLEMS = 20;
 
 export const importQuestions = defineStage({
@@ -59,22 +38,15 @@ export const importQuestions = defineStage({
   defaults: { queue: 'cpu', startToCloseTimeout: '30m', retry: { maximumAttempts: 2 } },
   async run(ctx) {
     const { path: qPath, display } = questionsFile(ctx.inputs.questions);
-    const docs = await readDocuments(ctx.inputs.documents);
-    const chunksWhere = ctx.inputs.chunks.file('chunks.parquet');
-    const chunkTable = await readParquet(chunksWhere, ['chunk_id', 'doc_id', 'start', 'end']);
-    const ids = stringColumn(chunkTable, 'chunk_id', chunksWhere);
-    const docIds = stringColumn(chunkTable, 'doc_id', chunksWhere);
-    const starts = numberColumn(chunkTable, 'start', chunksWhere);
-    const ends = numberColumn(chunkTable, 'end', chunksWhere);
-    const index = new ChunkSpanIndex(ids.map((chunk_id, i) => ({ chunk_id, doc_id: docIds[i]!, start: starts[i]!, end: ends[i]! })));
+    const docs = await readDocumentSources(ctx.inputs.documents);
+    const index = new ChunkSpanIndex(await readChunkSpans(ctx.inputs.chunks));
 
     const { questions, dropped } = resolveQuestions(await readFile(qPath, 'utf8'), display, docs, index);
-    const out = await ctx.out.file('questions.parquet');
-    await writeParquet(out, questionsTable(questions));
+    await writeEvalQuestions(await ctx.out.file(QUESTIONS_FILE), questions);
     const partial = questions.filter((q) => q.coverage === 'partial').length;
     const relevantTotal = questions.reduce((s, q) => s + q.relevant_chunk_ids.length, 0);
     return {
-      rows: { 'questions.parquet': questions.length },
+      rows: { [QUESTIONS_FILE]: questions.length },
       stats: {
         questions: questions.length,
         documents: new Set(questions.map((q) => q.doc_id)).size,
@@ -100,18 +72,8 @@ function questionsFile(input: ArtifactReader): { path: string; display: string }
   return { path: input.file(rel), display: typeof source === 'string' && files.length === 1 ? source : rel };
 }
 
-async function readDocuments(input: ArtifactReader): Promise<DocumentRow[]> {
-  const where = input.file('documents.parquet');
-  const t = await readParquet(where, ['doc_id', 'path', 'raw_text', 'offset_map']);
-  const docIds = stringColumn(t, 'doc_id', where);
-  const paths = stringColumn(t, 'path', where);
-  const raws = stringColumn(t, 'raw_text', where);
-  const maps = stringColumn(t, 'offset_map', where);
-  return docIds.map((doc_id, i) => ({ doc_id, path: paths[i]!, raw_text: raws[i]!, offset_map: maps[i]! }));
-}
-
 /** Find a question's document: its exact path, else the one document whose path ends with `/doc`. */
-function documentFinder(docs: DocumentRow[]): (doc: string) => DocumentRow | DocumentRow[] | undefined {
+function documentFinder(docs: DocumentSource[]): (doc: string) => DocumentSource | DocumentSource[] | undefined {
   const byPath = new Map(docs.map((d) => [d.path, d]));
   return (doc) => {
     const norm = doc.replace(/\\/g, '/').replace(/^\.\//, '');
@@ -134,7 +96,7 @@ function preview(s: string, max = 40): string {
 export function resolveQuestions(
   content: string,
   file: string,
-  docs: DocumentRow[],
+  docs: DocumentSource[],
   index: ChunkSpanIndex,
 ): { questions: EvalQuestion[]; dropped: Array<{ id: string; line: number; reason: string }> } {
   const find = documentFinder(docs);
@@ -234,30 +196,4 @@ export function resolveQuestions(
     });
   }
   return { questions, dropped };
-}
-
-export function questionsTable(qs: EvalQuestion[]): Table {
-  return new Table({
-    query_id: utf8(qs.map((q) => q.query_id)),
-    text: utf8(qs.map((q) => q.text)),
-    path: utf8(qs.map((q) => q.path)),
-    start: int32(qs.map((q) => q.start)),
-    end: int32(qs.map((q) => q.end)),
-    relevant_chunk_ids: utf8List(qs.map((q) => q.relevant_chunk_ids)),
-    doc_id: utf8(qs.map((q) => q.doc_id)),
-    text_start: int32(qs.map((q) => q.text_start)),
-    text_end: int32(qs.map((q) => q.text_end)),
-    answer: utf8(qs.map((q) => q.answer)),
-    coverage: utf8(qs.map((q) => q.coverage)),
-  });
-}
-
-/** questions.parquet of an `evalQuestions` artifact, as the evaluate stage reads it. */
-export async function readEvalQuestions(input: ArtifactReader): Promise<Array<{ query_id: string; text: string; relevant: string[] }>> {
-  const where = input.file('questions.parquet');
-  const t = await readParquet(where, ['query_id', 'text', 'relevant_chunk_ids']);
-  const ids = stringColumn(t, 'query_id', where);
-  const texts = stringColumn(t, 'text', where);
-  const rel = stringListColumn(t, 'relevant_chunk_ids', where);
-  return ids.map((query_id, i) => ({ query_id, text: texts[i]!, relevant: rel[i]! }));
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineStage } from '../dsl/stage.ts';
 import { byPath, type Skipped } from './ingest/corpus.ts';
-import { DOCUMENTS_FILE } from './ingest/documents.ts';
+import { DOCUMENTS_FILE } from './artifactKinds/documentsArtifact.ts';
 import { ingestCorpus } from './ingest/ingestCorpus.ts';
 
 export const IngestParams = z.object({

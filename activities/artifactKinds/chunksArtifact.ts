@@ -2,7 +2,8 @@ import { Int32, Table, Utf8, type Vector, vectorFromArray } from 'apache-arrow';
 import { readParquet, writeParquet } from '../../artifacts/parquet.ts';
 import type { ArtifactReader } from '../../artifacts/store.ts';
 import type { ChunkRow } from '../chunking/splitter.ts';
-import { stringColumn } from '../evaluation/tables.ts';
+import type { ChunkSpan } from '../evaluation/relevance.ts';
+import { numberColumn, stringColumn } from '../evaluation/tables.ts';
 
 /** chunks.parquet of a `chunks` artifact: one row per chunk, its span in its document's text. */
 export const CHUNKS_FILE = 'chunks.parquet';
@@ -43,4 +44,15 @@ export async function readChunkTexts(input: ArtifactReader): Promise<ChunkText[]
   const ids = stringColumn(t, 'chunk_id', where);
   const texts = stringColumn(t, 'text', where);
   return ids.map((chunkId, i) => ({ chunkId, text: texts[i]! }));
+}
+
+/** Each chunk's span in its document's text. */
+export async function readChunkSpans(input: ArtifactReader): Promise<ChunkSpan[]> {
+  const where = input.file(CHUNKS_FILE);
+  const t = await readParquet(where, ['chunk_id', 'doc_id', 'start', 'end']);
+  const ids = stringColumn(t, 'chunk_id', where);
+  const docIds = stringColumn(t, 'doc_id', where);
+  const starts = numberColumn(t, 'start', where);
+  const ends = numberColumn(t, 'end', where);
+  return ids.map((chunk_id, i) => ({ chunk_id, doc_id: docIds[i]!, start: starts[i]!, end: ends[i]! }));
 }

@@ -1,34 +1,13 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
-import { Table, Utf8, type Vector, vectorFromArray } from 'apache-arrow';
 import { sha256 } from '../../artifacts/hash.ts';
-import { type CorpusFile, type DocFormat, readError } from './corpus.ts';
+import type { DocumentRow } from '../artifactKinds/documentsArtifact.ts';
+import { type CorpusFile, readError } from './corpus.ts';
 import { declaredHtmlCharset, decodeText } from './decode.ts';
 import { extractHtml } from './html.ts';
 import { type NormalizationForm, normalizeText } from './normalize.ts';
 import { type OffsetMap, type OffsetStep, rawSpanToTextSpan, serializeOffsetMap } from './offsets.ts';
 import { extractPdf } from './pdf.ts';
-
-export const DOCUMENTS_FILE = 'documents.parquet';
-
-/** One row of a `documents` artifact. */
-export interface DocumentRow {
-  /** sha256 of the relative path, 16 hex: stable while the file keeps its path. */
-  doc_id: string;
-  path: string;
-  format: DocFormat;
-  title: string;
-  /** sha256 of `text`. */
-  content_hash: string;
-  /** Extracted and normalised text: what chunks index into. */
-  text: string;
-  /** The decoded file text (for PDF: the extracted text) before normalisation. */
-  raw_text: string;
-  /** JSON offset map, raw_text → text (see offsets.ts). */
-  offset_map: string;
-  /** JSON array of page start offsets in `text` (PDF only). */
-  pages: string | null;
-}
 
 export type ReadResult = { ok: true; doc: DocumentRow; encoding: string } | { ok: false; reason: string };
 
@@ -116,13 +95,4 @@ function guessTitle(text: string, file: CorpusFile): string {
   const first = text.trimStart().split('\n', 1)[0]?.trim() ?? '';
   if (first && first.length <= 120) return first;
   return basename(file.path, extname(file.path));
-}
-
-const COLUMNS = ['doc_id', 'path', 'format', 'title', 'content_hash', 'text', 'raw_text', 'offset_map', 'pages'] as const;
-
-/** Rows as an Arrow table with plain Utf8 columns (pages nullable). */
-export function documentsTable(rows: DocumentRow[]): Table {
-  const cols: Record<string, Vector<Utf8>> = {};
-  for (const c of COLUMNS) cols[c] = vectorFromArray(rows.map((r) => r[c]), new Utf8());
-  return new Table(cols);
 }

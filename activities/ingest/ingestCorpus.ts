@@ -1,7 +1,8 @@
 import { ParquetStreamWriter } from '../../artifacts/parquet.ts';
 import { CorpusEmptyError } from '../errors.ts';
 import { byPath, listCorpus, type Skipped, skippedText } from './corpus.ts';
-import { type DocumentRow, documentsTable, readDocument } from './documents.ts';
+import { type DocumentRow, documentsTable } from '../artifactKinds/documentsArtifact.ts';
+import { readDocument } from './documents.ts';
 import type { NormalizationForm } from './normalize.ts';
 
 export interface IngestOptions {

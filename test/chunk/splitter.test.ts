@@ -8,7 +8,7 @@ import { ChunkParams } from '../../activities/chunk.ts';
 import { ModelNotFoundError, StageParamsError } from '../../activities/errors.ts';
 import { checkSplitOptions, chunkId, type SplitDocument, splitDocument } from '../../activities/chunking/splitter.ts';
 import { loadTokenCounter, type TokenCounter } from '../../activities/chunking/tokenizer.ts';
-import { DOCUMENTS_FILE, type DocumentRow } from '../../activities/ingest/documents.ts';
+import { DOCUMENTS_FILE, type DocumentRow } from '../../activities/artifactKinds/documentsArtifact.ts';
 import { ingestCorpus } from '../../activities/ingest/ingestCorpus.ts';
 import { sha256 } from '../../artifacts/hash.ts';
 import { readParquet } from '../../artifacts/parquet.ts';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CorpusEmptyError } from '../../activities/errors.ts';
 import { ingest } from '../../activities/ingest.ts';
-import { DOCUMENTS_FILE } from '../../activities/ingest/documents.ts';
+import { DOCUMENTS_FILE } from '../../activities/artifactKinds/documentsArtifact.ts';
 import { ingestCorpus } from '../../activities/ingest/ingestCorpus.ts';
 import { readParquet } from '../../artifacts/parquet.ts';
 import { LocalStore } from '../../artifacts/store.ts';
