@@ -1,12 +1,14 @@
 import { writeFile } from 'node:fs/promises';
-import { Table, type Vector } from 'apache-arrow';
 import { z } from 'zod';
-import { readParquet, writeParquet } from '../artifacts/parquet.ts';
+import { readParquet } from '../artifacts/parquet.ts';
 import { defineStage } from '../dsl/stage.ts';
+import { CHUNKS_FILE } from './artifactKinds/chunksArtifact.ts';
+import { DATASET_CARD_FILE, DEV_FILE, TRAIN_FILE, writeDatasetSplit } from './artifactKinds/datasetArtifact.ts';
+import { readNegativeIds } from './artifactKinds/hardNegativesArtifact.ts';
+import { QUERIES_FILE } from './artifactKinds/queriesArtifact.ts';
 import { type Example, datasetCard, splitByChunk, summarize } from './embedding/dataset.ts';
-import { NEGATIVES_FILE } from './mineNegatives.ts';
 import { InvalidInputError } from './errors.ts';
-import { stringColumn, stringListColumn, utf8, utf8List } from './evaluation/tables.ts';
+import { stringColumn } from './evaluation/tables.ts';
 
 export const BuildDatasetParams = z.object({
   numNegatives: z
@@ -27,15 +29,6 @@ async function textById(path: string, idColumn: string): Promise<Map<string, str
   return new Map(ids.map((id, i) => [id, texts[i] as string]));
 }
 
-function toTable(rows: readonly Example[], k: number): Table {
-  const cols: Record<string, Vector> = { anchor: utf8(rows.map((r) => r.anchor)), positive: utf8(rows.map((r) => r.positive)) };
-  for (let i = 0; i < k; i++) cols[`negative_${i + 1}`] = utf8(rows.map((r) => r.negatives[i] as string));
-  cols.query_id = utf8(rows.map((r) => r.queryId));
-  cols.chunk_id = utf8(rows.map((r) => r.chunkId));
-  cols.negative_ids = utf8List(rows.map((r) => r.negativeIds.slice(0, k)));
-  return new Table(cols);
-}
-
 /**
  * `queries` + `chunks` + `hardNegatives` → `dataset`: train.parquet and dev.parquet with columns
  * anchor, positive, negative_1..k (what sentence-transformers trains on directly) plus query_id,
@@ -50,16 +43,13 @@ export const buildDataset = defineStage({
   defaults: { queue: 'cpu', startToCloseTimeout: '1h', heartbeatTimeout: '5m', retry: { maximumAttempts: 3 } },
   async run(ctx) {
     const p = ctx.params;
-    const chunksPath = ctx.inputs.chunks.file('chunks.parquet');
-    const queriesPath = ctx.inputs.queries.file('queries.parquet');
-    const negPath = ctx.inputs.negatives.file(NEGATIVES_FILE);
-    const chunkText = await textById(chunksPath, 'chunk_id');
-    const queryText = await textById(queriesPath, 'query_id');
+    const chunkText = await textById(ctx.inputs.chunks.file(CHUNKS_FILE), 'chunk_id');
+    const queryText = await textById(ctx.inputs.queries.file(QUERIES_FILE), 'query_id');
 
-    const neg = await readParquet(negPath, ['query_id', 'chunk_id', 'negative_ids']);
-    const nQuery = stringColumn(neg, 'query_id', negPath);
-    const nChunk = stringColumn(neg, 'chunk_id', negPath);
-    const nIds = stringListColumn(neg, 'negative_ids', negPath);
+    const mined = await readNegativeIds(ctx.inputs.negatives);
+    const nQuery = mined.map((m) => m.query_id);
+    const nChunk = mined.map((m) => m.chunk_id);
+    const nIds = mined.map((m) => m.negative_ids);
     const k = p.numNegatives ?? Math.max(0, ...nIds.map((ids) => ids.length));
 
     const dropped = { 'fewer negatives than numNegatives': 0, 'query or chunk not in the inputs': 0 };
@@ -87,12 +77,12 @@ export const buildDataset = defineStage({
     }
 
     const { train, dev } = splitByChunk(examples, p.devFraction, p.seed);
-    await writeParquet(await ctx.out.file('train.parquet'), toTable(train, k));
-    await writeParquet(await ctx.out.file('dev.parquet'), toTable(dev, k));
+    await writeDatasetSplit(await ctx.out.file(TRAIN_FILE), train, k);
+    await writeDatasetSplit(await ctx.out.file(DEV_FILE), dev, k);
     const summary = { train: summarize(train), dev: summarize(dev) };
     const mining = ctx.inputs.negatives.manifest;
     await writeFile(
-      await ctx.out.file('dataset_card.md'),
+      await ctx.out.file(DATASET_CARD_FILE),
       datasetCard({
         numNegatives: k,
         devFraction: p.devFraction,
@@ -112,7 +102,7 @@ export const buildDataset = defineStage({
         numNegatives: k,
         dropped: Object.values(dropped).reduce((a, b) => a + b, 0),
       },
-      rows: { 'train.parquet': train.length, 'dev.parquet': dev.length },
+      rows: { [TRAIN_FILE]: train.length, [DEV_FILE]: dev.length },
       meta: { ...summary, dropped },
     };
   },

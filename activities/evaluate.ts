@@ -28,7 +28,10 @@ import { ExactIndex } from './evaluation/search.ts';
 import { type SystemScores, compareSystems, gateCheck, metricTable, scoreRankings } from './evaluation/summary.ts';
 import { float64, int32, stringColumn, utf8, utf8List } from './evaluation/tables.ts';
 import { devCheckOf, judge, verdictStats } from './evaluation/verdict.ts';
+import { CHUNKS_FILE } from './artifactKinds/chunksArtifact.ts';
 import { readEvalQuestions } from './artifactKinds/evalQuestionsArtifact.ts';
+import { METRICS_FILE, PER_QUERY_FILE, metricsText } from './artifactKinds/evaluationArtifact.ts';
+import { QUERIES_FILE } from './artifactKinds/queriesArtifact.ts';
 import { loadCrossEncoder, orderByScore } from './rerank/crossEncoder.ts';
 
 /**
@@ -294,9 +297,9 @@ export const evaluate = defineStage({
     // The train stage's dev evaluations (meta.evals) say whether fine-tuning helped on its own dev split.
     const verdict = judge({ ...metrics, pairedTests, meta }, finetuned && devCheckOf(finetuned.manifest.meta['evals'], finetuned.manifest.meta['merge']));
     const result: MetricsJson = { schemaVersion: METRICS_SCHEMA_VERSION, ...metrics, pairedTests, latency, gate, verdict, meta };
-    await writeFileAtomic(await ctx.out.file('metrics.json'), `${JSON.stringify(result, null, 2)}\n`);
+    await writeFileAtomic(await ctx.out.file(METRICS_FILE), metricsText(result));
     const perQuery = perQueryTable(sets, scores);
-    await writeParquet(await ctx.out.file('per_query.parquet'), perQuery);
+    await writeParquet(await ctx.out.file(PER_QUERY_FILE), perQuery);
 
     const stats: Record<string, number | string | boolean> = {
       // First: `status` shows a stage's first stats, and this is what a person must not miss.
@@ -313,7 +316,7 @@ export const evaluate = defineStage({
       }
     }
     if (gate) stats['gate'] = gate.passed ? 'passed' : 'failed';
-    const out = { rows: { 'per_query.parquet': perQuery.numRows }, stats, meta: { gate, verdict } };
+    const out = { rows: { [PER_QUERY_FILE]: perQuery.numRows }, stats, meta: { gate, verdict } };
     if (gate && !gate.passed) await publishThenFail(ctx, out, gate);
     return out;
   },
@@ -339,7 +342,7 @@ function comparisons(bySystem: Map<string, SystemScores>, depths: number[]): Arr
 }
 
 async function readCorpus(chunks: ArtifactReader): Promise<Corpus> {
-  const where = chunks.file('chunks.parquet');
+  const where = chunks.file(CHUNKS_FILE);
   const t = await readParquet(where, ['chunk_id', 'doc_id', 'text']);
   const ids = stringColumn(t, 'chunk_id', where);
   if (ids.length === 0) throw new InvalidInputError('the chunks artifact is empty', { where });
@@ -347,7 +350,7 @@ async function readCorpus(chunks: ArtifactReader): Promise<Corpus> {
 }
 
 async function readGenerated(input: ArtifactReader, chunkIds: Set<string>): Promise<EvalSet> {
-  const where = input.file('queries.parquet');
+  const where = input.file(QUERIES_FILE);
   const t = await readParquet(where, ['query_id', 'chunk_id', 'text']);
   const qids = stringColumn(t, 'query_id', where);
   const cids = stringColumn(t, 'chunk_id', where);

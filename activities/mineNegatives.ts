@@ -1,16 +1,15 @@
-import { Field, Float64, List, Table, vectorFromArray } from 'apache-arrow';
 import { z } from 'zod';
-import { readParquet, writeParquet } from '../artifacts/parquet.ts';
+import { readParquet } from '../artifacts/parquet.ts';
 import { defineStage } from '../dsl/stage.ts';
+import { NEGATIVES_FILE, writeNegatives } from './artifactKinds/hardNegativesArtifact.ts';
+import { QUERIES_FILE } from './artifactKinds/queriesArtifact.ts';
 import { textsOf } from './embed.ts';
 import { Encoder } from './embedding/encoder.ts';
 import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
 import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';
 import { mineHardNegatives } from './embedding/mining.ts';
 import { InvalidInputError } from './errors.ts';
-import { float64, stringColumn, utf8, utf8List } from './evaluation/tables.ts';
-
-export const NEGATIVES_FILE = 'negatives.parquet';
+import { stringColumn } from './evaluation/tables.ts';
 
 /** A parameter that was renamed: any value is an error that names the new one (pipelines are code: edit the file). */
 function renamed(to: string, how: string) {
@@ -83,7 +82,7 @@ export const mineNegatives = defineStage({
         hint: 'check the chunk and query stages upstream produced rows',
       });
     }
-    const queriesPath = ctx.inputs.queries.file('queries.parquet');
+    const queriesPath = ctx.inputs.queries.file(QUERIES_FILE);
     const positiveIds = stringColumn(await readParquet(queriesPath, ['chunk_id']), 'chunk_id', queriesPath);
 
     const encoder = await Encoder.load(ctx.inputs.model.dir, { variant: p.variant });
@@ -129,17 +128,16 @@ export const mineNegatives = defineStage({
         },
       );
       const r = mined.rows;
-      const table = new Table({
-        query_id: utf8(r.map((x) => queries.ids[x.query] as string)),
-        chunk_id: utf8(r.map((x) => chunks.ids[x.positive] as string)),
-        positive_score: float64(r.map((x) => x.positiveScore)),
-        negative_ids: utf8List(r.map((x) => x.negatives.map((n) => chunks.ids[n] as string))),
-        negative_scores: vectorFromArray(
-          r.map((x) => x.negativeScores),
-          new List(new Field('item', new Float64(), true)),
-        ),
-      });
-      await writeParquet(await ctx.out.file(NEGATIVES_FILE), table);
+      await writeNegatives(
+        await ctx.out.file(NEGATIVES_FILE),
+        r.map((x) => ({
+          query_id: queries.ids[x.query] as string,
+          chunk_id: chunks.ids[x.positive] as string,
+          positive_score: x.positiveScore,
+          negative_ids: x.negatives.map((n) => chunks.ids[n] as string),
+          negative_scores: x.negativeScores,
+        })),
+      );
       const s = mined.stats;
       return {
         stats: {

@@ -5,15 +5,20 @@ import type { Manifest } from '../artifacts/manifest.ts';
 import { readParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader, ArtifactStore } from '../artifacts/store.ts';
 import { defineStage } from '../dsl/stage.ts';
-import { InvalidInputError } from './errors.ts';
+import { CHUNKS_FILE } from './artifactKinds/chunksArtifact.ts';
+import { TRAIN_FILE } from './artifactKinds/datasetArtifact.ts';
+import { QUESTIONS_FILE } from './artifactKinds/evalQuestionsArtifact.ts';
+import { METRICS_FILE, type PerQueryRow, parseMetrics, readMetricsText, readPerQuery } from './artifactKinds/evaluationArtifact.ts';
+import { NEGATIVES_FILE } from './artifactKinds/hardNegativesArtifact.ts';
+import { QUERIES_FILE } from './artifactKinds/queriesArtifact.ts';
 import { accuracyCurve, RANKING_DEPTH } from './evaluation/metrics.ts';
-import { EVAL_SETS, type EvalSetName, MetricsJson } from './evaluation/metricsJson.ts';
+import { EVAL_SETS, type EvalSetName, type MetricsJson } from './evaluation/metricsJson.ts';
 import { quantileSorted, sortedCopy } from './evaluation/quantile.ts';
 import type { ExampleQuery, ExampleSection, LineageNode, MiningScores, ReportData } from './evaluation/reportModel.ts';
 import { deepestBaseReranker, orderSystems } from './evaluation/reportModel.ts';
 import { renderReportHtml } from './evaluation/reportHtml.ts';
 import { renderSummaryMd } from './evaluation/summaryMd.ts';
-import { nullableNumberColumn, numberColumn, numberListColumn, stringColumn, stringListColumn } from './evaluation/tables.ts';
+import { numberColumn, numberListColumn, stringColumn } from './evaluation/tables.ts';
 import { devPoints, judge, verdictStats } from './evaluation/verdict.ts';
 
 /**
@@ -41,16 +46,8 @@ export const report = defineStage({
   defaults: { queue: 'cpu', startToCloseTimeout: '30m', retry: { maximumAttempts: 2 } },
   async run(ctx) {
     const ev = ctx.inputs.evaluation;
-    const metricsText = await readFile(ev.file('metrics.json'), 'utf8');
-    const parsed = MetricsJson.safeParse(JSON.parse(metricsText));
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new InvalidInputError(`metrics.json does not match this version of the report: ${issue?.path.join('.')}: ${issue?.message}`, {
-        where: `evaluation ${ev.digest}`,
-        hint: 'rerun the evaluate stage with the current code',
-      });
-    }
-    const metrics = parsed.data;
+    const metricsText = await readMetricsText(ev);
+    const metrics = parseMetrics(metricsText, ev.digest);
     const perQuery = await readPerQuery(ev);
     const lineage = await walkLineage(ctx.store, ev.digest);
     const { training, note } = await trainingCurves(ctx.store, metrics);
@@ -72,7 +69,7 @@ export const report = defineStage({
     const summary = renderSummaryMd(metrics, verdict);
     await writeFileAtomic(await ctx.out.file('report.html'), html);
     await writeFileAtomic(await ctx.out.file('summary.md'), summary);
-    await writeFileAtomic(await ctx.out.file('metrics.json'), metricsText);
+    await writeFileAtomic(await ctx.out.file(METRICS_FILE), metricsText);
     return {
       stats: {
         ...verdictStats(verdict),
@@ -85,34 +82,6 @@ export const report = defineStage({
     };
   },
 });
-
-interface PerQueryRow {
-  evalSet: EvalSetName;
-  system: string;
-  queryId: string;
-  rank: number | null;
-  top10: string[];
-  relevant: string[];
-}
-
-async function readPerQuery(ev: ArtifactReader): Promise<PerQueryRow[]> {
-  const where = ev.file('per_query.parquet');
-  const t = await readParquet(where, ['eval_set', 'system', 'query_id', 'first_relevant_rank', 'top10', 'relevant_chunk_ids']);
-  const sets = stringColumn(t, 'eval_set', where);
-  const systems = stringColumn(t, 'system', where);
-  const ids = stringColumn(t, 'query_id', where);
-  const ranks = nullableNumberColumn(t, 'first_relevant_rank', where);
-  const top10 = stringListColumn(t, 'top10', where);
-  const relevant = stringListColumn(t, 'relevant_chunk_ids', where);
-  return ids.map((queryId, i) => ({
-    evalSet: sets[i] as EvalSetName,
-    system: systems[i]!,
-    queryId,
-    rank: ranks[i]!,
-    top10: top10[i]!,
-    relevant: relevant[i]!,
-  }));
-}
 
 function curvesOf(rows: PerQueryRow[]): ReportData['curves'] {
   const ranks = new Map<string, Array<number | null>>();
@@ -243,7 +212,7 @@ const HISTOGRAM_BINS = 40;
 async function miningScores(store: ArtifactStore, lineage: LineageNode[]): Promise<MiningScores | undefined> {
   const node = lineage.find((n) => n.stageKind === 'mineNegatives' && !n.missing);
   if (!node || !(await store.has(node.digest))) return undefined;
-  const where = (await store.open(node.digest)).file('negatives.parquet');
+  const where = (await store.open(node.digest)).file(NEGATIVES_FILE);
   const t = await readParquet(where, ['positive_score', 'negative_scores']);
   const positive = numberColumn(t, 'positive_score', where).filter(Number.isFinite);
   const negative = numberListColumn(t, 'negative_scores', where).flat().filter(Number.isFinite);
@@ -294,7 +263,7 @@ function funnelOf(lineage: LineageNode[]): ReportData['funnel'] {
     ['generated queries', firstRows(stage('generateQueries')) ?? num(filter?.stats['input'])],
     ['kept by the filter', num(filter?.stats['kept'])],
     ['with hard negatives', firstRows(stage('mineNegatives'))],
-    ['training rows', num(dataset?.stats['trainRows']) ?? num(dataset?.rows['train.parquet'])],
+    ['training rows', num(dataset?.stats['trainRows']) ?? num(dataset?.rows[TRAIN_FILE])],
   ];
   return steps.flatMap(([label, count]) => (count === undefined ? [] : [{ label, count }]));
 }
@@ -318,10 +287,10 @@ async function textsOf(store: ArtifactStore, digest: string | undefined, file: s
 async function examplesOf(store: ArtifactStore, metrics: MetricsJson, rows: PerQueryRow[], count: number): Promise<ReportData['examples']> {
   if (count === 0) return {};
   const inputs = metrics.meta.inputs;
-  const chunks = await textsOf(store, inputs['chunks'], 'chunks.parquet', 'chunk_id', ['text', 'path']);
+  const chunks = await textsOf(store, inputs['chunks'], CHUNKS_FILE, 'chunk_id', ['text', 'path']);
   if (chunks.size === 0) return {};
-  const queries = await textsOf(store, inputs['evalQueries'], 'queries.parquet', 'query_id', ['text']);
-  const questions = await textsOf(store, inputs['evalQuestions'], 'questions.parquet', 'query_id', ['text']);
+  const queries = await textsOf(store, inputs['evalQueries'], QUERIES_FILE, 'query_id', ['text']);
+  const questions = await textsOf(store, inputs['evalQuestions'], QUESTIONS_FILE, 'query_id', ['text']);
   const out: ReportData['examples'] = {};
   for (const set of EVAL_SETS) {
     const ofSet = rows.filter((r) => r.evalSet === set);
