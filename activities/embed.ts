@@ -8,6 +8,8 @@ import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';
 import { writeEmbeddings } from './embedding/tables.ts';
 import { stringColumn } from './evaluation/tables.ts';
 import { InvalidInputError } from './errors.ts';
+import { CHUNKS_FILE } from './artifactKinds/chunksArtifact.ts';
+import { QUERIES_FILE } from './artifactKinds/queriesArtifact.ts';
 
 export const EMBEDDINGS_FILE = 'embeddings.parquet';
 
@@ -18,7 +20,7 @@ export const EmbedParams = z.object({
 
 /** The texts an input artifact holds, with their ids and whether they are passages or queries. */
 export async function textsOf(input: ArtifactReader, which: 'chunks' | 'queries'): Promise<{ ids: string[]; texts: string[]; kind: TextKind }> {
-  const file = which === 'chunks' ? 'chunks.parquet' : 'queries.parquet';
+  const file = which === 'chunks' ? CHUNKS_FILE : QUERIES_FILE;
   const idColumn = which === 'chunks' ? 'chunk_id' : 'query_id';
   const path = input.file(file);
   const table = await readParquet(path, [idColumn, 'text']);

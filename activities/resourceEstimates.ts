@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { ArtifactReader } from '../artifacts/store.ts';
 import type { ResourceNeeds } from '../dsl/stage.ts';
+import { MODEL_INFO_FILE } from './artifactKinds/modelArtifact.ts';
 
 // What the heavy built-in stage kinds need of a worker (StageKind.resources → resourceBudget.ts):
 // CPU-heavy or not, and an estimate of peak resident memory from the stage's parameters and its input
@@ -41,7 +42,7 @@ export async function modelShape(model: Pick<ArtifactReader, 'dir'> | undefined)
   const json = (rel: string) => readFile(join(model.dir, rel), 'utf8').then((t) => JSON.parse(t) as unknown, () => undefined);
   const cfg = HfConfig.safeParse(await json('st/config.json'));
   if (!cfg.success) return E5_SMALL;
-  const info = z.object({ maxSeqLength: z.number().int().positive() }).safeParse(await json('model.json'));
+  const info = z.object({ maxSeqLength: z.number().int().positive() }).safeParse(await json(MODEL_INFO_FILE));
   const c = cfg.data;
   return {
     layers: c.num_hidden_layers,

@@ -9,6 +9,7 @@ import { TrainParams, kernelArgs } from './training/kernelArgs.ts';
 import type { DoneLine, KernelLine } from './training/kernelLines.ts';
 import { runKernel } from './training/runKernel.ts';
 import { modelShape, trainingNeeds } from './resourceEstimates.ts';
+import { DEV_FILE, TRAIN_FILE } from './artifactKinds/datasetArtifact.ts';
 
 export { TrainParams };
 
@@ -62,7 +63,7 @@ export const train = defineStage({
     const p = ctx.params;
     const base = await readModelInfo(ctx.inputs.model.dir);
     const dataset = ctx.inputs.dataset;
-    if (!hasFile(dataset, 'train.parquet')) {
+    if (!hasFile(dataset, TRAIN_FILE)) {
       throw new InvalidInputError('the dataset artifact has no train.parquet', {
         where: `artifact ${dataset.digest}`,
         hint: 'wire `dataset` to the dataset-building stage',
@@ -82,8 +83,8 @@ export const train = defineStage({
       p,
       {
         model: stModelDir(ctx.inputs.model, 'model'),
-        train: dataset.file('train.parquet'),
-        dev: hasFile(dataset, 'dev.parquet') ? dataset.file('dev.parquet') : undefined,
+        train: dataset.file(TRAIN_FILE),
+        dev: hasFile(dataset, DEV_FILE) ? dataset.file(DEV_FILE) : undefined,
         guide: ctx.inputs.guide ? stModelDir(ctx.inputs.guide, 'guide') : undefined,
         outputDir: checkpointDir,
         exportDir: ctx.out.dir,

@@ -8,6 +8,7 @@ import { LineSplitter, TailBuffer } from './training/kernelLines.ts';
 import { outOfMemoryCause, watchOomKills } from './training/oomKills.ts';
 import { spawnGroup } from './training/processGroup.ts';
 import { modelShape, trainingNeeds } from './resourceEstimates.ts';
+import { TRAIN_FILE } from './artifactKinds/datasetArtifact.ts';
 
 /**
  * A small domain cross-encoder for the reranker comparison, trained from the same synthetic pairs
@@ -60,7 +61,7 @@ export const trainReranker = defineStage({
     const args = [
       script,
       '--model', join(ctx.inputs.model.dir, 'st'),
-      '--train', ctx.inputs.dataset.file('train.parquet'),
+      '--train', ctx.inputs.dataset.file(TRAIN_FILE),
       '--out', ctx.out.dir,
       '--name', `reranker-${ctx.inputs.model.digest.slice(0, 12)}`,
       '--max-steps', String(p.maxSteps),

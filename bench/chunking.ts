@@ -14,6 +14,8 @@ import { loadTokenCounter } from '../activities/chunking/tokenizer.ts';
 import { ingestCorpus } from '../activities/ingest/ingestCorpus.ts';
 import { resolveModelDir } from '../activities/models/resolve.ts';
 import { benchMachine } from './machine.ts';
+import { CHUNKS_FILE } from '../activities/artifactKinds/chunksArtifact.ts';
+import { DOCUMENTS_FILE } from '../activities/artifactKinds/documentsArtifact.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -37,7 +39,7 @@ const cpuSeconds = (since: NodeJS.CpuUsage): number => {
 const rate = (bytes: number, wall: number, cpu: number): string =>
   `${wall.toFixed(2)} s wall, ${cpu.toFixed(2)} s CPU = ${mb(bytes / wall)} MB/s wall, ${mb(bytes / cpu)} MB/s per CPU-second`;
 try {
-  const docsPath = join(work, 'documents.parquet');
+  const docsPath = join(work, DOCUMENTS_FILE);
   let t = performance.now();
   let cpu = process.cpuUsage();
   const ingest = await ingestCorpus(corpus, docsPath, { normalize: 'NFKC' });
@@ -48,7 +50,7 @@ try {
   t = performance.now();
   const counter = await loadTokenCounter(modelDir);
   const loadS = (performance.now() - t) / 1000;
-  const chunksPath = join(work, 'chunks.parquet');
+  const chunksPath = join(work, CHUNKS_FILE);
   t = performance.now();
   cpu = process.cpuUsage();
   const opts = { maxTokens: Number(values.max), overlap: Number(values.overlap) };

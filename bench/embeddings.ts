@@ -60,6 +60,7 @@ import { exactTopK } from '../activities/embedding/search.ts';
 import { resolveModelDir } from '../activities/models/resolve.ts';
 import { exists } from '../artifacts/fsutil.ts';
 import { benchMachine } from './machine.ts';
+import { MODEL_INFO_FILE } from '../activities/artifactKinds/modelArtifact.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const python = join(root, '.venv/bin/python');
@@ -149,13 +150,13 @@ async function modelDir(): Promise<string> {
   const shorthand = SHORTHANDS[args.model];
   if (!shorthand) {
     const dir = resolve(args.model);
-    if (!(await exists(join(dir, 'model.json')))) {
-      throw new Error(`--model ${args.model}: neither a shorthand (${Object.keys(SHORTHANDS).join(', ')}) nor a model artifact dir (no ${join(dir, 'model.json')})`);
+    if (!(await exists(join(dir, MODEL_INFO_FILE)))) {
+      throw new Error(`--model ${args.model}: neither a shorthand (${Object.keys(SHORTHANDS).join(', ')}) nor a model artifact dir (no ${join(dir, MODEL_INFO_FILE)})`);
     }
     return dir;
   }
   const dir = join(tmpdir(), 'embedflow-bench', shorthand.folder);
-  if (!(await exists(join(dir, 'model.json')))) {
+  if (!(await exists(join(dir, MODEL_INFO_FILE)))) {
     const base = await resolveModelDir(shorthand.spec, { python });
     console.error(`exporting ${base} → ${dir}`);
     await run(python, [join(root, 'trainer/export_model.py'), '--model', base, '--out', dir, '--source', shorthand.spec]);

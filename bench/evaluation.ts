@@ -32,6 +32,8 @@ import type { StageKind } from '../dsl/stage.ts';
 import { publishDir } from '../test/eval/fixtures.ts';
 import { filesArtifact, runStage } from '../test/support/runStage.ts';
 import { benchMachine } from './machine.ts';
+import { CHUNKS_FILE } from '../activities/artifactKinds/chunksArtifact.ts';
+import { METRICS_FILE } from '../activities/artifactKinds/evaluationArtifact.ts';
 
 const projectRoot = resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -79,7 +81,7 @@ const evaluation = await stage('evaluate', evaluate, {
 const reportDigest = await stage('report', report, { inputs: { evaluation } });
 
 const ev = await store.open(evaluation);
-const m = MetricsJson.parse(JSON.parse(await readFile(ev.file('metrics.json'), 'utf8')));
+const m = MetricsJson.parse(JSON.parse(await readFile(ev.file(METRICS_FILE), 'utf8')));
 const chunkStats = (await store.readManifest(chunks)).meta['stats'];
 const qStats = (await store.readManifest(evalQuestions)).meta['stats'];
 const evalTiming = timings.find((t) => t.stage === 'evaluate')!;
@@ -127,7 +129,7 @@ await writeFile(
 async function perQueryCost(model: string, chunksDigest: string, questionsDigest: string, n: number) {
   const enc = await Encoder.load((await store.open(model)).dir);
   try {
-    const corpusTable = await readParquet((await store.open(chunksDigest)).file('chunks.parquet'), ['text']);
+    const corpusTable = await readParquet((await store.open(chunksDigest)).file(CHUNKS_FILE), ['text']);
     const texts = corpusTable.getChild('text')!.toArray() as string[];
     const memo = await openEmbeddingMemo(store, model, 'fp32');
     const { embeddings } = await embedWithMemo(enc, memo, texts, { kind: 'passage' }).finally(() => memo.close());

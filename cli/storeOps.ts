@@ -7,6 +7,7 @@ import { listMemoUse } from '../artifacts/memoUse.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Runtime } from '../workers/runtime.ts';
 import { describeRun, listRuns, planOfRun } from './runs.ts';
+import { METRICS_FILE } from '../activities/artifactKinds/evaluationArtifact.ts';
 
 // Store maintenance: what to keep (gc), what is broken (verify), and getting an artifact out (export).
 
@@ -162,7 +163,7 @@ async function evaluationsOf(store: ArtifactStore, digest: string): Promise<Card
     if (role !== 'base' && role !== 'finetuned') continue;
     const reader = await store.open(d);
     const parsed = MetricsJson.pick({ generated: true, human: true, pairedTests: true, meta: true }).safeParse(
-      JSON.parse(await readFile(reader.file('metrics.json'), 'utf8').catch(() => 'null')),
+      JSON.parse(await readFile(reader.file(METRICS_FILE), 'utf8').catch(() => 'null')),
     );
     // An evaluation written by an older schema is left out rather than shown half-read.
     if (parsed.success) found.push({ digest: d, system: role, metrics: parsed.data, createdAt: m.createdAt });

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { EVAL_SETS } from '../activities/evaluation/metricsJson.ts';
 import type { StageState } from '../dsl/plan.ts';
 import type { Runtime } from '../workers/runtime.ts';
+import { METRICS_FILE } from '../activities/artifactKinds/evaluationArtifact.ts';
 
 // What a finished run leaves for people: the headline metrics, the report and the files it skipped.
 
@@ -21,8 +22,8 @@ export async function reportOf(rt: Runtime, stages: StageState[]): Promise<{ met
     const files = new Set(manifest.files.map((f) => f.path));
     const reader = await rt.store.open(s.artifact).catch(() => undefined);
     if (!reader) continue;
-    if (files.has('metrics.json') && (manifest.kind === 'report' || manifest.kind === 'evaluation')) {
-      const parsed = JSON.parse(await readFile(reader.file('metrics.json'), 'utf8')) as Record<string, unknown>;
+    if (files.has(METRICS_FILE) && (manifest.kind === 'report' || manifest.kind === 'evaluation')) {
+      const parsed = JSON.parse(await readFile(reader.file(METRICS_FILE), 'utf8')) as Record<string, unknown>;
       // The summary's `metrics` holds the eval sets only; paired tests, latency and the rest stay in the file.
       metrics = Object.fromEntries(Object.entries(parsed).filter(([k]) => EVAL_SETS.includes(k as (typeof EVAL_SETS)[number])));
     }

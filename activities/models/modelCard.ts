@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { writeFileAtomic } from '../../artifacts/fsutil.ts';
 import type { ModelInfo } from '../artifactKinds/modelArtifact.ts';
 import type { MetricsJson } from '../evaluation/metricsJson.ts';
+import { MODEL_INFO_FILE } from '../artifactKinds/modelArtifact.ts';
 
 /**
  * The README.md model card of a `model` artifact, in the Hugging Face format (YAML front matter, then
@@ -30,7 +31,7 @@ export const UNKNOWN_FACTS: CardFacts = { baseModel: null, license: 'unknown', l
 
 /** The card facts in a model folder's model.json; undefined for models exported before cards existed. */
 export async function readCardFacts(modelDir: string): Promise<CardFacts | undefined> {
-  const raw = JSON.parse(await readFile(join(modelDir, 'model.json'), 'utf8')) as { card?: unknown };
+  const raw = JSON.parse(await readFile(join(modelDir, MODEL_INFO_FILE), 'utf8')) as { card?: unknown };
   const parsed = CardFacts.safeParse(raw.card);
   return parsed.success ? parsed.data : undefined;
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Encoder, planBatches } from '../../activities/embedding/encoder.ts';
 import { InvalidInputError } from '../../activities/errors.ts';
+import { MODEL_INFO_FILE } from '../../activities/artifactKinds/modelArtifact.ts';
 
 describe('planBatches', () => {
   it('covers every text once, longest first, within both the text and the padded-token budget', () => {
@@ -29,8 +30,8 @@ describe('Encoder.load on something that is not a model artifact', () => {
   it('says which file is wrong and what to pass instead', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ef-not-a-model-'));
     await expect(Encoder.load(dir)).rejects.toThrow(InvalidInputError);
-    await expect(Encoder.load(dir)).rejects.toMatchObject({ where: join(dir, 'model.json'), hint: expect.stringContaining('prepareModel') });
-    await writeFile(join(dir, 'model.json'), JSON.stringify({ name: 'x', dim: 'big' }));
+    await expect(Encoder.load(dir)).rejects.toMatchObject({ where: join(dir, MODEL_INFO_FILE), hint: expect.stringContaining('prepareModel') });
+    await writeFile(join(dir, MODEL_INFO_FILE), JSON.stringify({ name: 'x', dim: 'big' }));
     await expect(Encoder.load(dir)).rejects.toThrow(/model\.json: source/);
   });
 });

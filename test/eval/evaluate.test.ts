@@ -11,6 +11,7 @@ import { stringColumn } from '../../activities/evaluation/tables.ts';
 import { importQuestions } from '../../activities/importQuestions.ts';
 import { filesArtifact, runStage, tempStore } from '../support/runStage.ts';
 import { EXAMPLES, baseModel, ingestDir, sentenceQueries, windowChunks } from './fixtures.ts';
+import { METRICS_FILE, PER_QUERY_FILE } from '../../activities/artifactKinds/evaluationArtifact.ts';
 
 let store: LocalStore;
 let model: string;
@@ -29,7 +30,7 @@ beforeAll(async () => {
 });
 
 async function metricsOf(digest: string): Promise<MetricsJson> {
-  const file = (await store.open(digest)).file('metrics.json');
+  const file = (await store.open(digest)).file(METRICS_FILE);
   return MetricsJson.parse(JSON.parse(await readFile(file, 'utf8')));
 }
 
@@ -73,7 +74,7 @@ describe('evaluate', () => {
     expect(stats['human.queries']).toBe(87);
     expect(stats['embeddingsComputed']).toBeGreaterThan(0);
 
-    const where = (await store.open(digest)).file('per_query.parquet');
+    const where = (await store.open(digest)).file(PER_QUERY_FILE);
     const t = await readParquet(where);
     expect(t.numRows).toBe(117);
     expect(new Set(stringColumn(t, 'query_id', where).filter((q) => q.startsWith('q')))).toHaveLength(87);
@@ -92,7 +93,7 @@ describe('evaluate', () => {
     expect(sampled.stats['embeddingsComputed']).toBe(0);
     expect(b.generated).toEqual(a.generated);
     expect(b.human).toEqual(a.human);
-    const where = (await store.open(sampled.digest)).file('per_query.parquet');
+    const where = (await store.open(sampled.digest)).file(PER_QUERY_FILE);
     const column = (await readParquet(where)).getChild('latency_ms')!;
     expect(column.length).toBe(117);
     expect(column.nullCount).toBe(107);

@@ -12,6 +12,11 @@ import { ingest } from '../../activities/ingest.ts';
 import { float64, int32, numberColumn, stringColumn, utf8, utf8List } from '../../activities/evaluation/tables.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { filesArtifact, runStage } from '../support/runStage.ts';
+import { CHUNKS_FILE } from '../../activities/artifactKinds/chunksArtifact.ts';
+import { QUERIES_FILE } from '../../activities/artifactKinds/queriesArtifact.ts';
+import { DOCUMENTS_FILE } from '../../activities/artifactKinds/documentsArtifact.ts';
+import { DEV_FILE, TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
+import { MODEL_INFO_FILE } from '../../activities/artifactKinds/modelArtifact.ts';
 
 // Real inputs for the evaluation tests: the packaged MiniLM exported by the project's own
 // trainer/export_model.py, the project's example corpus through the real ingest stage, and the
@@ -45,7 +50,7 @@ export async function baseModel(store: ArtifactStore): Promise<string> {
   const script = join(PROJECT_ROOT, 'trainer', 'export_model.py');
   const key = sha256(await readFile(script)).slice(0, 12);
   const dir = join(testCacheDir(), 'embedflow-test-models', `minilm-${key}`);
-  if (!(await exists(join(dir, 'model.json')))) {
+  if (!(await exists(join(dir, MODEL_INFO_FILE)))) {
     const tmp = `${dir}.tmp-${process.pid}`;
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
@@ -54,7 +59,7 @@ export async function baseModel(store: ArtifactStore): Promise<string> {
     });
     await rename(tmp, dir).catch(async (err) => {
       // Another test file exported it first.
-      if (!(await exists(join(dir, 'model.json')))) throw err;
+      if (!(await exists(join(dir, MODEL_INFO_FILE)))) throw err;
       await rm(tmp, { recursive: true, force: true });
     });
   }
@@ -72,7 +77,7 @@ export async function ingestDir(store: ArtifactStore, dir: string): Promise<stri
  */
 export async function windowChunks(store: ArtifactStore, documents: string, size = 160, stride = 80): Promise<string> {
   const docs = await store.open(documents);
-  const where = docs.file('documents.parquet');
+  const where = docs.file(DOCUMENTS_FILE);
   const t = await readParquet(where, ['doc_id', 'path', 'text', 'content_hash']);
   const ids = stringColumn(t, 'doc_id', where);
   const paths = stringColumn(t, 'path', where);
@@ -101,8 +106,8 @@ export async function windowChunks(store: ArtifactStore, documents: string, size
     tokens: int32(rows.map((r) => r.text.length)),
   });
   const writer = await store.newWriter();
-  await writeParquet(await writer.file('chunks.parquet'), table);
-  return (await store.publish(writer, { kind: 'chunks', rows: { 'chunks.parquet': rows.length }, lineage: { inputs: { documents } } })).digest;
+  await writeParquet(await writer.file(CHUNKS_FILE), table);
+  return (await store.publish(writer, { kind: 'chunks', rows: { [CHUNKS_FILE]: rows.length }, lineage: { inputs: { documents } } })).digest;
 }
 
 export interface ChunkRecord {
@@ -114,7 +119,7 @@ export interface ChunkRecord {
 }
 
 export async function readChunks(store: ArtifactStore, chunks: string): Promise<ChunkRecord[]> {
-  const where = (await store.open(chunks)).file('chunks.parquet');
+  const where = (await store.open(chunks)).file(CHUNKS_FILE);
   const t = await readParquet(where);
   const starts = numberColumn(t, 'start', where);
   const ends = numberColumn(t, 'end', where);
@@ -151,8 +156,8 @@ export async function sentenceQueries(store: ArtifactStore, chunks: string, max 
     tokens: int32(rows.map((r) => r.text.length)),
   });
   const writer = await store.newWriter();
-  await writeParquet(await writer.file('queries.parquet'), table);
-  return (await store.publish(writer, { kind, rows: { 'queries.parquet': rows.length }, lineage: { inputs: { chunks } } })).digest;
+  await writeParquet(await writer.file(QUERIES_FILE), table);
+  return (await store.publish(writer, { kind, rows: { [QUERIES_FILE]: rows.length }, lineage: { inputs: { chunks } } })).digest;
 }
 
 /**
@@ -180,7 +185,7 @@ export async function sentenceDataset(store: ArtifactStore, chunks: string, nega
     negative_ids: utf8List(rows.map((r) => r.negs.map((n) => n.chunk_id))),
   });
   const writer = await store.newWriter();
-  await writeParquet(await writer.file('train.parquet'), table);
-  await writeParquet(await writer.file('dev.parquet'), table.slice(0, 4));
-  return (await store.publish(writer, { kind: 'dataset', rows: { 'train.parquet': rows.length }, lineage: { inputs: { chunks } } })).digest;
+  await writeParquet(await writer.file(TRAIN_FILE), table);
+  await writeParquet(await writer.file(DEV_FILE), table.slice(0, 4));
+  return (await store.publish(writer, { kind: 'dataset', rows: { [TRAIN_FILE]: rows.length }, lineage: { inputs: { chunks } } })).digest;
 }

@@ -8,6 +8,7 @@ import { stringColumn, stringListColumn, numberColumn } from '../../activities/e
 import { importQuestions } from '../../activities/importQuestions.ts';
 import { filesArtifact, runStage, tempStore } from '../support/runStage.ts';
 import { EXAMPLES, ingestDir, readChunks, windowChunks } from './fixtures.ts';
+import { QUESTIONS_FILE } from '../../activities/artifactKinds/evalQuestionsArtifact.ts';
 
 let store: LocalStore;
 let documents: string;
@@ -35,7 +36,7 @@ describe('importQuestions', () => {
     const { digest, manifest, stats } = await importFile(join(EXAMPLES, 'questions.jsonl'));
     expect(manifest.kind).toBe('evalQuestions');
     expect(stats).toMatchObject({ questions: 87, dropped: 0 });
-    const where = (await store.open(digest)).file('questions.parquet');
+    const where = (await store.open(digest)).file(QUESTIONS_FILE);
     const t = await readParquet(where);
     expect(t.schema.fields.map((f) => `${f.name}:${f.type}`)).toEqual(
       expect.arrayContaining(['query_id:Utf8', 'text:Utf8', 'path:Utf8', 'start:Int32', 'end:Int32', 'relevant_chunk_ids:List<Utf8>']),

@@ -17,6 +17,8 @@ import { baseModel } from '../eval/fixtures.ts';
 import { PYTHON } from '../embedding/support.ts';
 import { runStage, tempStore } from '../support/runStage.ts';
 import { publishChunks, publishQueries } from './support.ts';
+import { DEV_FILE, TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
+import { NEGATIVES_FILE } from '../../activities/artifactKinds/hardNegativesArtifact.ts';
 
 // A crafted corpus: the positive of the water-quality query exists twice more (the same paragraph
 // in another document, and again with different spacing), plus a near-copy with one word changed.
@@ -66,7 +68,7 @@ beforeAll(async () => {
 
 async function mined(params: Record<string, unknown> = {}) {
   const r = await runStage(mineNegatives, { store, params, inputs: { model, chunks: chunksDigest, queries: queriesDigest } });
-  const path = (await store.open(r.digest)).file('negatives.parquet');
+  const path = (await store.open(r.digest)).file(NEGATIVES_FILE);
   const t = await readParquet(path);
   return { ...r, queryIds: stringColumn(t, 'query_id', path), negatives: stringListColumn(t, 'negative_ids', path) };
 }
@@ -125,8 +127,8 @@ describe('buildDataset stage', () => {
       inputs: { queries: queriesDigest, chunks: chunksDigest, negatives },
     });
     const dir = (await store.open(r.digest)).dir;
-    const train = await readParquet(join(dir, 'train.parquet'));
-    const dev = await readParquet(join(dir, 'dev.parquet'));
+    const train = await readParquet(join(dir, TRAIN_FILE));
+    const dev = await readParquet(join(dir, DEV_FILE));
     expect(train.schema.fields.map((f) => f.name)).toEqual(['anchor', 'positive', 'negative_1', 'negative_2', 'query_id', 'chunk_id', 'negative_ids']);
     // Rows whose mining found fewer than 2 negatives are dropped, and the card says so.
     expect(train.numRows + dev.numRows).toBe(complete);
@@ -155,7 +157,7 @@ describe('buildDataset stage', () => {
       [
         join(PROJECT_ROOT, 'trainer', 'train.py'),
         '--model', join((await store.open(model)).dir, 'st'),
-        '--train', join(dir, 'train.parquet'),
+        '--train', join(dir, TRAIN_FILE),
         '--output-dir', out,
         '--max-steps', '1', '--batch-size', '4', '--max-seq-length', '64', '--no-evaluate', '--save-steps', '100',
       ],

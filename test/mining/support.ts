@@ -3,6 +3,8 @@ import { sha256 } from '../../artifacts/hash.ts';
 import { writeParquet } from '../../artifacts/parquet.ts';
 import type { ArtifactStore } from '../../artifacts/store.ts';
 import { float64, int32, utf8 } from '../../activities/evaluation/tables.ts';
+import { CHUNKS_FILE } from '../../activities/artifactKinds/chunksArtifact.ts';
+import { QUERIES_FILE } from '../../activities/artifactKinds/queriesArtifact.ts';
 
 /** Publish a `chunks` artifact with the contract's columns; ids are given so tests can name chunks. */
 export async function publishChunks(store: ArtifactStore, chunks: Array<{ id: string; text: string }>): Promise<string> {
@@ -14,7 +16,7 @@ export async function publishChunks(store: ArtifactStore, chunks: Array<{ id: st
     return s;
   });
   await writeParquet(
-    await w.file('chunks.parquet'),
+    await w.file(CHUNKS_FILE),
     new Table({
       chunk_id: utf8(chunks.map((c) => c.id)),
       doc_id: utf8(chunks.map(() => sha256('doc.md').slice(0, 16))),
@@ -28,14 +30,14 @@ export async function publishChunks(store: ArtifactStore, chunks: Array<{ id: st
       tokens: int32(chunks.map((c) => c.text.length)),
     }),
   );
-  return (await store.publish(w, { kind: 'chunks', rows: { 'chunks.parquet': chunks.length } })).digest;
+  return (await store.publish(w, { kind: 'chunks', rows: { [CHUNKS_FILE]: chunks.length } })).digest;
 }
 
 /** Publish a `queries` artifact (as the query-generation stage writes it). */
 export async function publishQueries(store: ArtifactStore, queries: Array<{ id: string; chunk: string; text: string }>): Promise<string> {
   const w = await store.newWriter();
   await writeParquet(
-    await w.file('queries.parquet'),
+    await w.file(QUERIES_FILE),
     new Table({
       query_id: utf8(queries.map((q) => q.id)),
       chunk_id: utf8(queries.map((q) => q.chunk)),
@@ -48,5 +50,5 @@ export async function publishQueries(store: ArtifactStore, queries: Array<{ id: 
       tokens: int32(queries.map((q) => q.text.length)),
     }),
   );
-  return (await store.publish(w, { kind: 'queries', rows: { 'queries.parquet': queries.length } })).digest;
+  return (await store.publish(w, { kind: 'queries', rows: { [QUERIES_FILE]: queries.length } })).digest;
 }

@@ -9,6 +9,7 @@ import { PROJECT_ROOT } from '../../workers/config.ts';
 import { cli, testEnv } from '../support/cli.ts';
 import { tempStore } from '../support/runStage.ts';
 import { PYTHON, modelArtifact } from '../train/support.ts';
+import { MODEL_INFO_FILE } from '../../activities/artifactKinds/modelArtifact.ts';
 
 // A worker admits a stage only when its declared CPU and memory fit: two CPU-heavy stages on a 2-core
 // worker run one after the other, a light stage runs beside them, and a stage bigger than the whole
@@ -81,7 +82,7 @@ describe("the train kind's memory estimate", () => {
 
   it("the recipe's e5 fine-tune is estimated near its measured 7 GB, a smaller batch lower; MiniLM near its measured 9.2 and 3.1 GB", async () => {
     const store = await tempStore('ef-budget-estimate-');
-    const e5 = await open(store, 'model', { 'st/config.json': E5_SMALL_CONFIG, 'model.json': { maxSeqLength: 512 } });
+    const e5 = await open(store, 'model', { 'st/config.json': E5_SMALL_CONFIG, [MODEL_INFO_FILE]: { maxSeqLength: 512 } });
     // (Artifacts are content-addressed: each dataset its own file, or the second would be the first.)
     const dataset = await open(store, 'dataset', { 'train.json': ['three negatives'] }, { stats: { numNegatives: 3 } });
     const recipe = await buildPlan(await loadPipeline(join(PROJECT_ROOT, 'pipelines', 'domain-embedding.ts')), {

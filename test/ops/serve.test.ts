@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chunksTable } from '../../activities/artifactKinds/chunksArtifact.ts';
+import { CHUNKS_FILE, chunksTable } from '../../activities/artifactKinds/chunksArtifact.ts';
 import type { ChunkRow } from '../../activities/chunking/splitter.ts';
 import { type Embeddings, Encoder } from '../../activities/embedding/encoder.ts';
 import { searchChunks } from '../../activities/embedding/searchChunks.ts';
@@ -55,8 +55,8 @@ async function publishChunks(): Promise<string> {
     tokens: 0,
   }));
   const w = await store.newWriter();
-  await writeParquet(await w.file('chunks.parquet'), chunksTable(rows));
-  return (await store.publish(w, { kind: 'chunks', rows: { 'chunks.parquet': rows.length } })).digest;
+  await writeParquet(await w.file(CHUNKS_FILE), chunksTable(rows));
+  return (await store.publish(w, { kind: 'chunks', rows: { [CHUNKS_FILE]: rows.length } })).digest;
 }
 
 /**

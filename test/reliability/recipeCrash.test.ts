@@ -12,6 +12,7 @@ import recipe from '../fixtures/pipelines/recipe-tiny.ts';
 import { llmEnv } from '../llm/fixtures.ts';
 import { cli, collect, remote, spawnCliKilledAfterEach, testEnv } from '../support/cli.ts';
 import { LlmServer } from '../support/llmServer.ts';
+import { DEV_FILE, TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
 
 // The whole default recipe (at toy sizes) with its worker SIGKILLed once inside each stage in turn and
 // a new worker started after each kill, compared with the same recipe run without a fault. The kills
@@ -55,7 +56,7 @@ const DETERMINISTIC = new Set(['documents', 'chunks', 'baseModel', 'queries', 'n
  * input digests in a dataset card or model.json (a query table's digest covers each LLM call's latency).
  */
 const DATA_FILES: Record<string, string[]> = {
-  dataset: ['train.parquet', 'dev.parquet'],
+  dataset: [TRAIN_FILE, DEV_FILE],
   model: ['st/model.safetensors', 'onnx/model.onnx', 'onnx/model_int8.onnx'],
   reranker: ['st/model.safetensors', 'onnx/model.onnx'],
 };

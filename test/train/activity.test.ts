@@ -16,6 +16,7 @@ import { PROJECT_ROOT } from '../../workers/config.ts';
 import { tempStore } from '../support/runStage.ts';
 import { pairRows } from './fixtures.ts';
 import { PYTHON, TINY, autoCpuPrecision, baseModelDir, cosine, datasetArtifact, isAlive, mean, modelArtifact, nativeBf16Flag, processesMentioning, torchEmbeddings } from './support.ts';
+import { MODEL_INFO_FILE } from '../../activities/artifactKinds/modelArtifact.ts';
 
 // The train stage through the engine's real activity (executeStage) in Temporal's mock activity
 // context: heartbeats as `embedflow status` sees them, cancellation, and the published model artifact.
@@ -87,12 +88,12 @@ describe('train stage (activity)', { timeout: 600_000 }, () => {
     const artifact = await store.open(out.digest);
     expect(artifact.manifest.kind).toBe('model');
     const files = artifact.manifest.files.map((f) => f.path);
-    expect(files).toEqual(expect.arrayContaining(['model.json', 'onnx/model.onnx', 'onnx/model_int8.onnx', 'st/modules.json', 'st/tokenizer.json', 'st/model.safetensors', 'modules.json', 'README.md']));
+    expect(files).toEqual(expect.arrayContaining([MODEL_INFO_FILE, 'onnx/model.onnx', 'onnx/model_int8.onnx', 'st/modules.json', 'st/tokenizer.json', 'st/model.safetensors', 'modules.json', 'README.md']));
     const curve = (artifact.manifest.meta.lossCurve as Array<{ step: number; loss: number }>).map((p) => p.loss);
     expect(curve).toHaveLength(6);
     expect(mean(curve.slice(3))).toBeLessThan(0.8 * mean(curve.slice(0, 3)));
 
-    const info = JSON.parse(await readFile(artifact.file('model.json'), 'utf8'));
+    const info = JSON.parse(await readFile(artifact.file(MODEL_INFO_FILE), 'utf8'));
     // The training length (64) bounded the cost only; the model keeps the length it supports.
     expect(info).toMatchObject({ name: 'all-MiniLM-L6-v2-ft', dim: 384, maxSeqLength: 256, normalize: true });
     // Its model card says what it was trained on and how (the fixture base has no card facts: license unknown).

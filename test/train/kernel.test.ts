@@ -6,6 +6,7 @@ import { latestCheckpoint } from '../../activities/training/checkpoints.ts';
 import { pairRows, syntheticRows, writePairsParquet } from './fixtures.ts';
 import { rowCosines, torchEmbeddings } from '../embedding/support.ts';
 import { type TinyRunOptions, autoCpuPrecision, baseModelDir, mean, memoryCappedPython, tempDir, tinyKernelRun } from './support.ts';
+import { DEV_FILE, TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
 
 // The training kernel (trainer/train.py) driven exactly as the train stage drives it (same flags,
 // same runner), without Temporal: learning, determinism, exact resume, and its failure modes.
@@ -17,7 +18,7 @@ let train: string;
 beforeAll(async () => {
   model = await baseModelDir();
   dir = await tempDir('ef-kernel-');
-  train = join(dir, 'train.parquet');
+  train = join(dir, TRAIN_FILE);
   // 24 rows, batch 8: 3 steps an epoch.
   await writePairsParquet(train, pairRows(1).filter((_, i) => i % 8 < 3));
 });
@@ -52,7 +53,7 @@ describe('training kernel', { timeout: 600_000 }, () => {
   });
 
   it('merging with the base: share 0 gives the base back; auto keeps a share of 0.5 or 1 only for a dev gain beyond noise, and says why', async () => {
-    const dev = join(dir, 'dev.parquet');
+    const dev = join(dir, DEV_FILE);
     await writePairsParquet(dev, pairRows(1).filter((_, i) => i % 8 >= 6));
     // A learning rate that moves the weights a long way in two steps, so the merge has something to undo.
     const params = { maxSteps: 2, learningRate: 1e-3 };

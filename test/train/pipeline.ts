@@ -7,6 +7,7 @@ import { definePipeline, stage } from '../../dsl/dsl.ts';
 import { defineStage } from '../../dsl/stage.ts';
 import { pairRows, syntheticRows, writePairsParquet } from './fixtures.ts';
 import { writeModelFixture } from './support.ts';
+import { TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
 
 export const baseModel = defineStage({
   kind: 'test.baseModel',
@@ -26,8 +27,8 @@ export const pairs = defineStage({
   async run(ctx) {
     // 24 bilingual rows (3 steps of 8 an epoch), or many long synthetic ones for memory tests.
     const rows = ctx.params.synthetic ? syntheticRows(ctx.params.synthetic) : pairRows(1).filter((_, i) => i % 8 < 3);
-    await writePairsParquet(await ctx.out.file('train.parquet'), rows);
-    return { rows: { 'train.parquet': rows.length } };
+    await writePairsParquet(await ctx.out.file(TRAIN_FILE), rows);
+    return { rows: { [TRAIN_FILE]: rows.length } };
   },
 });
 

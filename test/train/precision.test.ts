@@ -9,6 +9,7 @@ import { PROJECT_ROOT } from '../../workers/config.ts';
 import { runStage, tempStore } from '../support/runStage.ts';
 import { pairRows, writePairsParquet } from './fixtures.ts';
 import { PYTHON, autoCpuPrecision, baseModelDir, datasetArtifact, modelArtifact, nativeBf16Flag, tempDir, tinyKernelRun } from './support.ts';
+import { TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
 
 // The training precision: 'auto' picks bf16 on a CPU only where it multiplies bf16 natively
 // (avx512_bf16, amx_bf16), fp32 elsewhere; bf16 forced on a CPU without them still trains (torch
@@ -86,7 +87,7 @@ describe('bf16 training on this CPU', { timeout: 600_000 }, () => {
   let train: string;
   beforeAll(async () => {
     model = await baseModelDir();
-    train = join(dir, 'train.parquet');
+    train = join(dir, TRAIN_FILE);
     await writePairsParquet(train, pairRows(1, 16));
   });
 

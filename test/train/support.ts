@@ -11,6 +11,8 @@ import type { KernelLine } from '../../activities/training/kernelLines.ts';
 import { runKernel } from '../../activities/training/runKernel.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { type PairRow, writePairsParquet } from './fixtures.ts';
+import { DEV_FILE, TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
+import { MODEL_INFO_FILE } from '../../activities/artifactKinds/modelArtifact.ts';
 
 export const PYTHON = join(PROJECT_ROOT, '.venv', 'bin', 'python');
 
@@ -75,7 +77,7 @@ export async function writeModelFixture(dir: string, stDir: string): Promise<voi
     outputName: 'sentence_embedding',
     onnx: { fp32: 'onnx/model.onnx', int8: 'onnx/model_int8.onnx' },
   };
-  await writeFile(join(dir, 'model.json'), JSON.stringify(info, null, 2));
+  await writeFile(join(dir, MODEL_INFO_FILE), JSON.stringify(info, null, 2));
 }
 
 export async function modelArtifact(store: ArtifactStore): Promise<string> {
@@ -87,9 +89,9 @@ export async function modelArtifact(store: ArtifactStore): Promise<string> {
 /** A `dataset` artifact: train.parquet (and dev.parquet) in the dataset stage's columns. */
 export async function datasetArtifact(store: ArtifactStore, train: PairRow[], dev?: PairRow[]): Promise<string> {
   const w = await store.newWriter();
-  await writePairsParquet(await w.file('train.parquet'), train);
-  if (dev) await writePairsParquet(await w.file('dev.parquet'), dev);
-  return (await store.publish(w, { kind: 'dataset', rows: { 'train.parquet': train.length, ...(dev ? { 'dev.parquet': dev.length } : {}) } })).digest;
+  await writePairsParquet(await w.file(TRAIN_FILE), train);
+  if (dev) await writePairsParquet(await w.file(DEV_FILE), dev);
+  return (await store.publish(w, { kind: 'dataset', rows: { [TRAIN_FILE]: train.length, ...(dev ? { [DEV_FILE]: dev.length } : {}) } })).digest;
 }
 
 /** This machine's native bf16 flag (amx_bf16, avx512_bf16), read independently of the code under test. */
