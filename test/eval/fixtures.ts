@@ -9,11 +9,12 @@ import { sha256 } from '../../artifacts/hash.ts';
 import { readParquet, writeParquet } from '../../artifacts/parquet.ts';
 import type { ArtifactStore } from '../../artifacts/store.ts';
 import { ingest } from '../../activities/ingest.ts';
-import { float64, int32, numberColumn, stringColumn, utf8, utf8List } from '../../activities/evaluation/tables.ts';
+import { numberColumn, stringColumn, utf8, utf8List } from '../../activities/evaluation/tables.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { filesArtifact, runStage } from '../support/runStage.ts';
-import { CHUNKS_FILE } from '../../activities/artifactKinds/chunksArtifact.ts';
-import { QUERIES_FILE } from '../../activities/artifactKinds/queriesArtifact.ts';
+import { CHUNKS_FILE, writeChunks } from '../../activities/artifactKinds/chunksArtifact.ts';
+import type { ChunkRow } from '../../activities/chunking/splitter.ts';
+import { QUERIES_FILE, writeQueries } from '../../activities/artifactKinds/queriesArtifact.ts';
 import { DOCUMENTS_FILE } from '../../activities/artifactKinds/documentsArtifact.ts';
 import { DEV_FILE, TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
 import { MODEL_INFO_FILE } from '../../activities/artifactKinds/modelArtifact.ts';
@@ -83,30 +84,29 @@ export async function windowChunks(store: ArtifactStore, documents: string, size
   const paths = stringColumn(t, 'path', where);
   const texts = stringColumn(t, 'text', where);
   const hashes = stringColumn(t, 'content_hash', where);
-  const rows: Array<{ chunk_id: string; doc_id: string; path: string; ordinal: number; text: string; start: number; end: number }> = [];
+  const rows: ChunkRow[] = [];
   ids.forEach((doc_id, d) => {
     const text = texts[d]!;
     for (let start = 0, ordinal = 0; start < text.length; start += stride, ordinal++) {
       const end = Math.min(text.length, start + size);
       const chunk = text.slice(start, end);
-      rows.push({ chunk_id: sha256(`${hashes[d]}${start}${end}${chunk}`).slice(0, 16), doc_id, path: paths[d]!, ordinal, text: chunk, start, end });
+      rows.push({
+        chunk_id: sha256(`${hashes[d]}${start}${end}${chunk}`).slice(0, 16),
+        doc_id,
+        path: paths[d]!,
+        ordinal,
+        text: chunk,
+        start,
+        end,
+        heading: '',
+        page: null,
+        tokens: chunk.length,
+      });
       if (end === text.length) break;
     }
   });
-  const table = new Table({
-    chunk_id: utf8(rows.map((r) => r.chunk_id)),
-    doc_id: utf8(rows.map((r) => r.doc_id)),
-    path: utf8(rows.map((r) => r.path)),
-    ordinal: int32(rows.map((r) => r.ordinal)),
-    text: utf8(rows.map((r) => r.text)),
-    start: int32(rows.map((r) => r.start)),
-    end: int32(rows.map((r) => r.end)),
-    heading: utf8(rows.map(() => '')),
-    page: int32(rows.map(() => null)),
-    tokens: int32(rows.map((r) => r.text.length)),
-  });
   const writer = await store.newWriter();
-  await writeParquet(await writer.file(CHUNKS_FILE), table);
+  await writeChunks(await writer.file(CHUNKS_FILE), rows);
   return (await store.publish(writer, { kind: 'chunks', rows: { [CHUNKS_FILE]: rows.length }, lineage: { inputs: { documents } } })).digest;
 }
 
@@ -144,19 +144,21 @@ export async function sentenceQueries(store: ArtifactStore, chunks: string, max 
     .map((c) => ({ chunk_id: c.chunk_id, text: c.text.split(/(?<=[。．.!?！？])/)[0]!.trim() }))
     .filter((r) => r.text.length >= 8)
     .slice(0, max);
-  const table = new Table({
-    query_id: utf8(rows.map((_, i) => `g${i}`)),
-    chunk_id: utf8(rows.map((r) => r.chunk_id)),
-    text: utf8(rows.map((r) => r.text)),
-    style: utf8(rows.map(() => 'question')),
-    provider: utf8(rows.map(() => 'test')),
-    model: utf8(rows.map(() => 'first-sentence')),
-    prompt_hash: utf8(rows.map(() => '')),
-    latency_ms: float64(rows.map(() => 0)),
-    tokens: int32(rows.map((r) => r.text.length)),
-  });
   const writer = await store.newWriter();
-  await writeParquet(await writer.file(QUERIES_FILE), table);
+  await writeQueries(
+    await writer.file(QUERIES_FILE),
+    rows.map((r, i) => ({
+      query_id: `g${i}`,
+      chunk_id: r.chunk_id,
+      text: r.text,
+      style: 'question',
+      provider: 'test',
+      model: 'first-sentence',
+      prompt_hash: '',
+      latency_ms: 0,
+      tokens: r.text.length,
+    })),
+  );
   return (await store.publish(writer, { kind, rows: { [QUERIES_FILE]: rows.length }, lineage: { inputs: { chunks } } })).digest;
 }
 

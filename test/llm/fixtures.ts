@@ -1,11 +1,10 @@
 import { testCacheDir } from '../support/cli.ts';
 import { join } from 'node:path';
 import { sha256 } from '../../artifacts/hash.ts';
-import { writeParquet } from '../../artifacts/parquet.ts';
 import type { ArtifactStore } from '../../artifacts/store.ts';
-import { CHUNKS_FILE, chunksTable } from '../../activities/artifactKinds/chunksArtifact.ts';
+import { CHUNKS_FILE, writeChunks } from '../../activities/artifactKinds/chunksArtifact.ts';
 import { type ChunkRow, chunkId } from '../../activities/chunking/splitter.ts';
-import { QUERIES_FILE, type QueryRow, queriesTable } from '../../activities/artifactKinds/queriesArtifact.ts';
+import { QUERIES_FILE, type QueryRow, writeQueries } from '../../activities/artifactKinds/queriesArtifact.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 
 /** The machine facts the LLM code needs; the same home as runStage, so the GGUF is assembled once. */
@@ -48,7 +47,7 @@ export function chunkRows(docs: Doc[]): ChunkRow[] {
 export async function chunksArtifact(store: ArtifactStore, docs: Doc[]): Promise<{ digest: string; rows: ChunkRow[] }> {
   const rows = chunkRows(docs);
   const w = await store.newWriter();
-  await writeParquet(await w.file(CHUNKS_FILE), chunksTable(rows));
+  await writeChunks(await w.file(CHUNKS_FILE), rows);
   const m = await store.publish(w, { kind: 'chunks', rows: { [CHUNKS_FILE]: rows.length } });
   return { digest: m.digest, rows };
 }
@@ -69,7 +68,7 @@ export function queryRow(chunk_id: string, text: string, i = 0): QueryRow {
 
 export async function queriesArtifact(store: ArtifactStore, rows: QueryRow[], kind = 'queries'): Promise<string> {
   const w = await store.newWriter();
-  await writeParquet(await w.file(QUERIES_FILE), queriesTable(rows));
+  await writeQueries(await w.file(QUERIES_FILE), rows);
   return (await store.publish(w, { kind, rows: { [QUERIES_FILE]: rows.length } })).digest;
 }
 

@@ -4,12 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHUNKS_FILE, chunksTable } from '../../activities/artifactKinds/chunksArtifact.ts';
+import { CHUNKS_FILE, writeChunks } from '../../activities/artifactKinds/chunksArtifact.ts';
 import type { ChunkRow } from '../../activities/chunking/splitter.ts';
 import { type Embeddings, Encoder } from '../../activities/embedding/encoder.ts';
 import { searchChunks } from '../../activities/embedding/searchChunks.ts';
 import { prepareModel } from '../../activities/prepareModel.ts';
-import { writeParquet } from '../../artifacts/parquet.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
 import { cli, collect, spawnCli, until } from '../support/cli.ts';
 import { runStage, tempStore } from '../support/runStage.ts';
@@ -55,7 +54,7 @@ async function publishChunks(): Promise<string> {
     tokens: 0,
   }));
   const w = await store.newWriter();
-  await writeParquet(await w.file(CHUNKS_FILE), chunksTable(rows));
+  await writeChunks(await w.file(CHUNKS_FILE), rows);
   return (await store.publish(w, { kind: 'chunks', rows: { [CHUNKS_FILE]: rows.length } })).digest;
 }
 
