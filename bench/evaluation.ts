@@ -9,7 +9,7 @@
 // neighbours), and where the HTML report is. Writes bench/results/evaluation.json.
 // Every stage runs (no stage cache) in a fresh store (or --store DIR, whose embedding memo a rerun
 // then reuses: the corpus is not embedded again).
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,7 +22,6 @@ import { summarizeLatency } from '../activities/evaluation/latency.ts';
 import { ExactIndex } from '../activities/evaluation/search.ts';
 import { chunk } from '../activities/chunk.ts';
 import { evaluate } from '../activities/evaluate.ts';
-import { MetricsJson } from '../activities/evaluation/metricsJson.ts';
 import { readEvalQuestions } from '../activities/artifactKinds/evalQuestionsArtifact.ts';
 import { importQuestions } from '../activities/importQuestions.ts';
 import { ingest } from '../activities/ingest.ts';
@@ -33,7 +32,7 @@ import { publishDir } from '../test/eval/fixtures.ts';
 import { filesArtifact, runStage } from '../test/support/runStage.ts';
 import { benchMachine } from './machine.ts';
 import { CHUNKS_FILE } from '../activities/artifactKinds/chunksArtifact.ts';
-import { METRICS_FILE } from '../activities/artifactKinds/evaluationArtifact.ts';
+import { readMetrics } from '../activities/artifactKinds/evaluationArtifact.ts';
 
 const projectRoot = resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -81,7 +80,7 @@ const evaluation = await stage('evaluate', evaluate, {
 const reportDigest = await stage('report', report, { inputs: { evaluation } });
 
 const ev = await store.open(evaluation);
-const m = MetricsJson.parse(JSON.parse(await readFile(ev.file(METRICS_FILE), 'utf8')));
+const m = await readMetrics(ev);
 const chunkStats = (await store.readManifest(chunks)).meta['stats'];
 const qStats = (await store.readManifest(evalQuestions)).meta['stats'];
 const evalTiming = timings.find((t) => t.stage === 'evaluate')!;

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readParquet } from '../../artifacts/parquet.ts';
@@ -6,12 +5,12 @@ import type { LocalStore } from '../../artifacts/store.ts';
 import { QualityGateError } from '../../activities/errors.ts';
 import { evaluate } from '../../activities/evaluate.ts';
 import { METRIC_NAMES } from '../../activities/evaluation/metrics.ts';
-import { MetricsJson } from '../../activities/evaluation/metricsJson.ts';
+import type { MetricsJson } from '../../activities/evaluation/metricsJson.ts';
 import { stringColumn } from '../../activities/evaluation/tables.ts';
 import { importQuestions } from '../../activities/importQuestions.ts';
 import { filesArtifact, runStage, tempStore } from '../support/runStage.ts';
 import { EXAMPLES, baseModel, ingestDir, sentenceQueries, windowChunks } from './fixtures.ts';
-import { METRICS_FILE, PER_QUERY_FILE } from '../../activities/artifactKinds/evaluationArtifact.ts';
+import { PER_QUERY_FILE, readMetrics } from '../../activities/artifactKinds/evaluationArtifact.ts';
 
 let store: LocalStore;
 let model: string;
@@ -30,8 +29,7 @@ beforeAll(async () => {
 });
 
 async function metricsOf(digest: string): Promise<MetricsJson> {
-  const file = (await store.open(digest)).file(METRICS_FILE);
-  return MetricsJson.parse(JSON.parse(await readFile(file, 'utf8')));
+  return readMetrics(await store.open(digest));
 }
 
 describe('evaluate', () => {

@@ -8,7 +8,6 @@ import type { LocalStore } from '../../artifacts/store.ts';
 import { buildDataset } from '../../activities/buildDataset.ts';
 import { chunk } from '../../activities/chunk.ts';
 import { evaluate } from '../../activities/evaluate.ts';
-import { MetricsJson } from '../../activities/evaluation/metricsJson.ts';
 import { importQuestions } from '../../activities/importQuestions.ts';
 import { mineNegatives } from '../../activities/mineNegatives.ts';
 import { report } from '../../activities/report.ts';
@@ -17,7 +16,7 @@ import { trainReranker } from '../../activities/trainReranker.ts';
 import { filesArtifact, runStage, tempStore } from '../support/runStage.ts';
 import { renderInChromium } from './chromium.ts';
 import { EXAMPLES, baseModel, ingestDir, sentenceQueries } from './fixtures.ts';
-import { METRICS_FILE } from '../../activities/artifactKinds/evaluationArtifact.ts';
+import { readMetrics } from '../../activities/artifactKinds/evaluationArtifact.ts';
 
 const EVIL = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">';
 
@@ -136,7 +135,7 @@ describe('report', () => {
   it('keeps metrics.json as the evaluation wrote it and writes a short Markdown summary', async () => {
     const art = await store.open(withEverything);
     expect(art.manifest.kind).toBe('report');
-    const m = MetricsJson.parse(JSON.parse(await readFile(art.file(METRICS_FILE), 'utf8')));
+    const m = await readMetrics(art);
     expect(Object.keys(m.human!)).toEqual(expect.arrayContaining(['base', 'finetuned', 'base+rerank@5', 'base+rerank@10', 'finetuned+rerank@10']));
     const md = await readFile(art.file('summary.md'), 'utf8');
     expect(md).toMatch(/## human-written questions \(88 queries\)/);
@@ -156,7 +155,7 @@ describe('report', () => {
 
 describe('verdicts', () => {
   const summary = async () => readFile((await store.open(withEverything)).file('summary.md'), 'utf8');
-  const metricsOf = async () => MetricsJson.parse(JSON.parse(await readFile((await store.open(withEverything)).file(METRICS_FILE), 'utf8')));
+  const metricsOf = async () => readMetrics(await store.open(withEverything));
 
   it('a fine-tuned model worse than its base is called worse in metrics.json, the stage stats and summary.md', async () => {
     const m = await metricsOf();

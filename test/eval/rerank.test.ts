@@ -7,14 +7,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { LocalStore } from '../../artifacts/store.ts';
 import { ModelNotFoundError } from '../../activities/errors.ts';
 import { evaluate } from '../../activities/evaluate.ts';
-import { MetricsJson } from '../../activities/evaluation/metricsJson.ts';
 import { prepareReranker } from '../../activities/prepareReranker.ts';
 import { loadCrossEncoder } from '../../activities/rerank/crossEncoder.ts';
 import { trainReranker } from '../../activities/trainReranker.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { runStage, tempStore } from '../support/runStage.ts';
 import { EXAMPLES, baseModel, ingestDir, sentenceDataset, sentenceQueries, windowChunks } from './fixtures.ts';
-import { METRICS_FILE } from '../../activities/artifactKinds/evaluationArtifact.ts';
+import { readMetrics } from '../../activities/artifactKinds/evaluationArtifact.ts';
 
 // Pairs scored the same way everywhere below, including a passage longer than the 96-token maxLength.
 const query = '青葉川の水質は何地点で測定しているか';
@@ -83,7 +82,7 @@ describe('evaluate with a reranker', () => {
       params: { bootstrapSamples: 200, rerankDepths: [10, 5], rerankMaxQueries: 12 },
       inputs: { base: model, finetuned: model, chunks, evalQueries, reranker },
     });
-    const m = MetricsJson.parse(JSON.parse(await readFile((await store.open(digest)).file(METRICS_FILE), 'utf8')));
+    const m = await readMetrics(await store.open(digest));
     const g = m.generated!;
     expect(Object.keys(g).sort()).toEqual(['base', 'base+rerank@10', 'base+rerank@5', 'finetuned', 'finetuned+rerank@10']);
     expect(m.meta.evalSets.generated).toMatchObject({ queries: 20, reranked: 12 });
@@ -176,7 +175,7 @@ describe('prepareReranker', () => {
       params: { bootstrapSamples: 100, rerankDepths: [5], rerankMaxQueries: 4, rerankFinetuned: false },
       inputs: { base: model, chunks, evalQueries, reranker: prepared },
     });
-    const m = MetricsJson.parse(JSON.parse(await readFile((await store.open(digest)).file(METRICS_FILE), 'utf8')));
+    const m = await readMetrics(await store.open(digest));
     expect(Object.keys(m.generated!).sort()).toEqual(['base', 'base+rerank@5']);
     expect(m.meta.models['reranker']).toMatchObject({ name: 'my-reranker', digest: prepared });
     expect(m.latency.rerank['rerank@5']?.n).toBe(4);
