@@ -64,7 +64,7 @@ export const train = defineStage({
     const base = await readModelInfo(ctx.inputs.model.dir);
     const dataset = ctx.inputs.dataset;
     if (!hasFile(dataset, TRAIN_FILE)) {
-      throw new InvalidInputError('the dataset artifact has no train.parquet', {
+      throw new InvalidInputError(`the dataset artifact has no ${TRAIN_FILE}`, {
         where: `artifact ${dataset.digest}`,
         hint: 'wire `dataset` to the dataset-building stage',
       });

@@ -17,7 +17,7 @@ import { baseModel } from '../eval/fixtures.ts';
 import { PYTHON } from '../embedding/support.ts';
 import { runStage, tempStore } from '../support/runStage.ts';
 import { publishChunks, publishQueries } from './support.ts';
-import { DEV_FILE, TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
+import { DATASET_CARD_FILE, DEV_FILE, TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
 import { NEGATIVES_FILE } from '../../activities/artifactKinds/hardNegativesArtifact.ts';
 
 // A crafted corpus: the positive of the water-quality query exists twice more (the same paragraph
@@ -144,7 +144,7 @@ describe('buildDataset stage', () => {
       const side = trainChunks.has(q.chunk) ? train : dev;
       expect(stringColumn(side, 'query_id', 'side')).toContain(q.id);
     }
-    const card = await readFile(join(dir, 'dataset_card.md'), 'utf8');
+    const card = await readFile(join(dir, DATASET_CARD_FILE), 'utf8');
     expect(card).toContain(`| rows | ${train.numRows} | ${dev.numRows} |`);
     expect(card).toMatch(/removed by the margin guard .*: \d+/);
     expect(card).toMatch(/anchors: train ja \d+/);
