@@ -143,7 +143,13 @@ function quietCoreRuntime(): void {
   if (coreRuntimeInstalled) return;
   coreRuntimeInstalled = true;
   try {
-    CoreRuntime.install({ logger: new DefaultLogger('ERROR') });
+    // The native core prints its own warnings straight to stdout unless forwarded ("Workflow task
+    // duration exceeded 5 seconds" on a loaded machine), which broke `run --json` for a script reading
+    // stdout. Forwarded, they go through the logger, which writes to stderr.
+    CoreRuntime.install({
+      logger: new DefaultLogger('ERROR'),
+      telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' }, forward: {} } },
+    });
   } catch {
     // Already installed by the embedding process.
   }
