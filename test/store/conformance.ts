@@ -98,7 +98,9 @@ export function storeConformance(name: string, make: () => Promise<StoreUnderTes
       const { digest } = await publishText(store, FILES);
       await raw.remove(`artifacts/${digest}/data/d/b.txt`);
       await raw.write(`artifacts/${digest}/data/extra.txt`, 'sneaky');
-      expect(await store.quickVerify(digest)).toMatchObject({ ok: false, problems: ['d/b.txt: missing'] });
+      // quickVerify stops at the first problem, unless a file's time ties with the manifest's (a fast
+      // filesystem, same tick): then it re-hashes everything, and the extra file is listed too.
+      expect(await store.quickVerify(digest)).toMatchObject({ ok: false, problems: expect.arrayContaining(['d/b.txt: missing']) });
       expect((await store.verify(digest)).problems).toEqual(['d/b.txt: missing', 'extra.txt: not in the manifest']);
       await expect((await reopen()).open(digest)).rejects.toThrow(ArtifactCorruptError);
     });
