@@ -34,7 +34,8 @@ def per_query_ndcg(model, evaluator, k: int = 10) -> np.ndarray:
     q = model.encode(evaluator.queries, prompt=evaluator.query_prompt, batch_size=evaluator.batch_size, normalize_embeddings=True, convert_to_numpy=True)
     c = model.encode(evaluator.corpus, prompt=evaluator.corpus_prompt, batch_size=evaluator.batch_size, normalize_embeddings=True, convert_to_numpy=True)
     top = np.argsort(-(q @ c.T), axis=1, kind="stable")[:, :k]
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    # A dev corpus smaller than k (a small corpus's dev split) ranks all it has.
+    discount = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
     out = np.zeros(len(evaluator.queries_ids))
     for i, qid in enumerate(evaluator.queries_ids):
         relevant = evaluator.relevant_docs[qid]
