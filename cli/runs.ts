@@ -7,7 +7,7 @@ import { RunNotFoundError } from '../activities/errors.ts';
 import { Plan, type RunResult, type StageState } from '../dsl/plan.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Runtime } from '../workers/runtime.ts';
-import { STAGE_MARKS_KEY, type StageMark, statesFromMarks } from '../workflows/runMemo.ts';
+import { marksInMemo, statesFromMarks } from '../workflows/runMemo.ts';
 import { taskQueues } from '../workers/config.ts';
 import { Patience, RunStillOpenError, followPatienceMs, isNoAnswer } from './patience.ts';
 
@@ -97,7 +97,7 @@ export async function describeRun(rt: Runtime, runId: string): Promise<RunView> 
     }
     throw err;
   }
-  const memo = (d.memo ?? {}) as { pipeline?: string; stages?: StageState[]; [STAGE_MARKS_KEY]?: Record<string, StageMark> };
+  const memo = (d.memo ?? {}) as { pipeline?: string; stages?: StageState[] };
   const pending: PendingStage[] = (d.raw.pendingActivities ?? []).map((a) => ({
     stage: a.activityId ?? '?',
     attempt: a.attempt ?? 1,
@@ -125,8 +125,8 @@ export async function describeRun(rt: Runtime, runId: string): Promise<RunView> 
  * finished stages, the stats in their artifacts' manifests. Runs started before the marks kept
  * whole states in the memo (`stages`).
  */
-async function stagesOf(rt: Runtime, runId: string, temporalRunId: string, memo: { stages?: StageState[]; [STAGE_MARKS_KEY]?: Record<string, StageMark> }): Promise<StageState[]> {
-  const marks = memo[STAGE_MARKS_KEY];
+async function stagesOf(rt: Runtime, runId: string, temporalRunId: string, memo: { stages?: StageState[] }): Promise<StageState[]> {
+  const marks = marksInMemo(memo);
   if (!marks) return memo.stages ?? [];
   const plan = await planOfExecution(rt, runId, temporalRunId);
   const states = statesFromMarks(marks, plan.stages.map((s) => ({ id: s.id, kind: s.kind, queue: s.activity.queue })));

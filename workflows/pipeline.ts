@@ -12,7 +12,7 @@ import type { EngineActivities, StageFailureDetails } from '../engine/engine.ts'
 import { NON_RETRYABLE } from '../activities/errors.ts';
 import type { Plan, PlannedStage, RunResult, StageState } from '../dsl/plan.ts';
 import type { Progress } from '../dsl/stage.ts';
-import { stageMarksMemo } from './runMemo.ts';
+import { STAGE_MARKS_STARTED, stageMarksMemo } from './runMemo.ts';
 
 // Deterministic orchestration only: no I/O, no clocks but the workflow's, no data — digests and counts.
 
@@ -26,8 +26,8 @@ export async function runPipeline(plan: Plan): Promise<RunResult> {
   const states = new Map<string, StageState>(
     plan.stages.map((s) => [s.id, { id: s.id, kind: s.kind, queue: s.activity.queue, status: 'pending' }]),
   );
-  // `status` reads the memo; each update carries small marks, not whole states (see runMemo.ts).
-  const publish = () => upsertMemo(stageMarksMemo(states.values()));
+  // `status` reads the memo; each update carries the marks of the stages that changed (see runMemo.ts).
+  const publish = (...changed: StageState[]) => upsertMemo(changed.length ? stageMarksMemo(changed) : { ...STAGE_MARKS_STARTED });
   const digests = new Map<string, string>();
 
   for (const input of plan.inputs) {
@@ -56,11 +56,11 @@ export async function runPipeline(plan: Plan): Promise<RunResult> {
     if (resolved.digest) {
       Object.assign(state, { status: 'cached', artifact: resolved.digest, seconds: 0, stats: resolved.stats ?? {} });
       digests.set(stage.id, resolved.digest);
-      publish();
+      publish(state);
       return;
     }
     Object.assign(state, { status: 'running', startedAt: new Date(Date.now()).toISOString() });
-    publish();
+    publish(state);
     const { executeStage } = proxyActivities<EngineActivities>({
       taskQueue: stage.activity.queue === 'gpu' ? plan.taskQueues.gpu : plan.taskQueues.cpu,
       activityId: stage.id,
@@ -87,7 +87,7 @@ export async function runPipeline(plan: Plan): Promise<RunResult> {
       }
       throw err;
     } finally {
-      publish();
+      publish(state);
     }
   };
 
@@ -120,8 +120,10 @@ export async function runPipeline(plan: Plan): Promise<RunResult> {
   }
 
   if (failure !== undefined) {
-    for (const s of states.values()) if (s.status === 'pending') s.status = 'skipped';
-    publish();
+    const skipped = [...states.values()].filter((s) => s.status === 'pending');
+    for (const s of skipped) s.status = 'skipped';
+    // Unconditional: a recorded failed run has this update, and replay must find it (replay.test.ts).
+    publish(...skipped);
     if (isCancellation(failure)) throw failure;
     const failed = [...states.values()].find((s) => s.status === 'failed');
     throw ApplicationFailure.create({

@@ -1,14 +1,22 @@
 import type { StageState, StageStatus } from '../dsl/plan.ts';
 
 // What a run keeps in its Temporal memo for `status`: one small mark per stage that has left
-// `pending`. The server warns when a workflow's memo passes 2 KiB ("Blob data size exceeds the
-// warning limit … ModifyWorkflowProperties", one log line per update), which whole stage states
-// passed at a dozen stages. What can be found elsewhere is left out: the stage list (kind, queue)
-// is in the plan the run started with, a finished stage's stats in its artifact's manifest, and
-// live progress in the stage activity's heartbeat details. The run's result (or its failure's
-// details) still carries the whole states.
+// `pending`, each under its own memo field. The server checks each memo update against 2 KiB and
+// logs "Blob data size exceeds the warning limit … ModifyWorkflowProperties" for every bigger one;
+// upserts merge by field, so an update that carries only the stage that changed stays small however
+// many stages a run has (one field holding every mark passed 2 KiB near the end of the recipe). What
+// can be found elsewhere is left out: the stage list (kind, queue) is in the plan the run started
+// with, a finished stage's stats in its artifact's manifest, and live progress in the stage
+// activity's heartbeat details. The run's result (or its failure's details) carries the whole states.
 
-export const STAGE_MARKS_KEY = 'stageMarks';
+/** The memo field of one stage's mark: `stage:<id>`. */
+export const STAGE_MARK_PREFIX = 'stage:';
+/** Set by a run's first update: its stages have marks (none yet: all pending). */
+export const STAGE_MARKS_STARTED = { stageMarkFields: 1 } as const;
+/** Runs started before marks had a field each kept them all under this one. */
+const LEGACY_MARKS_KEY = 'stageMarks';
+/** Keeps a failed stage's mark (message and progress) well inside the server's 2 KiB per update. */
+const MAX_ERROR_MESSAGE = 800;
 
 export interface StageMark {
   s: StageStatus;
@@ -22,7 +30,8 @@ export interface StageMark {
 }
 
 function markOf(s: StageState): StageMark {
-  const error = s.error && { ...s.error, ...(s.error.progress ? { progress: { ...s.error.progress, checkpoint: undefined } } : {}) };
+  const message = s.error && s.error.message.length > MAX_ERROR_MESSAGE ? `${s.error.message.slice(0, MAX_ERROR_MESSAGE)}…` : s.error?.message;
+  const error = s.error && { ...s.error, message: message!, ...(s.error.progress ? { progress: { ...s.error.progress, checkpoint: undefined } } : {}) };
   return {
     s: s.status,
     ...(s.artifact ? { a: s.artifact } : {}),
@@ -32,11 +41,19 @@ function markOf(s: StageState): StageMark {
   };
 }
 
-/** The memo fields for the stages' current states. */
-export function stageMarksMemo(states: Iterable<StageState>): Record<string, Record<string, StageMark>> {
-  const marks: Record<string, StageMark> = {};
-  for (const s of states) if (s.status !== 'pending') marks[s.id] = markOf(s);
-  return { [STAGE_MARKS_KEY]: marks };
+/** The memo fields to upsert for the stages that changed (pending stages have none). */
+export function stageMarksMemo(changed: Iterable<StageState>): Record<string, StageMark> {
+  const fields: Record<string, StageMark> = {};
+  for (const s of changed) if (s.status !== 'pending') fields[`${STAGE_MARK_PREFIX}${s.id}`] = markOf(s);
+  return fields;
+}
+
+/** The marks in a run's memo, by stage id, whichever way the run wrote them. */
+export function marksInMemo(memo: Record<string, unknown>): Record<string, StageMark> | undefined {
+  const legacy = memo[LEGACY_MARKS_KEY] as Record<string, StageMark> | undefined;
+  const fields = Object.entries(memo).filter(([k]) => k.startsWith(STAGE_MARK_PREFIX));
+  if (!legacy && fields.length === 0 && !('stageMarkFields' in memo)) return undefined;
+  return { ...legacy, ...Object.fromEntries(fields.map(([k, v]) => [k.slice(STAGE_MARK_PREFIX.length), v as StageMark])) };
 }
 
 /** The stages' states from their marks and the planned stages (in plan order); stats are not in marks. */
