@@ -9,6 +9,7 @@ import { ArtifactCorruptError, ArtifactNotFoundError, CorruptInputError, Invalid
 import { asDiskFull } from '../artifacts/fsutil.ts';
 import { recordMemoUse } from '../artifacts/memoUse.ts';
 import { workerBudget } from './resourceBudget.ts';
+import { sampleTreeRss } from './treeRss.ts';
 
 /** Well inside the hour after which `gc` removes an untouched staging folder. */
 const STAGING_TOUCH_MS = 5 * 60 * 1000;
@@ -121,22 +122,29 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
   let release: (() => void) | undefined;
   let estimatedBytes: number | undefined;
   let ranAlone: string | undefined;
+  let rss: ReturnType<typeof sampleTreeRss> | undefined;
+  let workerPeakRssMB: number | undefined;
   try {
     ({ release, estimatedBytes, ranAlone } = await admit(inv, parsed.data, inputs, rt));
+    rss = sampleTreeRss();
     result = (await kind.run(ctx)) ?? {};
+    workerPeakRssMB = rss.stop();
     rt.signal.throwIfAborted();
   } catch (err) {
     await rt.store.discard(out);
     throw asDiskFull(err, `stage "${inv.stageId}" writing its output`);
   } finally {
+    rss?.stop();
     release?.();
     clearInterval(keepFresh);
   }
-  // Beside a measured peakRssMB, what the worker's budget assumed (resourceEstimates.ts).
+  // Beside a measured peakRssMB, what the worker's budget assumed (resourceEstimates.ts). The worker's
+  // own peak (its process and children, stages beside this one included) is there for every kind.
   // Why a stage ran by itself stays with its stats: a heartbeat carrying it can be overtaken by the end.
   const stats = {
     ...result.stats,
     ...(estimatedBytes ? { estimatedPeakMB: Math.round(estimatedBytes / 2 ** 20) } : {}),
+    ...(workerPeakRssMB ? { workerPeakRssMB } : {}),
     ...(ranAlone ? { ranAlone } : {}),
   };
   if (result.reuse !== undefined) {

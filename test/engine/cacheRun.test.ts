@@ -89,7 +89,7 @@ describe('stage cache through runs', () => {
     const first = await cli(['run', pipeline, '--json'], env);
     expect(first.code, first.stderr).toBe(0);
     expect(statusOf(first.json)).toEqual({ words: 'ran', chars: 'ran', summary: 'ran' });
-    expect(stageOf(first.json, 'summary').stats).toEqual({ words: 12, chars: 83 });
+    expect(stageOf(first.json, 'summary').stats).toEqual({ words: 12, chars: 83, workerPeakRssMB: expect.any(Number) });
 
     const again = await cli(['run', pipeline, '--json'], env);
     expect(again.code, again.stderr).toBe(0);
@@ -103,7 +103,7 @@ describe('stage cache through runs', () => {
     // The new code's result, not the old cached one, reaches the end of the pipeline.
     const chars = stageOf(edited.json, 'summary').stats.chars as number;
     expect(chars).toBeLessThan(83);
-    expect(stageOf(edited.json, 'chars').stats).toEqual({ chars });
+    expect(stageOf(edited.json, 'chars').stats).toEqual({ chars, workerPeakRssMB: expect.any(Number) });
     expect(stageOf(edited.json, 'words').artifact).toBe(stageOf(first.json, 'words').artifact);
   });
 
@@ -133,7 +133,7 @@ export default definePipeline({
     const run = await cli(['run', pipeline, '--json'], await testEnv());
     expect(run.code, run.stderr).toBe(0);
     expect(statusOf(run.json)).toEqual({ words: 'ran', chars: 'ran', summary: 'ran' });
-    expect(stageOf(run.json, 'summary').stats).toEqual({ words: 12, chars: 83 });
+    expect(stageOf(run.json, 'summary').stats).toEqual({ words: 12, chars: 83, workerPeakRssMB: expect.any(Number) });
   });
 
   it('a cached artifact whose file was truncated or rewritten is rebuilt on the next run, not served', async () => {
@@ -203,7 +203,7 @@ export default definePipeline({
     const resumed = await cli(['resume', failed.json.runId, '--json'], env);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(statusOf(resumed.json)).toEqual({ words: 'ran', chars: 'cached', summary: 'ran' });
-    expect(stageOf(resumed.json, 'summary').stats).toEqual({ words: 12, chars: 83 });
+    expect(stageOf(resumed.json, 'summary').stats).toEqual({ words: 12, chars: 83, workerPeakRssMB: expect.any(Number) });
     expect(await readFile(file, 'utf8')).toBe(intact);
   });
 });

@@ -72,7 +72,7 @@ export default definePipeline({
     expect(run.code, run.stderr).toBe(0);
     const json = run.json as Summary;
     expect(json.stages.map((s) => [s.id, s.status])).toEqual([['documents', 'ran'], ['count', 'ran']]);
-    expect(json.stages.find((s) => s.id === 'count')!.stats).toEqual({ documents: 2 });
+    expect(json.stages.find((s) => s.id === 'count')!.stats).toEqual({ documents: 2, workerPeakRssMB: expect.any(Number) });
   });
 
   it("the code fingerprint follows imports through 'embedflow' into its source", async () => {

@@ -25,7 +25,7 @@ describe('pipeline workflow', () => {
     expect(first.code, first.stderr).toBe(0);
     expect(first.json.status).toBe('completed');
     expect(statusOf(first.json)).toEqual({ words: 'ran', chars: 'ran', summary: 'ran' });
-    expect(first.json.stages.find((s: { id: string }) => s.id === 'summary').stats).toEqual({ words: 12, chars: 83 });
+    expect(first.json.stages.find((s: { id: string }) => s.id === 'summary').stats).toEqual({ words: 12, chars: 83, workerPeakRssMB: expect.any(Number) });
     expect(first.stderr).toMatch(/^run words-[0-9a-f]{12}/m);
 
     const second = await cli(['run', PIPELINE, '--json'], env);

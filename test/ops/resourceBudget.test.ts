@@ -32,6 +32,10 @@ describe('worker resource budget', () => {
     // and the summary; a heartbeat saying so can be overtaken by the stage's end), and what the budget assumed.
     const hugeStage = r.json.stages.find((s: { id: string }) => s.id === 'huge');
     expect(hugeStage.stats).toMatchObject({ estimatedPeakMB: 4096, ranAlone: expect.stringMatching(/needs about 4\.0 GiB, more than the 1\.0 GiB/) });
+    // Every stage's stats carry the worker's measured peak, its child processes included: the big
+    // one's child held 400 MiB, which the heavy ones did not see (it ran without them).
+    const peak = (id: string) => r.json.stages.find((s: { id: string }) => s.id === id).stats.workerPeakRssMB as number;
+    for (const id of ['heavyA', 'heavyB']) expect(peak('huge') - peak(id), id).toBeGreaterThan(350);
 
     const spans: Record<string, Span> = {};
     for (const line of (await readFile(env.EMBEDFLOW_TEST_LOG, 'utf8')).trim().split('\n')) {
