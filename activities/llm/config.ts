@@ -7,6 +7,7 @@ import { CLOZE_RULES_HASH, IctProvider } from './ict.ts';
 import { LlmQueryProvider, type QuerySampling } from './llmQueries.ts';
 import { LocalChatBackend } from './local.ts';
 import { OpenAiCompatibleBackend } from './openaiCompatible.ts';
+import { LlmConfigError } from '../../core/errors.ts';
 import { type TemplateName, templateSet } from './prompts.ts';
 import { type Language, type QueryProvider, STYLES } from './types.ts';
 
@@ -17,6 +18,7 @@ import { type Language, type QueryProvider, STYLES } from './types.ts';
  */
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const DEFAULT_KEY_ENV = 'EMBEDFLOW_LLM_API_KEY';
 const SECRET_FIELD = /(?:^|_|-)?(?:api_?key|apikey|key|token|secret|password|authorization)$/i;
 
 const LocalSpec = z
@@ -34,9 +36,16 @@ const LocalSpec = z
 const OpenAiSpec = z
   .object({
     provider: z.literal('openai'),
-    baseUrl: z.url({ protocol: /^https?$/ }),
+    baseUrl: z
+      .url({ protocol: /^https?$/ })
+      .optional()
+      .describe("The server's API root, e.g. http://127.0.0.1:8000/v1 (default: the worker's OPENAI_BASE_URL, as OpenAI's own clients read it)"),
     model: z.string().min(1),
-    apiKeyEnv: z.string().regex(ENV_NAME, 'an environment variable name').default('EMBEDFLOW_LLM_API_KEY'),
+    apiKeyEnv: z
+      .string()
+      .regex(ENV_NAME, 'an environment variable name')
+      .default(DEFAULT_KEY_ENV)
+      .describe(`The worker's environment variable holding the API key (the default ${DEFAULT_KEY_ENV} falls back to OPENAI_API_KEY)`),
     timeoutMs: z.number().int().min(100).max(3_600_000).default(120_000),
     maxRetries: z.number().int().min(0).max(50).default(8),
     requestsPerMinute: z.number().positive().optional(),
@@ -175,11 +184,25 @@ export async function openProvider(params: GenerationParams, language: Language,
     });
     return new LlmQueryProvider(backend, templates, querySampling(params));
   }
+  // The standard variables of OpenAI's clients, where the pipeline names none of its own: a worker set
+  // up for any OpenAI-compatible tool works unchanged.
+  const baseUrl = llm.baseUrl ?? env.vars.OPENAI_BASE_URL;
+  if (!baseUrl) {
+    throw new LlmConfigError('the openai provider has no server address', {
+      hint: "set llm.baseUrl (e.g. http://127.0.0.1:8000/v1) or the worker's OPENAI_BASE_URL",
+    });
+  }
+  if (!llm.baseUrl && !/^https?:\/\/[^/]/.test(baseUrl)) {
+    throw new LlmConfigError(`OPENAI_BASE_URL is not an http(s) URL: ${JSON.stringify(baseUrl.slice(0, 80))}`, {
+      hint: 'e.g. OPENAI_BASE_URL=http://127.0.0.1:8000/v1, or set llm.baseUrl',
+    });
+  }
+  const keyEnv = env.vars[llm.apiKeyEnv] || llm.apiKeyEnv !== DEFAULT_KEY_ENV || !env.vars.OPENAI_API_KEY ? llm.apiKeyEnv : 'OPENAI_API_KEY';
   const backend = new OpenAiCompatibleBackend({
-    baseUrl: llm.baseUrl,
+    baseUrl,
     model: llm.model,
-    apiKey: env.vars[llm.apiKeyEnv] || undefined,
-    apiKeyEnv: llm.apiKeyEnv,
+    apiKey: env.vars[keyEnv] || undefined,
+    apiKeyEnv: keyEnv,
     timeoutMs: llm.timeoutMs,
     maxRetries: llm.maxRetries,
     requestsPerMinute: llm.requestsPerMinute,

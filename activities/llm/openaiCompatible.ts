@@ -208,7 +208,7 @@ export class OpenAiCompatibleBackend implements ChatBackend {
       throw this.modelNotFound(text);
     }
     if (s === 408 || s === 409 || s === 429 || s >= 500) {
-      throw new RetryableFailure(`HTTP ${s} ${snippet(text)}`.trim(), parseRetryAfter(res.headers.get('retry-after')));
+      throw new RetryableFailure(`HTTP ${s} ${snippet(text)}`.trim(), parseRetryAfter(res.headers.get('retry-after'), Date.now(), res.headers.get('retry-after-ms')));
     }
     throw new LlmConfigError(`the LLM server rejected the request (HTTP ${s}): ${this.redact(snippet(text))}`, {
       where: this.where,

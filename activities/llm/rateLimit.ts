@@ -74,10 +74,16 @@ export function backoffDelay(attempt: number, opts: BackoffOptions, retryAfterMs
   return retryAfterMs === undefined ? jittered : Math.max(retryAfterMs, jittered);
 }
 
-/** Retry-After as seconds or an HTTP date, in ms; undefined when absent or unreadable. Capped at 10 minutes. */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
-  if (!value) return undefined;
+/**
+ * How long the server asked us to wait, in ms: `retry-after-ms` (OpenAI's and vLLM's finer header,
+ * which the official clients prefer) else Retry-After as seconds or an HTTP date; undefined when
+ * absent or unreadable. Capped at 10 minutes.
+ */
+export function parseRetryAfter(value: string | null, now = Date.now(), valueMs: string | null = null): number | undefined {
   const cap = 600_000;
+  const ms = valueMs === null ? NaN : Number(valueMs.trim());
+  if (Number.isFinite(ms) && ms >= 0) return Math.min(cap, ms);
+  if (!value) return undefined;
   const secs = Number(value.trim());
   if (Number.isFinite(secs) && secs >= 0) return Math.min(cap, secs * 1000);
   const at = Date.parse(value);

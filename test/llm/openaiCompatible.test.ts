@@ -108,6 +108,27 @@ describe('openai-compatible provider', () => {
     expect(server.calls.length).toBe(before.calls);
   });
 
+  it("works from OpenAI's standard variables where the pipeline names no server or key variable", async () => {
+    const fresh = await tempStore('ef-llm-envvars-');
+    const freshChunks = (await chunksArtifact(fresh, JA_DOCS)).digest;
+    const { baseUrl: _none, ...llm } = params(server.url).llm;
+    const standard = { ...params(server.url), llm, maxChunks: 1 };
+    const out = await runStage(generateQueries, { store: fresh, inputs: { chunks: freshChunks }, params: standard, vars: { OPENAI_BASE_URL: server.url, OPENAI_API_KEY: KEY } });
+    expect(Object.values(out.manifest.rows)[0]).toBeGreaterThan(0);
+    const other = await tempStore('ef-llm-envvars-');
+    const wrong = (await runStage(generateQueries, {
+      store: other,
+      inputs: { chunks: (await chunksArtifact(other, JA_DOCS)).digest },
+      params: standard,
+      vars: { OPENAI_BASE_URL: server.url, OPENAI_API_KEY: 'sk-wrong-key-9876543210' },
+    }).catch((e: unknown) => e)) as EmbedflowError;
+    expect(wrong).toBeInstanceOf(LlmUnauthorizedError);
+    expect(wrong.describe()).toMatch(/OPENAI_API_KEY/);
+    const nowhere = (await runStage(generateQueries, { store: fresh, inputs: { chunks: freshChunks }, params: { ...standard, seed: 1 } }).catch((e: unknown) => e)) as EmbedflowError;
+    expect(nowhere).toBeInstanceOf(LlmConfigError);
+    expect(nowhere.describe()).toMatch(/OPENAI_BASE_URL/);
+  });
+
   it('fails fast on an unknown model, listing what the server serves', async () => {
     const before = { calls: server.calls.length, received: server.received };
     const p = params(server.url);

@@ -187,6 +187,10 @@ describe('rate control', () => {
     expect(parseRetryAfter(new Date(Date.now() + 3000).toUTCString())).toBeGreaterThan(1000);
     expect(parseRetryAfter('soon')).toBeUndefined();
     expect(parseRetryAfter(null)).toBeUndefined();
+    // retry-after-ms wins where a server sends both (the finer one, as OpenAI's clients read it).
+    expect(parseRetryAfter('2', Date.now(), '350')).toBe(350);
+    expect(parseRetryAfter(null, Date.now(), '1500')).toBe(1500);
+    expect(parseRetryAfter('2', Date.now(), 'later')).toBe(2000);
     expect(backoffDelay(0, { initialMs: 100, maxMs: 1000 }, 2000, () => 0.5)).toBe(2000);
     // Full jitter: anywhere in [0, min(max, initial·2^attempt)).
     expect(backoffDelay(3, { initialMs: 100, maxMs: 1000 }, undefined, () => 0.5)).toBe(400);
