@@ -22,19 +22,8 @@ import { parseArgs } from 'node:util';
 import { loadPipeline } from '../dsl/load.ts';
 import { PROJECT_ROOT } from '../workers/config.ts';
 import { benchMachine, describeCpu } from './machine.ts';
+import { CPU_SETTINGS } from './cpuSettings.ts';
 
-const CPU_SETTINGS = [
-  // ICT questions (a sentence of the chunk rewritten by rule into the question it answers): free; the
-  // LLM is a lever below. The eval set: the chunks' own sentences, another generator than training's.
-  'generatedQueries.llm={"provider":"ict","form":"question"}',
-  'evalQueries.llm={"provider":"ict"}',
-  'evalQueries.maxChunks=300',
-  // A CPU-sized fine-tune: 30 steps of 32 rows, one hard negative each (the recipe freezes the
-  // embeddings and merges with the base as far as the dev split says it helps).
-  'model.maxSteps=30',
-  'model.numNegatives=1',
-  'model.checkpointEvery=15',
-];
 // Pipelines with a cross-encoder (pipelines/minilm.ts, llm-jp-vllm.ts) also get these. Cross-encoder
 // scoring is the slowest part of evaluation on a CPU: base's top 30 for 100 queries.
 const RERANKER_SETTINGS = ['reranker.maxSteps=30', 'evaluation.rerankDepths=[30]', 'evaluation.rerankFinetuned=false', 'evaluation.rerankMaxQueries=100'];
