@@ -1,7 +1,9 @@
 import { hostname, availableParallelism, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { z } from 'zod';
 import type { ResourceNeeds } from '../dsl/stage.ts';
 import { ConfigError } from '../core/errors.ts';
+import { SharedBudget } from './sharedBudget.ts';
 
 // A worker's CPU and memory budget. Temporal's activity slots count stages, not what they use: four
 // trainings admitted at once on a 2-core, 24 GiB machine had the OOM killer shoot two of them. A
@@ -64,6 +66,8 @@ interface Waiter {
 
 export interface AdmitHooks {
   signal: AbortSignal;
+  /** The stage asking, as other workers' waiting messages name it. */
+  stage: string;
   /** Called once when the stage has to wait. */
   onWait(message: string): void;
   /** Called when a stage bigger than the budget is let in alone. */
@@ -79,7 +83,11 @@ export class ResourceBudget {
   private aloneRunning = false;
   private readonly queue: Waiter[] = [];
 
-  constructor(readonly limits: WorkerLimits) {}
+  /** `shared`: the claims of every worker of this home (sharedBudget.ts), checked after this process's own. */
+  constructor(
+    readonly limits: WorkerLimits,
+    private readonly shared?: SharedBudget,
+  ) {}
 
   /** Wait until `needs` fit; the returned function gives them back. */
   async admit(needs: ResourceNeeds, hooks: AdmitHooks): Promise<() => void> {
@@ -112,6 +120,17 @@ export class ResourceBudget {
     } else {
       this.take(claim);
     }
+    let releaseShared: () => void = () => {};
+    if (this.shared) {
+      try {
+        releaseShared = await this.shared.admit(claim, hooks.stage, hooks.signal, (others) =>
+          hooks.onWait(`waiting for CPU/memory on this machine: ${others}`),
+        );
+      } catch (err) {
+        this.give(claim);
+        throw err;
+      }
+    }
     if (claim.alone) {
       hooks.onAlone(
         `needs about ${gib(memoryBytes)}, more than the ${gib(this.limits.memoryBytes)} worker ${this.limits.name} may use: running it alone (--memory or EMBEDFLOW_WORKER_MEMORY sets the budget)`,
@@ -121,12 +140,17 @@ export class ResourceBudget {
     return () => {
       if (released) return;
       released = true;
-      this.cores -= claim.cores;
-      this.memory -= claim.memoryBytes;
-      this.running--;
-      if (claim.alone) this.aloneRunning = false;
-      this.grantWaiting();
+      releaseShared();
+      this.give(claim);
     };
+  }
+
+  private give(claim: Claim): void {
+    this.cores -= claim.cores;
+    this.memory -= claim.memoryBytes;
+    this.running--;
+    if (claim.alone) this.aloneRunning = false;
+    this.grantWaiting();
   }
 
   private fits(c: Claim): boolean {
@@ -160,8 +184,14 @@ export class ResourceBudget {
 
 let processBudget: ResourceBudget | undefined;
 
-/** The budget of this worker process, shared by every stage it runs. */
-export function workerBudget(vars: Readonly<Record<string, string | undefined>>): ResourceBudget {
-  processBudget ??= new ResourceBudget(workerLimits(vars));
+/**
+ * The budget of this worker process, shared by every stage it runs, and beside the other workers of
+ * its home: their claims live in `<home>/budget` (EMBEDFLOW_BUDGET_DIR names another folder).
+ */
+export function workerBudget(vars: Readonly<Record<string, string | undefined>>, home: string): ResourceBudget {
+  if (!processBudget) {
+    const limits = workerLimits(vars);
+    processBudget = new ResourceBudget(limits, new SharedBudget(vars.EMBEDFLOW_BUDGET_DIR || join(home, 'budget'), limits));
+  }
   return processBudget;
 }

@@ -194,8 +194,9 @@ async function admit(
   const needs = await inv.kind.resources?.(params, inputs as StageContext<unknown>['inputs'], rt.env);
   if (!needs) return { release: () => {} };
   let ranAlone: string | undefined;
-  const release = await workerBudget(rt.env.vars).admit(needs, {
+  const release = await workerBudget(rt.env.vars, rt.env.home).admit(needs, {
     signal: rt.signal,
+    stage: `${inv.runId}/${inv.stageId}`,
     onWait: (message) => rt.heartbeat({ ...rt.resume, done: rt.resume?.done ?? 0, message }),
     onAlone: (message) => {
       ranAlone = message;

@@ -1,9 +1,12 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type TrainParams, train } from '../../activities/train.ts';
 import type { ArtifactReader, LocalStore } from '../../artifacts/store.ts';
 import { buildPlan } from '../../dsl/dsl.ts';
+import { SharedBudget } from '../../engine/sharedBudget.ts';
 import { loadPipeline } from '../../dsl/load.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
 import { cli, testEnv } from '../support/cli.ts';
@@ -46,6 +49,48 @@ describe('worker resource budget', () => {
     expect(overlap(heavyA!, heavyB!), JSON.stringify(spans)).toBe(false);
     expect(overlap(huge!, heavyA!) || overlap(huge!, heavyB!), JSON.stringify(spans)).toBe(false);
     expect(overlap(light!, heavyA!) || overlap(light!, heavyB!) || overlap(light!, huge!), JSON.stringify(spans)).toBe(true);
+  });
+
+  it("workers of one home share its machine: two runs started at once never run heavy stages side by side", async () => {
+    // Two CLIs, each with its embedded worker, as a scheduler starts them; their own stores and logs,
+    // one home's budget folder (each would otherwise think both cores its own).
+    const [a, b] = await Promise.all([testEnv(), testEnv()]);
+    const budgetDir = a.EMBEDFLOW_BUDGET_DIR!;
+    const logs = [join(a.EMBEDFLOW_STORE, 'spans.log'), join(b.EMBEDFLOW_STORE, 'spans.log')];
+    const runs = await Promise.all(
+      [a, b].map((env, i) => cli(['run', PIPELINE, '--json', '--cpus', '2'], { ...env, EMBEDFLOW_BUDGET_DIR: budgetDir, EMBEDFLOW_TEST_LOG: logs[i]! })),
+    );
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const heavy: Array<Span & { id: string }> = [];
+    for (const [i, log] of logs.entries()) {
+      const spans: Record<string, Span> = {};
+      for (const line of (await readFile(log, 'utf8')).trim().split('\n')) {
+        const [id, what, at] = line.split(' ');
+        spans[id!] = { ...spans[id!], [what as 'start' | 'end']: Number(at) } as Span;
+      }
+      for (const id of ['heavyA', 'heavyB']) heavy.push({ id: `run${i + 1}.${id}`, ...spans[id]! });
+    }
+    for (const x of heavy) for (const y of heavy) if (x !== y) expect(overlap(x, y), `${x.id} and ${y.id}: ${JSON.stringify(heavy)}`).toBe(false);
+  });
+
+  it("a killed worker's claim and lock do not hold the machine", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ef-budget-dead-'));
+    const dead = spawnSync(process.execPath, ['-e', 'process.pid']).pid!;
+    await mkdir(join(dir, 'claims'));
+    await writeFile(join(dir, 'claims', `${dead}-1-0.json`), JSON.stringify({ pid: dead, stage: 'r/model', cores: 2, memoryBytes: 2 ** 33, alone: true }));
+    await writeFile(join(dir, 'lock'), String(dead));
+    const budget = new SharedBudget(dir, { cpus: 2, memoryBytes: 2 ** 34 });
+    const waited: string[] = [];
+    const t0 = Date.now();
+    const release = await budget.admit({ cores: 2, memoryBytes: 2 ** 33, alone: false }, 'r2/model', new AbortController().signal, (m) => waited.push(m));
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(waited).toEqual([]);
+    // A live claim does hold it: the next one waits, and says who holds what.
+    const next = budget.admit({ cores: 1, memoryBytes: 0, alone: false }, 'r3/embed', AbortSignal.timeout(1500), (m) => waited.push(m));
+    await expect(next).rejects.toThrow();
+    expect(waited[0]).toMatch(/1 stage\(s\) .* hold 2 core\(s\) and 8\.0 GiB \(r2\/model\)/);
+    release();
+    (await budget.admit({ cores: 1, memoryBytes: 0, alone: false }, 'r3/embed', new AbortController().signal, () => {}))();
   });
 
   it('a malformed EMBEDFLOW_WORKER_MEMORY is a ConfigError naming it', async () => {

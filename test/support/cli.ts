@@ -24,6 +24,8 @@ export async function testEnv(extra: Record<string, string> = {}): Promise<TestE
     EMBEDFLOW_HOME: inject('testHome'),
     EMBEDFLOW_STORE: store,
     EMBEDFLOW_QUEUE_PREFIX: `t-${randomId(4)}`,
+    // The workers of one test share a budget; test files running side by side do not wait for each other.
+    EMBEDFLOW_BUDGET_DIR: `${store}-budget`,
     ...extra,
   };
 }

@@ -48,7 +48,8 @@ export async function runStage(kind: StageKind, opts: RunStageOptions): Promise<
         home: join(testCacheDir(), 'embedflow-test-home'),
         python: join(PROJECT_ROOT, '.venv', 'bin', 'python'),
         projectRoot: PROJECT_ROOT,
-        vars: opts.vars ?? {},
+        // This test process's budget alone, as before workers of a home shared one: test files run side by side.
+        vars: { EMBEDFLOW_BUDGET_DIR: join(tmpdir(), `ef-test-budget-${process.pid}`), ...opts.vars },
       },
       signal: opts.signal ?? new AbortController().signal,
       resume: opts.resume,
