@@ -1,8 +1,6 @@
-import { copyFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Table } from 'apache-arrow';
 import { z } from 'zod';
-import { listFiles, writeFileAtomic } from '../artifacts/fsutil.ts';
+import { writeFileAtomic } from '../artifacts/fsutil.ts';
 import { readParquet, writeParquet } from '../artifacts/parquet.ts';
 import type { ArtifactReader } from '../artifacts/store.ts';
 import { type StageContext, defineStage } from '../dsl/stage.ts';
@@ -316,9 +314,16 @@ export const evaluate = defineStage({
       }
     }
     if (gate) stats['gate'] = gate.passed ? 'passed' : 'failed';
-    const out = { rows: { [PER_QUERY_FILE]: perQuery.numRows }, stats, meta: { gate, verdict } };
-    if (gate && !gate.passed) await publishThenFail(ctx, out, gate);
-    return out;
+    // A failed gate keeps its evidence: the runner publishes the evaluation, then fails the stage naming it.
+    const failAfterPublish =
+      gate && !gate.passed
+        ? new QualityGateError(gate.message, {
+            hint:
+              `the metrics are kept there (metrics.json, per_query.parquet); improve the training data or steps, ` +
+              `or relax params.gate (metric, evalSet, minGain) of stage "${ctx.stageId}"`,
+          })
+        : undefined;
+    return { rows: { [PER_QUERY_FILE]: perQuery.numRows }, stats, meta: { gate, verdict }, failAfterPublish };
   },
 });
 
@@ -521,36 +526,5 @@ function perQueryTable(sets: EvalSet[], scores: Map<EvalSetName, Map<string, Sys
     latency_ms: float64(col.latency_ms),
     top10: utf8List(col.top10),
     relevant_chunk_ids: utf8List(col.relevant_chunk_ids),
-  });
-}
-
-/**
- * A failed gate must leave its evidence: the stage runner discards a failing stage's output, so the
- * evaluation is published here as its own artifact first, and the error names it.
- */
-async function publishThenFail(
-  ctx: Ctx,
-  out: { rows: Record<string, number>; stats: Record<string, number | string | boolean>; meta: Record<string, unknown> },
-  gate: GateResult,
-): Promise<never> {
-  const writer = await ctx.store.newWriter();
-  for (const rel of await listFiles(ctx.out.dir)) await copyFile(join(ctx.out.dir, rel), await writer.file(rel));
-  const manifest = await ctx.store.publish(writer, {
-    kind: 'evaluation',
-    rows: out.rows,
-    meta: { ...out.meta, stats: out.stats },
-    lineage: {
-      stageId: ctx.stageId,
-      stageKind: 'evaluate',
-      params: ctx.params,
-      inputs: Object.fromEntries(Object.entries(ctx.inputs).flatMap(([n, r]) => (r ? [[n, (r as ArtifactReader).digest]] : []))),
-      runId: ctx.runId,
-    },
-  });
-  throw new QualityGateError(gate.message, {
-    where: `evaluation artifact ${manifest.digest}`,
-    hint:
-      `the metrics are kept there (metrics.json, per_query.parquet); improve the training data or steps, ` +
-      `or relax params.gate (metric, evalSet, minGain) of stage "${ctx.stageId}"`,
   });
 }
