@@ -1,6 +1,6 @@
 import { pts } from './html.ts';
 import { type BootstrapOptions, bootstrapMeans, pairedTest } from './bootstrap.ts';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 import { METRIC_NAMES, type MetricName, firstRelevantRank, queryMetrics } from './metrics.ts';
 import type { GateResult, MetricTable, PairedComparison } from './metricsJson.ts';
 

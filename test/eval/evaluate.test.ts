@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readParquet } from '../../artifacts/parquet.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
-import { QualityGateError } from '../../activities/errors.ts';
+import { QualityGateError } from '../../core/errors.ts';
 import { evaluate } from '../../activities/evaluate.ts';
 import { METRIC_NAMES } from '../../activities/evaluation/metrics.ts';
 import type { MetricsJson } from '../../activities/evaluation/metricsJson.ts';
