@@ -7,7 +7,7 @@ import { DATASET_CARD_FILE, DEV_FILE, TRAIN_FILE, writeDatasetSplit } from './ar
 import { readNegativeIds } from './artifactKinds/hardNegativesArtifact.ts';
 import { QUERIES_FILE } from './artifactKinds/queriesArtifact.ts';
 import { type Example, datasetCard, splitByChunk, summarize } from './embedding/dataset.ts';
-import { InvalidInputError } from './errors.ts';
+import { InvalidInputError } from '../core/errors.ts';
 import { stringColumn } from './evaluation/tables.ts';
 
 export const BuildDatasetParams = z.object({

@@ -7,7 +7,7 @@ import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEsti
 import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';
 import { writeEmbeddings } from './embedding/tables.ts';
 import { stringColumn } from './evaluation/tables.ts';
-import { InvalidInputError } from './errors.ts';
+import { InvalidInputError } from '../core/errors.ts';
 import { CHUNKS_FILE } from './artifactKinds/chunksArtifact.ts';
 import { QUERIES_FILE } from './artifactKinds/queriesArtifact.ts';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineStage } from '../dsl/stage.ts';
-import { InvalidInputError } from './errors.ts';
+import { InvalidInputError } from '../core/errors.ts';
 import { type FilterOptions, applyTextFilters, noteRemoved } from './llm/filters.ts';
 import { corpusLanguage } from './llm/language.ts';
 import { readChunkTexts } from './artifactKinds/chunksArtifact.ts';

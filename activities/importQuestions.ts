@@ -5,7 +5,7 @@ import { defineStage } from '../dsl/stage.ts';
 import { readChunkSpans } from './artifactKinds/chunksArtifact.ts';
 import { type DocumentSource, readDocumentSources } from './artifactKinds/documentsArtifact.ts';
 import { type EvalQuestion, QUESTIONS_FILE, writeEvalQuestions } from './artifactKinds/evalQuestionsArtifact.ts';
-import { EvalQuestionsError } from './errors.ts';
+import { EvalQuestionsError } from '../core/errors.ts';
 import { ChunkSpanIndex } from './evaluation/relevance.ts';
 import { rawSpanToTextSpan } from './ingest/offsets.ts';
 

@@ -8,7 +8,7 @@ import { Encoder } from './embedding/encoder.ts';
 import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
 import { embedWithMemo, openEmbeddingMemo } from './embedding/memoEmbed.ts';
 import { mineHardNegatives } from './embedding/mining.ts';
-import { InvalidInputError } from './errors.ts';
+import { InvalidInputError } from '../core/errors.ts';
 import { stringColumn } from './evaluation/tables.ts';
 
 /** A parameter that was renamed: any value is an error that names the new one (pipelines are code: edit the file). */

@@ -8,7 +8,7 @@ import type { Memo } from '../artifacts/memo.ts';
 import { type ArtifactStore, contentDigest } from '../artifacts/store.ts';
 import { type StageResult, defineStage } from '../dsl/stage.ts';
 import { readModelInfo } from './artifactKinds/modelArtifact.ts';
-import { ModelExportError, TrainerFailedError } from './errors.ts';
+import { ModelExportError, TrainerFailedError } from '../core/errors.ts';
 import { fingerprintDir } from './models/fingerprint.ts';
 import { CARD_SOURCE, UNKNOWN_FACTS, readCardFacts, writeModelCard } from './models/modelCard.ts';
 import { resolveModelDir } from './models/resolve.ts';

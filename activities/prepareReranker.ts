@@ -7,7 +7,7 @@ import { FileHashCache } from '../artifacts/fileHashCache.ts';
 import { asDiskFull } from '../artifacts/fsutil.ts';
 import { hashJson, sha256 } from '../artifacts/hash.ts';
 import { defineStage } from '../dsl/stage.ts';
-import { EmbedflowError, ModelNotFoundError } from './errors.ts';
+import { EmbedflowError, ModelNotFoundError } from '../core/errors.ts';
 import { loadOnnxRuntime } from './heavyLibs.ts';
 import { fingerprintDir } from './models/fingerprint.ts';
 import { resolveModelDir } from './models/resolve.ts';

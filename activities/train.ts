@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { ArtifactReader } from '../artifacts/store.ts';
 import { defineStage } from '../dsl/stage.ts';
 import { readModelInfo } from './artifactKinds/modelArtifact.ts';
-import { InvalidInputError } from './errors.ts';
+import { InvalidInputError } from '../core/errors.ts';
 import { UNKNOWN_FACTS, readCardFacts, writeModelCard } from './models/modelCard.ts';
 import { latestCheckpoint, removeIncompleteCheckpoints } from './training/checkpoints.ts';
 import { TrainParams, kernelArgs } from './training/kernelArgs.ts';

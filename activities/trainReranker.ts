@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../dsl/stage.ts';
-import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from './errors.ts';
+import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../core/errors.ts';
 import { RerankerInfo } from './rerank/crossEncoder.ts';
 import { LineSplitter, TailBuffer } from './training/kernelLines.ts';
 import { outOfMemoryCause, watchOomKills } from './training/oomKills.ts';

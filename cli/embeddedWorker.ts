@@ -1,4 +1,4 @@
-import { EmbedflowError } from '../activities/errors.ts';
+import { EmbedflowError } from '../core/errors.ts';
 import { type Runtime, type RunningWorkers, startWorkers } from '../workers/runtime.ts';
 
 // `run` and `resume` against the embedded dev server: the CLI is the run's worker while it follows it.

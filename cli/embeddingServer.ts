@@ -1,7 +1,7 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import { ConfigError } from '../activities/errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { Encoder, TextKind } from '../activities/embedding/encoder.ts';
 import { encodeVector } from '../activities/embedding/memoEmbed.ts';
 import { MicroBatcher } from '../activities/embedding/microBatcher.ts';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { EmbedflowError } from '../activities/errors.ts';
+import { EmbedflowError } from '../core/errors.ts';
 import { PROJECT_ROOT } from '../workers/config.ts';
 import { cmdCancel, cmdRuns, cmdStatus } from './commands/inspect.ts';
 import { cmdKinds } from './commands/kinds.ts';

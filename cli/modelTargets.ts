@@ -1,4 +1,4 @@
-import { InvalidInputError } from '../activities/errors.ts';
+import { InvalidInputError } from '../core/errors.ts';
 import { DIGEST_RE } from '../artifacts/manifest.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import { describeRun } from './runs.ts';

@@ -1,6 +1,6 @@
 import { isGrpcServiceError } from '@temporalio/client';
 import { z } from 'zod';
-import { ConfigError, EmbedflowError } from '../activities/errors.ts';
+import { ConfigError, EmbedflowError } from '../core/errors.ts';
 
 // A CLI following a run outlives a busy or restarting Temporal server: calls that fail for want of an
 // answer are retried with backoff, the person is told once per outage, and giving up (only when asked

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from '../activities/errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { type Pace, colorWanted, stageLine } from './render.ts';
 import type { RunView } from './runs.ts';
 

@@ -3,7 +3,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure, TerminatedFailure } from '@temporalio/common';
 import { snapshotInput } from '../engine/snapshotInput.ts';
 import { hashJson } from '../artifacts/hash.ts';
-import { RunNotFoundError } from '../activities/errors.ts';
+import { RunNotFoundError } from '../core/errors.ts';
 import { Plan, type RunResult, type StageState } from '../dsl/plan.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Runtime } from '../workers/runtime.ts';

@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
-import { ConfigError } from '../activities/errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import { type Config, loadConfig } from '../workers/config.ts';
 import { type Runtime, connectRuntime, openStore } from '../workers/runtime.ts';

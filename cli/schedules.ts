@@ -1,5 +1,5 @@
 import { ScheduleOverlapPolicy, type ScheduleDescription, type ScheduleSpec } from '@temporalio/client';
-import { EmbedflowError, PipelineValidationError } from '../activities/errors.ts';
+import { EmbedflowError, PipelineValidationError } from '../core/errors.ts';
 import type { Plan } from '../dsl/plan.ts';
 import { taskQueues } from '../workers/config.ts';
 import type { Runtime } from '../workers/runtime.ts';

@@ -1,6 +1,6 @@
 import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { InvalidInputError } from '../activities/errors.ts';
+import { InvalidInputError } from '../core/errors.ts';
 import { MetricsJson } from '../activities/evaluation/metricsJson.ts';
 import { CARD_FILE, type CardEvaluation, type CardLineage, fillModelCard } from '../activities/models/modelCard.ts';
 import { listMemoUse } from '../artifacts/memoUse.ts';

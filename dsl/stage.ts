@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { ArtifactReader, ArtifactStore, ArtifactWriter } from '../artifacts/store.ts';
-import { PipelineValidationError } from '../core/errors.ts';
+import { type EmbedflowError, PipelineValidationError } from '../core/errors.ts';
 import { callerModule } from './callsite.ts';
 
 export type Queue = 'cpu' | 'gpu';
@@ -91,6 +91,14 @@ export interface StageResult {
    * made before): it is returned as is and whatever was written to `out` is discarded.
    */
   reuse?: string;
+  /**
+   * Publish the output like any other artifact (same lineage), then fail the stage with this error,
+   * its `where` naming the published artifact. For a check whose failure is the finding (evaluate's
+   * quality gate): the evidence must outlive the failure so the user can open it, yet it is not
+   * recorded in the cache, so a rerun with the same inputs checks again and fails again instead of
+   * being served an output that reads as success.
+   */
+  failAfterPublish?: EmbedflowError;
 }
 
 /** What one execution of a stage needs of its worker's machine: the worker admits it only when it fits. */

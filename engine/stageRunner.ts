@@ -5,7 +5,14 @@ import type { Manifest } from '../artifacts/manifest.ts';
 import type { Progress, StageContext, StageEnv, StageKind, StageLogger, StageResult } from '../dsl/stage.ts';
 import { inputArtifactKind, isOptionalInput } from '../dsl/stage.ts';
 import { z } from 'zod';
-import { ArtifactCorruptError, ArtifactNotFoundError, CorruptInputError, InvalidInputError, StageParamsError } from '../core/errors.ts';
+import {
+  ArtifactCorruptError,
+  ArtifactNotFoundError,
+  CorruptInputError,
+  type EmbedflowError,
+  InvalidInputError,
+  StageParamsError,
+} from '../core/errors.ts';
 import { asDiskFull } from '../artifacts/fsutil.ts';
 import { recordMemoUse } from '../artifacts/memoUse.ts';
 import { workerBudget } from './resourceBudget.ts';
@@ -147,38 +154,45 @@ export async function runStageKind(inv: StageInvocation, rt: StageRuntime): Prom
     ...(workerPeakRssMB ? { workerPeakRssMB } : {}),
     ...(ranAlone ? { ranAlone } : {}),
   };
+  const reused = result.reuse !== undefined;
+  let manifest: Manifest;
   if (result.reuse !== undefined) {
     await rt.store.discard(out);
     const check = await rt.store.quickVerify(result.reuse);
     if (!check.ok) throw new ArtifactCorruptError(`stage "${inv.stageId}" reused artifact ${result.reuse}: ${check.problems.join('; ')}`);
-    const manifest = await rt.store.readManifest(result.reuse);
+    manifest = await rt.store.readManifest(result.reuse);
     if (manifest.kind !== kind.output) {
       throw new InvalidInputError(`stage "${inv.stageId}" reused a "${manifest.kind}" artifact as its "${kind.output}" output`);
     }
-    if (!kind.volatile) await rt.store.putCache(inv.cacheKey, manifest.digest, { stage: inv.stageId, kind: kind.kind });
-    await rt.store.removeWorkDir(inv.cacheKey);
-    return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000, reused: true };
+  } else {
+    manifest = await rt.store.publish(out, {
+      kind: kind.output,
+      rows: result.rows,
+      meta: { ...result.meta, stats, ...(memoUsed.size ? { memoNamespaces: [...memoUsed].sort() } : {}) },
+      lineage: {
+        stageId: inv.stageId,
+        stageKind: kind.kind,
+        params: parsed.data,
+        inputs: Object.fromEntries(Object.entries(inv.inputs).filter((e): e is [string, string] => e[1] !== undefined)),
+        codeFingerprint: inv.fingerprint,
+        cacheKey: inv.cacheKey,
+        runId: inv.runId,
+        startedAt,
+        finishedAt: new Date().toISOString(),
+      },
+    });
   }
-  const manifest = await rt.store.publish(out, {
-    kind: kind.output,
-    rows: result.rows,
-    meta: { ...result.meta, stats, ...(memoUsed.size ? { memoNamespaces: [...memoUsed].sort() } : {}) },
-    lineage: {
-      stageId: inv.stageId,
-      stageKind: kind.kind,
-      params: parsed.data,
-      inputs: Object.fromEntries(Object.entries(inv.inputs).filter((e): e is [string, string] => e[1] !== undefined)),
-      codeFingerprint: inv.fingerprint,
-      cacheKey: inv.cacheKey,
-      runId: inv.runId,
-      startedAt,
-      finishedAt: new Date().toISOString(),
-    },
-  });
-  if (!kind.volatile) await rt.store.putCache(inv.cacheKey, manifest.digest, { stage: inv.stageId, kind: kind.kind });
+  if (!kind.volatile && !result.failAfterPublish) await rt.store.putCache(inv.cacheKey, manifest.digest, { stage: inv.stageId, kind: kind.kind });
   // Checkpoints are only worth keeping until the artifact they lead to exists.
   await rt.store.removeWorkDir(inv.cacheKey);
-  return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000, reused: false };
+  if (result.failAfterPublish) throw pointingAt(result.failAfterPublish, `${manifest.kind} artifact ${manifest.digest}`);
+  return { digest: manifest.digest, manifest, stats, seconds: (performance.now() - started) / 1000, reused };
+}
+
+/** The stage's error, its `where` naming the artifact that holds the evidence (StageResult.failAfterPublish). */
+function pointingAt(err: EmbedflowError, artifact: string): EmbedflowError {
+  Object.defineProperty(err, 'where', { value: err.where ? `${err.where}; ${artifact}` : artifact, enumerable: true });
+  return err;
 }
 
 /**

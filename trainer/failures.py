@@ -1,6 +1,6 @@
 """How the kernel fails: a named error type, a message, a hint, and an exit code.
 
-The names match activities/errors.ts so the TypeScript side can rethrow them as they are.
+The names match core/errors.ts so the TypeScript side can rethrow them as they are.
 """
 
 from __future__ import annotations

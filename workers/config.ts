@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ConfigError } from '../activities/errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { StageEnv } from '../dsl/stage.ts';
 import { type TemporalSettings, TemporalEnvSchema, temporalSettings } from './temporalSettings.ts';
 

@@ -4,7 +4,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError } from '../activities/errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { writeFileAtomic } from '../artifacts/fsutil.ts';
 import type { Config } from './config.ts';
 import { processAlive, withProcessLock } from './processLock.ts';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { link, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { z } from 'zod';
-import { ConfigError } from '../activities/errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { randomId } from '../artifacts/fsutil.ts';
 
 // A lock file held by one process at a time: created with O_EXCL, holding the holder's pid and start

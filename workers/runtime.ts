@@ -6,7 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import { NativeConnection, type NativeConnectionOptions, Runtime as CoreRuntime, Worker, bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { createActivities } from '../engine/engine.ts';
-import { ConfigError } from '../activities/errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { writeFileAtomic } from '../artifacts/fsutil.ts';
 import { sha256 } from '../artifacts/hash.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';

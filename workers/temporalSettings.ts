@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError } from '../activities/errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { parseToml } from './toml.ts';
 
 // Temporal's environment configuration, as its CLI and SDKs read it (docs.temporal.io, "Environment

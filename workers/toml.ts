@@ -1,4 +1,4 @@
-import { ConfigError } from '../activities/errors.ts';
+import { ConfigError } from '../core/errors.ts';
 
 /**
  * The part of TOML that Temporal's client configuration file uses: `[dotted.table]` headers, `key =

@@ -9,7 +9,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { EngineActivities, StageFailureDetails } from '../engine/engine.ts';
-import { NON_RETRYABLE } from '../activities/errors.ts';
+import { NON_RETRYABLE } from '../core/errors.ts';
 import type { Plan, PlannedStage, RunResult, StageState } from '../dsl/plan.ts';
 import type { Progress } from '../dsl/stage.ts';
 import { STAGE_MARKS_STARTED, stageMarksMemo } from './runMemo.ts';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { readParquet } from '../../artifacts/parquet.ts';
 import type { ArtifactReader } from '../../artifacts/store.ts';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 import { type EvalSetName, MetricsJson } from '../evaluation/metricsJson.ts';
 import { nullableNumberColumn, stringColumn, stringListColumn } from '../evaluation/tables.ts';
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 
 /** model.json of a `model` artifact, as trainer/export_model.py writes it. */
 export const MODEL_INFO_FILE = 'model.json';

@@ -1,5 +1,5 @@
 import { sha256 } from '../../artifacts/hash.ts';
-import { StageParamsError } from '../errors.ts';
+import { StageParamsError } from '../../core/errors.ts';
 import { splitSections } from './sections.ts';
 import { isWhitespaceCode, type Pieces, type TokenCounter } from './tokenizer.ts';
 

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadTransformers } from '../heavyLibs.ts';
 import { sha256 } from '../../artifacts/hash.ts';
-import { ModelNotFoundError } from '../errors.ts';
+import { ModelNotFoundError } from '../../core/errors.ts';
 
 /**
  * Counts tokens with an embedding model's own tokenizer (tokenizer.json, loaded by

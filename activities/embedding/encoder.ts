@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
 import type * as Ort from 'onnxruntime-node';
 import { loadOnnxRuntime, loadTransformers } from '../heavyLibs.ts';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 import { restoreFinalSeparator } from '../rerank/crossEncoder.ts';
 import { type ModelInfo, type ModelVariant, readModelInfo } from '../artifactKinds/modelArtifact.ts';
 

@@ -1,6 +1,6 @@
 import { Field, FixedSizeList, Float32, Table, makeData, makeVector } from 'apache-arrow';
 import { readParquet, writeParquet } from '../../artifacts/parquet.ts';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 import { stringColumn, utf8 } from '../evaluation/tables.ts';
 import type { Embeddings } from './encoder.ts';
 

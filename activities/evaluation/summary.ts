@@ -1,6 +1,6 @@
 import { pts } from './html.ts';
 import { type BootstrapOptions, bootstrapMeans, pairedTest } from './bootstrap.ts';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 import { METRIC_NAMES, type MetricName, firstRelevantRank, queryMetrics } from './metrics.ts';
 import type { GateResult, MetricTable, PairedComparison } from './metricsJson.ts';
 
@@ -61,6 +61,24 @@ export function compareSystems(a: SystemScores, b: SystemScores, opts: Bootstrap
     }),
   ) as PairedComparison['metrics'];
   return { a: a.system, b: b.system, n: pairs.length, metrics };
+}
+
+/** Which pairs (a, b) get a paired test of b − a. */
+function comparisons(bySystem: Map<string, SystemScores>, rerankDepths: number[]): Array<[string, string]> {
+  const max = rerankDepths[rerankDepths.length - 1]!;
+  const wanted: Array<[string, string]> = [
+    ['base', 'finetuned'],
+    ...rerankDepths.map((d): [string, string] => ['base', `base+rerank@${d}`]),
+    // "Is fine-tuning as good as paying for a reranker?"
+    [`base+rerank@${max}`, 'finetuned'],
+    ['finetuned', `finetuned+rerank@${max}`],
+  ];
+  return wanted.filter(([a, b]) => bySystem.has(a) && bySystem.has(b));
+}
+
+/** The paired tests of one eval set's systems (those present of: fine-tuned vs base, each reranker vs its first stage, fine-tuned vs the deepest reranker). */
+export function pairedComparisons(bySystem: Map<string, SystemScores>, rerankDepths: number[], opts: BootstrapOptions): PairedComparison[] {
+  return comparisons(bySystem, rerankDepths).map(([a, b]) => compareSystems(bySystem.get(a)!, bySystem.get(b)!, opts));
 }
 
 export interface GateSpec {

@@ -1,5 +1,5 @@
 import { Field, Float64, Int32, List, type Table, Utf8, vectorFromArray } from 'apache-arrow';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 
 /**
  * Typed access to the columns of artifact tables, and plain (non-dictionary) column builders, so

@@ -2,7 +2,7 @@ import type { Dirent } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { extname, join, relative, sep } from 'node:path';
 import { isErrno } from '../../artifacts/fsutil.ts';
-import { CorpusPathError } from '../errors.ts';
+import { CorpusPathError } from '../../core/errors.ts';
 
 export type DocFormat = 'pdf' | 'html' | 'md' | 'txt';
 

@@ -1,5 +1,5 @@
 import { ParquetStreamWriter } from '../../artifacts/parquet.ts';
-import { CorpusEmptyError } from '../errors.ts';
+import { CorpusEmptyError } from '../../core/errors.ts';
 import { byPath, listCorpus, type Skipped, skippedText } from './corpus.ts';
 import { type DocumentRow, documentsTable } from '../artifactKinds/documentsArtifact.ts';
 import { readDocument } from './documents.ts';

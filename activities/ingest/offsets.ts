@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 
 /**
  * How positions in a document's `raw_text` (the decoded file) map onto its `text` (extracted and

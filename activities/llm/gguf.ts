@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { LlmModelNotFoundError } from '../errors.ts';
+import { LlmModelNotFoundError } from '../../core/errors.ts';
 
 /**
  * Where a GGUF model spec points on this machine:

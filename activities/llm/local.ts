@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { stat } from 'node:fs/promises';
 import type { ChatHistoryItem, Llama, LlamaCompletion, LlamaContext, LlamaModel, LlamaText } from 'node-llama-cpp';
-import { LlmConfigError } from '../errors.ts';
+import { LlmConfigError } from '../../core/errors.ts';
 import { loadLlamaCpp } from '../heavyLibs.ts';
 import { DEFAULT_GGUF, type GgufEnv, resolveGguf } from './gguf.ts';
 import { COMPLETION_STOP, renderCompletion } from './prompts.ts';

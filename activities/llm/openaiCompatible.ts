@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LlmConfigError, LlmModelNotFoundError, LlmUnauthorizedError, LlmUnavailableError } from '../errors.ts';
+import { LlmConfigError, LlmModelNotFoundError, LlmUnauthorizedError, LlmUnavailableError } from '../../core/errors.ts';
 import { type BackoffOptions, TokenBucket, backoffDelay, parseRetryAfter, sleep } from './rateLimit.ts';
 import type { ChatBackend, ChatRequest, ChatResult } from './types.ts';
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256 } from '../../artifacts/hash.ts';
-import { StageParamsError } from '../errors.ts';
+import { StageParamsError } from '../../core/errors.ts';
 import type { ChatMessage, Language, LlmStyle, Role } from './types.ts';
 
 /**

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { sha256 } from '../../artifacts/hash.ts';
-import { ModelExportError, ModelNotFoundError } from '../errors.ts';
+import { ModelExportError, ModelNotFoundError } from '../../core/errors.ts';
 
 /**
  * Where a model spec points on this machine:

@@ -6,7 +6,7 @@ import type * as Ort from 'onnxruntime-node';
 import { loadOnnxRuntime, loadTransformers } from '../heavyLibs.ts';
 import { z } from 'zod';
 import { exists } from '../../artifacts/fsutil.ts';
-import { ModelNotFoundError } from '../errors.ts';
+import { ModelNotFoundError } from '../../core/errors.ts';
 
 /**
  * A cross-encoder (reranker) run with onnxruntime-node: it reads a (query, passage) pair together

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../errors.ts';
+import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../../core/errors.ts';
 import { type DoneLine, type ErrorLine, type KernelLine, LineSplitter, TailBuffer, parseKernelLine } from './kernelLines.ts';
 import { outOfMemoryCause, watchOomKills } from './oomKills.ts';
 import { spawnGroup } from './processGroup.ts';

@@ -1,4 +1,4 @@
-import { InvalidInputError } from '../../activities/errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 import { type ModelHits, type SearchModel, searchChunks } from '../../activities/embedding/searchChunks.ts';
 import { resolveTarget } from '../modelTargets.ts';
 

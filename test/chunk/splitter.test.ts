@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkParams } from '../../activities/chunk.ts';
-import { ModelNotFoundError, StageParamsError } from '../../activities/errors.ts';
+import { ModelNotFoundError, StageParamsError } from '../../core/errors.ts';
 import { checkSplitOptions, chunkId, type SplitDocument, splitDocument } from '../../activities/chunking/splitter.ts';
 import { loadTokenCounter, type TokenCounter } from '../../activities/chunking/tokenizer.ts';
 import { DOCUMENTS_FILE, type DocumentRow } from '../../activities/artifactKinds/documentsArtifact.ts';

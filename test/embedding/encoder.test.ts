@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Encoder, planBatches } from '../../activities/embedding/encoder.ts';
-import { InvalidInputError } from '../../activities/errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 import { MODEL_INFO_FILE } from '../../activities/artifactKinds/modelArtifact.ts';
 
 describe('planBatches', () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { AutoModel, AutoTokenizer, env, pipeline, type Tensor } from '@huggingface/transformers';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { ModelNotFoundError } from '../../activities/errors.ts';
+import { ModelNotFoundError } from '../../core/errors.ts';
 import { type Embeddings, Encoder } from '../../activities/embedding/encoder.ts';
 import { METRIC_NAMES } from '../../activities/evaluation/metrics.ts';
 import { MetricsJson } from '../../activities/evaluation/metricsJson.ts';

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, symlink, truncate, utimes, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CorruptInputError } from '../../activities/errors.ts';
+import { CorruptInputError } from '../../core/errors.ts';
 import { LocalStore } from '../../artifacts/store.ts';
 import type { RunView } from '../../cli/runs.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { PipelineLoadError, PipelineValidationError, StageParamsError } from '../../activities/errors.ts';
+import { PipelineLoadError, PipelineValidationError, StageParamsError } from '../../core/errors.ts';
 import { buildPlan, type DroppedDefault, definePipeline, extendPipeline, parseOverride, stage } from '../../dsl/dsl.ts';
 import { loadPipeline } from '../../dsl/load.ts';
 import { defineStage } from '../../dsl/stage.ts';

@@ -1,7 +1,7 @@
 import { appendFile, readFile, readdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ArtifactCorruptError, StorePathError } from '../../activities/errors.ts';
+import { ArtifactCorruptError, StorePathError } from '../../core/errors.ts';
 import { tempStore } from '../support/runStage.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
 

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readParquet } from '../../artifacts/parquet.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
-import { QualityGateError } from '../../activities/errors.ts';
+import { QualityGateError } from '../../core/errors.ts';
 import { evaluate } from '../../activities/evaluate.ts';
 import { METRIC_NAMES } from '../../activities/evaluation/metrics.ts';
 import type { MetricsJson } from '../../activities/evaluation/metricsJson.ts';
@@ -116,5 +116,27 @@ describe('evaluate', () => {
       expect(cmp.metrics[name]!.significant).toBe(false);
     }
     expect(m.human!['finetuned']).toEqual(m.human!['base']);
+  });
+
+  it("a failed gate's evidence has an ordinary artifact's lineage but is not cached: a rerun fails again", async () => {
+    const params = { bootstrapSamples: 100, maxQueries: 20, latencyQueries: 5 };
+    const inputs = { base: model, finetuned: model, chunks, evalQuestions };
+    const ordinary = await runStage(evaluate, { store, params, inputs });
+    const gated = { store, params: { ...params, gate: { metric: 'ndcg@10' } }, inputs };
+    const evidenceOf = async (err: unknown) => {
+      expect(err).toBeInstanceOf(QualityGateError);
+      return store.readManifest(/evaluation artifact ([0-9a-f]{64})/.exec((err as QualityGateError).where!)![1]!);
+    };
+    const { lineage } = await evidenceOf(await runStage(evaluate, gated).catch((e) => e));
+    expect(Object.keys(lineage).sort()).toEqual(Object.keys(ordinary.manifest.lineage).sort());
+    expect(lineage).toMatchObject({ stageKind: 'evaluate', codeFingerprint: 'test', runId: 'test', inputs, params: { gate: { metric: 'ndcg@10' } } });
+    expect(lineage.cacheKey).toMatch(/^[0-9a-f]{64}$/);
+    expect(lineage.cacheKey).not.toBe(ordinary.manifest.lineage.cacheKey);
+    // The ordinary evaluation is served from the cache next time; the failed gate's evidence is not.
+    expect(await store.getCache(ordinary.manifest.lineage.cacheKey!)).toBe(ordinary.digest);
+    expect(await store.getCache(lineage.cacheKey!)).toBeUndefined();
+    const again = await evidenceOf(await runStage(evaluate, gated).catch((e) => e));
+    expect(again.lineage.cacheKey).toBe(lineage.cacheKey);
+    expect(await store.getCache(lineage.cacheKey!)).toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readParquet } from '../../artifacts/parquet.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
-import { EvalQuestionsError } from '../../activities/errors.ts';
+import { EvalQuestionsError } from '../../core/errors.ts';
 import { stringColumn, stringListColumn, numberColumn } from '../../activities/evaluation/tables.ts';
 import { importQuestions } from '../../activities/importQuestions.ts';
 import { filesArtifact, runStage, tempStore } from '../support/runStage.ts';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { LocalStore } from '../../artifacts/store.ts';
-import { ModelNotFoundError } from '../../activities/errors.ts';
+import { ModelNotFoundError } from '../../core/errors.ts';
 import { evaluate } from '../../activities/evaluate.ts';
 import { prepareReranker } from '../../activities/prepareReranker.ts';
 import { loadCrossEncoder } from '../../activities/rerank/crossEncoder.ts';

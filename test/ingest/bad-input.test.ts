@@ -4,7 +4,7 @@ import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeF
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CorpusEmptyError } from '../../activities/errors.ts';
+import { CorpusEmptyError } from '../../core/errors.ts';
 import { ingest } from '../../activities/ingest.ts';
 import { DOCUMENTS_FILE } from '../../activities/artifactKinds/documentsArtifact.ts';
 import { ingestCorpus } from '../../activities/ingest/ingestCorpus.ts';

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CorpusEmptyError, CorpusPathError } from '../../activities/errors.ts';
+import { CorpusEmptyError, CorpusPathError } from '../../core/errors.ts';
 import { globMatcher, splitGlob } from '../../activities/ingest/glob.ts';
 import { snapshotInput } from '../../engine/snapshotInput.ts';
 import type { LocalStore } from '../../artifacts/store.ts';

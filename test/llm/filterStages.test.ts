@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { LocalStore } from '../../artifacts/store.ts';
-import { InvalidInputError } from '../../activities/errors.ts';
+import { InvalidInputError } from '../../core/errors.ts';
 import { filterQueries } from '../../activities/filterQueries.ts';
 import { generateEvalQueries } from '../../activities/generateEvalQueries.ts';
 import { generateQueries } from '../../activities/generateQueries.ts';

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LlmModelNotFoundError } from '../../activities/errors.ts';
+import { LlmModelNotFoundError } from '../../core/errors.ts';
 import { DEFAULT_GGUF, resolveGguf } from '../../activities/llm/gguf.ts';
 import { detectLanguage } from '../../activities/llm/language.ts';
 import { LlmQueryProvider } from '../../activities/llm/llmQueries.ts';

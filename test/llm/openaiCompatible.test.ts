@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listFiles } from '../../artifacts/fsutil.ts';
 import type { LocalStore } from '../../artifacts/store.ts';
-import { LlmConfigError, LlmModelNotFoundError, LlmUnauthorizedError, type EmbedflowError } from '../../activities/errors.ts';
+import { LlmConfigError, LlmModelNotFoundError, LlmUnauthorizedError, type EmbedflowError } from '../../core/errors.ts';
 import { generateQueries } from '../../activities/generateQueries.ts';
 import { GenerationParams } from '../../activities/llm/config.ts';
 import { runGeneration } from '../../activities/llm/generation.ts';

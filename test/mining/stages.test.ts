@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildDataset } from '../../activities/buildDataset.ts';
-import { StageParamsError } from '../../activities/errors.ts';
+import { StageParamsError } from '../../core/errors.ts';
 import { mineNegatives } from '../../activities/mineNegatives.ts';
 import { stringColumn, stringListColumn } from '../../activities/evaluation/tables.ts';
 import { readParquet } from '../../artifacts/parquet.ts';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../activities/errors.ts';
+import { ConfigError } from '../../core/errors.ts';
 import { RunStillOpenError, followPatienceMs } from '../../cli/patience.ts';
 import { followRun } from '../../cli/runs.ts';
 import { loadConfig } from '../../workers/config.ts';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { type Server, type TLSSocket, createServer } from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ConfigError } from '../../activities/errors.ts';
+import { ConfigError } from '../../core/errors.ts';
 import { loadConfig } from '../../workers/config.ts';
 import { cli, spawnCli, testEnv, until } from '../support/cli.ts';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ArtifactCorruptError, ArtifactNotFoundError, StorePathError } from '../../activities/errors.ts';
+import { ArtifactCorruptError, ArtifactNotFoundError, StorePathError } from '../../core/errors.ts';
 import { exists } from '../../artifacts/fsutil.ts';
 import type { ArtifactStore } from '../../artifacts/store.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';

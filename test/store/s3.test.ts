@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArtifactNotFoundError, ConfigError, EmbedflowError, StoreAccessError, StoreUnavailableError } from '../../activities/errors.ts';
+import { ArtifactNotFoundError, ConfigError, EmbedflowError, StoreAccessError, StoreUnavailableError } from '../../core/errors.ts';
 import { S3Store } from '../../artifacts/s3Store.ts';
 import { openStore } from '../../workers/runtime.ts';
 import { type S3TestServer, startS3Server } from '../support/s3Server.ts';

@@ -6,7 +6,7 @@ import { TrainParams, kernelArgs } from '../../activities/training/kernelArgs.ts
 import { LineSplitter, TailBuffer, parseKernelLine } from '../../activities/training/kernelLines.ts';
 import { spawnGroup } from '../../activities/training/processGroup.ts';
 import { runKernel } from '../../activities/training/runKernel.ts';
-import { OutOfMemoryError, TrainerFailedError } from '../../activities/errors.ts';
+import { OutOfMemoryError, TrainerFailedError } from '../../core/errors.ts';
 import { oomCounterFiles, outOfMemoryCause, readOomKills, watchOomKills } from '../../activities/training/oomKills.ts';
 import { isAlive, tempDir } from './support.ts';
 

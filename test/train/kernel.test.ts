@@ -1,7 +1,7 @@
 import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../../activities/errors.ts';
+import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../../core/errors.ts';
 import { latestCheckpoint } from '../../activities/training/checkpoints.ts';
 import { pairRows, syntheticRows, writePairsParquet } from './fixtures.ts';
 import { rowCosines, torchEmbeddings } from '../embedding/support.ts';
