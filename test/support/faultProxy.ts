@@ -19,6 +19,8 @@ export interface FaultPlan {
   hang?: number;
   malformed?: number;
   retryAfterSeconds?: number;
+  /** Also sent as `retry-after-ms` (OpenAI's and vLLM's finer header), which a client prefers. */
+  retryAfterMs?: number;
   script?: Fate[];
   seed?: number;
 }
@@ -94,7 +96,11 @@ export class FaultProxy {
       return void res.end('{"error":{"message":"injected internal error"}}');
     }
     if (fate === 'rateLimit429') {
-      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': String(this.plan.retryAfterSeconds ?? 1) });
+      res.writeHead(429, {
+        'content-type': 'application/json',
+        'retry-after': String(this.plan.retryAfterSeconds ?? 1),
+        ...(this.plan.retryAfterMs !== undefined ? { 'retry-after-ms': String(this.plan.retryAfterMs) } : {}),
+      });
       return void res.end('{"error":{"message":"injected rate limit"}}');
     }
     if (fate === 'hang') {
