@@ -5,8 +5,10 @@ import { join } from 'node:path';
 // starts four embedded workers, each sure the whole machine is its own, and four trainings at 7 GB
 // each met the OOM killer. Each admitted heavy stage leaves a claim file in the home's budget folder;
 // a worker admits a stage only when it fits beside the live claims of every worker, its own
-// included. Deciding is serialised by a lock file held for milliseconds; a claim or lock whose
-// process is gone does not count (a killed worker cannot leak its share).
+// included, and when no stage that asked before it is still waiting (first come, first served: a
+// polling waiter would otherwise lose every race to the worker that just released). Deciding is
+// serialised by a lock file held for milliseconds; a claim, wait or lock whose process is gone does
+// not count (a killed worker cannot leak its share or block the queue).
 
 export interface Claim {
   cores: number;
@@ -34,6 +36,14 @@ function alive(pid: number): boolean {
   }
 }
 
+function rmQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone (or another worker cleaned it first).
+  }
+}
+
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     const t = setTimeout(resolve, ms);
@@ -43,6 +53,7 @@ const sleep = (ms: number, signal: AbortSignal) =>
 export class SharedBudget {
   private seq = 0;
   private readonly claims: string;
+  private readonly waits: string;
   private readonly lock: string;
 
   constructor(
@@ -50,40 +61,52 @@ export class SharedBudget {
     private readonly limits: { cpus: number; memoryBytes: number },
   ) {
     this.claims = join(dir, 'claims');
+    this.waits = join(dir, 'waits');
     this.lock = join(dir, 'lock');
   }
 
   /** Wait until `claim` fits beside every live claim; returns the function that gives it back. */
   async admit(claim: Claim, stage: string, signal: AbortSignal, onWait: (others: string) => void): Promise<() => void> {
     mkdirSync(this.claims, { recursive: true });
-    const file = join(this.claims, `${process.pid}-${++this.seq}-${Date.now()}.json`);
+    mkdirSync(this.waits, { recursive: true });
+    const id = `${process.pid}-${++this.seq}`;
+    const file = join(this.claims, `${id}.json`);
+    // Named by when it first asked, so the oldest sorts first.
+    const wait = join(this.waits, `${String(Date.now()).padStart(15, '0')}-${id}.json`);
     let told = false;
-    for (;;) {
-      signal.throwIfAborted();
-      const others = await this.locked(signal, () => {
-        const live = this.liveClaims();
-        if (!this.fits(claim, live)) return live;
-        const tmp = `${file}.tmp`;
-        writeFileSync(tmp, JSON.stringify({ ...claim, pid: process.pid, stage } satisfies ClaimFile));
-        renameSync(tmp, file);
-        return undefined;
-      });
-      if (!others) break;
-      if (!told) {
-        told = true;
-        const cores = others.reduce((n, c) => n + c.cores, 0);
-        const gib = others.reduce((n, c) => n + c.memoryBytes, 0) / 2 ** 30;
-        onWait(`${others.length} stage(s) of workers on this machine hold ${cores} core(s) and ${gib.toFixed(1)} GiB (${others.map((c) => c.stage).join(', ')})`);
+    try {
+      for (;;) {
+        signal.throwIfAborted();
+        const others = await this.locked(signal, () => {
+          const live = this.live(this.claims);
+          const earlier = this.live(this.waits, wait).filter((w) => w.file < wait);
+          if (earlier.length > 0 || !this.fits(claim, live)) {
+            if (!told) writeFileSync(wait, JSON.stringify({ ...claim, pid: process.pid, stage } satisfies ClaimFile));
+            return [...live, ...earlier.map((w) => ({ ...w, stage: `${w.stage} (waiting)` }))];
+          }
+          const tmp = `${file}.tmp`;
+          writeFileSync(tmp, JSON.stringify({ ...claim, pid: process.pid, stage } satisfies ClaimFile));
+          renameSync(tmp, file);
+          return undefined;
+        });
+        if (!others) break;
+        if (!told) {
+          told = true;
+          const holding = others.filter((c) => !c.stage.endsWith('(waiting)'));
+          const queued = others.length - holding.length;
+          const cores = holding.reduce((n, c) => n + c.cores, 0);
+          const gib = holding.reduce((n, c) => n + c.memoryBytes, 0) / 2 ** 30;
+          onWait(
+            `${holding.length} stage(s) of workers on this machine hold ${cores} core(s) and ${gib.toFixed(1)} GiB` +
+              `${queued ? `, ${queued} asked before this one` : ''} (${others.map((c) => c.stage).join(', ')})`,
+          );
+        }
+        await sleep(POLL_MS, signal);
       }
-      await sleep(POLL_MS, signal);
+    } finally {
+      rmQuietly(wait);
     }
-    return () => {
-      try {
-        unlinkSync(file);
-      } catch {
-        // Already gone: nothing to give back.
-      }
-    };
+    return () => rmQuietly(file);
   }
 
   private fits(c: Claim, live: ClaimFile[]): boolean {
@@ -94,25 +117,20 @@ export class SharedBudget {
     return cores + c.cores <= this.limits.cpus && memory + c.memoryBytes <= this.limits.memoryBytes;
   }
 
-  private liveClaims(): ClaimFile[] {
-    const live: ClaimFile[] = [];
-    for (const name of readdirSync(this.claims)) {
-      if (!name.endsWith('.json')) continue;
-      const path = join(this.claims, name);
+  /** The claims (or waits) in `folder` whose process lives, by file path; a dead process's are removed. */
+  private live(folder: string, except?: string): Array<ClaimFile & { file: string }> {
+    const live: Array<ClaimFile & { file: string }> = [];
+    for (const name of readdirSync(folder)) {
+      const path = join(folder, name);
+      if (!name.endsWith('.json') || path === except) continue;
       let c: ClaimFile;
       try {
         c = JSON.parse(readFileSync(path, 'utf8')) as ClaimFile;
       } catch {
         continue;
       }
-      if (alive(c.pid)) live.push(c);
-      else {
-        try {
-          unlinkSync(path);
-        } catch {
-          // Another worker cleaned it first.
-        }
-      }
+      if (alive(c.pid)) live.push({ ...c, file: path });
+      else rmQuietly(path);
     }
     return live;
   }

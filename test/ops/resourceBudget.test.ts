@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -91,6 +91,27 @@ describe('worker resource budget', () => {
     expect(waited[0]).toMatch(/1 stage\(s\) .* hold 2 core\(s\) and 8\.0 GiB \(r2\/model\)/);
     release();
     (await budget.admit({ cores: 1, memoryBytes: 0, alone: false }, 'r3/embed', new AbortController().signal, () => {}))();
+  });
+
+  it('first come, first served across workers: a stage waits while one that asked earlier still waits', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ef-budget-fifo-'));
+    const budget = new SharedBudget(dir, { cpus: 2, memoryBytes: 2 ** 34 });
+    // A live worker (this process) asked before, for more than is free now; the machine itself is empty.
+    await mkdir(join(dir, 'waits'), { recursive: true });
+    const earlier = join(dir, 'waits', `${String(Date.now() - 60_000).padStart(15, '0')}-${process.pid}-99.json`);
+    await writeFile(earlier, JSON.stringify({ pid: process.pid, stage: 'r1/model', cores: 2, memoryBytes: 0, alone: false }));
+    let told = '';
+    let granted = false;
+    const later = budget.admit({ cores: 1, memoryBytes: 0, alone: false }, 'r2/embed', new AbortController().signal, (m) => (told = m)).then((release) => {
+      granted = true;
+      return release;
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(granted).toBe(false);
+    expect(told).toMatch(/r1\/model \(waiting\)/);
+    await rm(earlier);
+    (await later)();
+    expect(granted).toBe(true);
   });
 
   it('a malformed EMBEDFLOW_WORKER_MEMORY is a ConfigError naming it', async () => {
