@@ -81,8 +81,12 @@ function fromLines(text: string): string[] {
   return lines.length === 1 ? lines : [];
 }
 
+// Control tokens of chat templates that a small model writes out as text when it has learnt another
+// template than the server applies (Gemma 3 270M behind llama-server ended a query with `<|im_end|>`).
+const CONTROL_TOKEN = /<\|[a-z_]{2,30}\|>|<\/?(?:start_of_turn|end_of_turn|eos|bos|s)>|\[\/?INST\]/gi;
+
 function clean(s: string): string {
-  let q = s.replace(/\s+/g, ' ').trim();
+  let q = s.replace(CONTROL_TOKEN, ' ').replace(/\s+/g, ' ').trim();
   // Markdown emphasis and surrounding quotes the model may add.
   q = q.replace(/^\*\*(.+)\*\*$/, '$1').trim();
   for (;;) {

@@ -36,6 +36,10 @@ describe('parseAnswer reads the formats models actually produce', () => {
     expect(parseAnswer('1. ＡＰＩの１０倍は？', 3).queries).toEqual(['APIの10倍は?']);
   });
 
+  it('drops chat-template control tokens a small model writes out as text', () => {
+    expect(parseAnswer('1. 村の茶畑の場所はどこか?<|im_end|>\n2. <start_of_turn>茶葉は?<end_of_turn>', 3).queries).toEqual(['村の茶畑の場所はどこか?', '茶葉は?']);
+  });
+
   it.each([
     ['empty', ''],
     ['prose over several lines', 'I cannot do that.\nThe passage is unclear.'],
