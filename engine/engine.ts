@@ -98,25 +98,25 @@ export function createActivities({ store, env }: EngineDeps) {
         // One run id never has two live executions, so an older lease of the same run and stage is a dead attempt.
         const group = `${ctx.info.workflowExecution?.workflowId ?? runId}:${stage.id}`;
         const owner = { id: `${hostname()}:${process.pid}:${group}:${ctx.info.attempt}`, group };
-        if (!stage.volatile) {
-          // Concurrent runs needing this same stage: one computes it, the others wait and reuse it.
-          for (;;) {
-            const hit = await cachedOutcome(key);
-            if (hit) return { digest: hit.digest, stats: hit.stats ?? {}, seconds: 0, reused: true };
-            if (await store.acquireLease(key, owner, LEASE_TTL_MS)) {
-              // The previous holder may have published just before releasing: check again under the lease.
-              const late = await cachedOutcome(key);
-              if (!late) break;
-              await store.releaseLease(key, owner.id);
-              return { digest: late.digest, stats: late.stats ?? {}, seconds: 0, reused: true };
-            }
-            ctx.heartbeat({ ...last, done: last?.done ?? 0, message: 'waiting: another run is computing this stage' });
-            await sleepUnlessCancelled(1000, ctx.cancellationSignal);
+        // Concurrent runs needing this same stage: one computes it, the others wait and reuse it. A
+        // volatile stage has no cache entry to reuse: a waiter runs it after the holder, and it finds
+        // what the holder recorded (prepareModel's export of the same model was made twice, side by side).
+        for (;;) {
+          const hit = stage.volatile ? undefined : await cachedOutcome(key);
+          if (hit) return { digest: hit.digest, stats: hit.stats ?? {}, seconds: 0, reused: true };
+          if (await store.acquireLease(key, owner, LEASE_TTL_MS)) {
+            // The previous holder may have published just before releasing: check again under the lease.
+            const late = stage.volatile ? undefined : await cachedOutcome(key);
+            if (!late) break;
+            await store.releaseLease(key, owner.id);
+            return { digest: late.digest, stats: late.stats ?? {}, seconds: 0, reused: true };
           }
+          ctx.heartbeat({ ...last, done: last?.done ?? 0, message: 'waiting: another run is computing this stage' });
+          await sleepUnlessCancelled(1000, ctx.cancellationSignal);
         }
         const timer = setInterval(() => {
           ctx.heartbeat(last);
-          if (!stage.volatile) void store.renewLease(key, owner.id);
+          void store.renewLease(key, owner.id);
         }, everyMs);
         const crash = killFailpoint(stage.id, env.vars.EMBEDFLOW_FAILPOINT_KILL);
         crash(undefined);
@@ -139,7 +139,7 @@ export function createActivities({ store, env }: EngineDeps) {
           return { digest: outcome.digest, stats: outcome.stats, seconds: outcome.seconds, reused: outcome.reused };
         } finally {
           clearInterval(timer);
-          if (!stage.volatile) await store.releaseLease(key, owner.id);
+          await store.releaseLease(key, owner.id);
         }
       } catch (err) {
         // A cancelled attempt must reach the SDK as thrown, or it is reported failed instead of cancelled.

@@ -1,7 +1,7 @@
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, testEnv } from '../support/cli.ts';
+import { type CliResult, cli, testEnv } from '../support/cli.ts';
 
 // The generic workflow against the real Temporal dev server, driven through the CLI as a user would.
 
@@ -58,6 +58,15 @@ describe('pipeline workflow', () => {
 
     const status = await cli(['status', second.json.runId], env);
     expect(status.stdout).toMatch(/snapshot\s+cached/);
+  });
+
+  it('two runs started together that share a volatile stage run it once: the other waits and reuses it', async () => {
+    const env = await envWithLog();
+    const [a, b] = (await Promise.all(
+      [0, 1].map((i) => cli(['run', 'test/fixtures/pipelines/volatile.ts', '--json', '--set', 'snapshot.sleepMs=4000', '--set', `words.sleepMs=${i}`], env)),
+    )) as [CliResult, CliResult];
+    for (const r of [a, b]) expect(r.code, r.stderr).toBe(0);
+    expect([statusOf(a.json).snapshot, statusOf(b.json).snapshot].sort()).toEqual(['cached', 'ran']);
   });
 
   it('runs independent branches in parallel', async () => {
