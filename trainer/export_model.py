@@ -292,7 +292,8 @@ def export_model(
     if st_dir != st_model_dir:
         if st_dir.exists():
             shutil.rmtree(st_dir)
-        model.save(str(st_dir))
+        # The artifact's README.md is the card; sentence-transformers' own would be a second one.
+        model.save(str(st_dir), create_model_card=False)
     if not (st_dir / "tokenizer.json").is_file():
         raise ExportError("the tokenizer has no tokenizer.json (a fast tokenizer is needed by the TypeScript encoder)")
     _write_transformers_js_files(st_dir, out_dir, info["maxSeqLength"])

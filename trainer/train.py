@@ -50,7 +50,9 @@ def save_final(model, output_dir: str) -> str:
     final = os.path.join(output_dir, "final")
     tmp = f"{final}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
+    # No sentence-transformers card: its "Training Time" made two identical runs' artifacts differ,
+    # and the artifact's own README.md (activities/models/modelCard.ts) is the card.
+    model.save(tmp, create_model_card=False)
     old = f"{final}.old-{os.getpid()}"
     if os.path.exists(final):
         os.replace(final, old)

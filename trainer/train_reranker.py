@@ -214,7 +214,7 @@ def main() -> int:
             model, groups, batch_queries=a.batch_queries, max_steps=a.max_steps, epochs=a.epochs, lr=a.lr,
             precision=choice.precision, log_path=a.out / "training_log.jsonl",
         )
-        model.save(str(a.out / "st"))
+        model.save(str(a.out / "st"), create_model_card=False)  # the artifact's README.md is the card; this one holds timings
         input_names = export_onnx(model, a.out / "onnx" / "model.onnx")
     except RerankerError as err:
         print(f"RerankerError: {err}", file=sys.stderr)
