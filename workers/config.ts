@@ -37,7 +37,10 @@ export interface Config {
 }
 
 export function loadConfig(vars: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = EnvSchema.safeParse(vars);
+  // An empty variable is an unset one, as `EMBEDFLOW_HOME= embedflow runs` means in a shell: an empty
+  // EMBEDFLOW_HOME made the current folder the home, and the dev server's database landed in it.
+  const set = Object.fromEntries(Object.entries(vars).filter(([k, v]) => !(k.startsWith('EMBEDFLOW_') && v === '')));
+  const parsed = EnvSchema.safeParse(set);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     // The variable's name only: its value may be a secret.

@@ -1,10 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { colorWanted } from '../../cli/render.ts';
-import { PROJECT_ROOT } from '../../workers/config.ts';
+import { PROJECT_ROOT, loadConfig } from '../../workers/config.ts';
 import { cli, cliInProcess, testEnv, type TestEnv } from '../support/cli.ts';
 
 // The CLI's front door as a new user meets it: help everywhere without starting anything, one-line
@@ -84,6 +84,13 @@ describe('the command line', () => {
       expect(res.stderr).toContain('fix: point EMBEDFLOW_HOME at a folder');
       expect(res.stderr).not.toMatch(/^\s+at .*:\d+:\d+\)?$/m);
     }
+  });
+
+  it('an empty EMBEDFLOW_HOME or EMBEDFLOW_STORE is an unset one, not the current folder', () => {
+    const cfg = loadConfig({ EMBEDFLOW_HOME: '', EMBEDFLOW_STORE: '', EMBEDFLOW_QUEUE_PREFIX: '' });
+    expect(cfg.home).toBe(resolve('.embedflow'));
+    expect(cfg.storeUrl).toBe(join(resolve('.embedflow'), 'store'));
+    expect(cfg.queuePrefix).toBe('embedflow');
   });
 
   it('colours only a terminal, and never with NO_COLOR', () => {
