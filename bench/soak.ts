@@ -10,9 +10,9 @@
 // and load, each stage's measured peak (workerPeakRssMB, and peakRssMB of training kernels) against
 // its estimate; the last stdout line is all of it as JSON. Not part of `npm test`.
 //   node --import tsx bench/soak.ts [--runs 4] [--articles 5] [--tiny 20] [--steps 2] [--no-solo]
-//        [--corpus DIR --questions FILE] [--pipeline pipelines/domain-embedding.ts]
+//        [--corpus DIR --questions FILE] [--pipeline pipelines/domain-embedding.ts] [--keep]
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -30,6 +30,8 @@ const { values: opt } = parseArgs({
     tiny: { type: 'string', default: '20' },
     steps: { type: 'string', default: '2' },
     'no-solo': { type: 'boolean', default: false },
+    /** Keep the homes and subsets (each home holds its runs' models: ~6.5 GB for 4 e5 runs). */
+    keep: { type: 'boolean', default: false },
     corpus: { type: 'string', default: join(JAQUAD, 'docs') },
     questions: { type: 'string', default: join(JAQUAD, 'questions.jsonl') },
     pipeline: { type: 'string', default: 'pipelines/domain-embedding.ts' },
@@ -103,11 +105,13 @@ async function runOnce(args: string[], home: string): Promise<Outcome> {
 }
 
 /** `runs` article subsets of the corpus, each a folder with its articles and a file of their questions. */
+const dataRoot = mkdtempSync(join(tmpdir(), 'ef-soak-data-'));
+
 function subsets(): Array<{ docs: string; questions: string; articles: string[] }> {
   const all = readdirSync(opt.corpus).filter((f) => f.endsWith('.md')).sort();
   if (all.length < RUNS * ARTICLES) throw new Error(`${opt.corpus} has ${all.length} articles; --runs ${RUNS} × --articles ${ARTICLES} needs ${RUNS * ARTICLES}`);
   const questions = readFileSync(opt.questions, 'utf8').trim().split('\n');
-  const root = mkdtempSync(join(tmpdir(), 'ef-soak-data-'));
+  const root = dataRoot;
   return Array.from({ length: RUNS }, (_, k) => {
     const articles = all.slice(k * ARTICLES, (k + 1) * ARTICLES);
     const docs = join(root, `subset-${k}`, 'docs');
@@ -201,8 +205,10 @@ console.log(`store verify: exit ${verify.code}; ${verify.out.trim().split('\n').
 
 let solo: Phase | undefined;
 const digestDiffs: string[] = [];
+const homes = [home, dataRoot];
 if (!opt['no-solo']) {
   const soloHome = mkdtempSync(join(tmpdir(), 'ef-soak-solo-'));
+  homes.push(soloHome);
   solo = await phase(`the ${RUNS} recipe runs one after the other (fresh home ${soloHome})`, recipeArgs, soloHome, true);
   await embedflow(['dev', 'stop'], soloHome);
   solo.outcomes.forEach((o, i) => {
@@ -212,6 +218,9 @@ if (!opt['no-solo']) {
   console.log(`\nconcurrent ${concurrent.wallSeconds} s vs one after the other ${solo.wallSeconds} s`);
   console.log(`stage digests alone vs at once: ${digestDiffs.length ? `${digestDiffs.length} differ:\n  ${digestDiffs.join('\n  ')}` : 'all equal'}`);
 }
+
+if (opt.keep) console.log(`kept: ${homes.join(' ')}`);
+else for (const dir of homes) rmSync(dir, { recursive: true, force: true });
 
 const summary = (p?: Phase) => p && { started: p.started, completed: p.completed, wallSeconds: p.wallSeconds, peakUsedMB: p.peakUsedMB, peakLoad: p.peakLoad };
 const end = machine.finish();
