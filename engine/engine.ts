@@ -10,6 +10,7 @@ import { ApplicationFailure, ensureApplicationFailure } from '@temporalio/common
 import { EmbedflowError, UnknownStageKindError, WorkerCodeMismatchError } from '../core/errors.ts';
 import { type SnapshotRequest, type SnapshotResult, snapshotInput } from './snapshotInput.ts';
 import { runStageKind } from './stageRunner.ts';
+import { sleepUnlessCancelled } from './sleep.ts';
 
 // The engine's activities. Workflows import only their types. Every argument and result is a small
 // reference (ids, digests, counts): data stays in the store.
@@ -174,20 +175,6 @@ function killFailpoint(stageId: string, spec: string | undefined): (p: Progress 
 const LEASE_TTL_MS = 60_000;
 const LEASE_RENEW_MS = 10_000;
 
-function sleepUnlessCancelled(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /**
  * A failure crossing Temporal keeps only its type, message and details; `status` and the run summary

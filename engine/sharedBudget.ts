@@ -1,5 +1,7 @@
-import { mkdirSync, openSync, closeSync, readFileSync, readdirSync, statSync, unlinkSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type Holder, processAlive, processStartTime, withProcessLock } from './processLock.ts';
+import { sleepUnlessCancelled } from './sleep.ts';
 
 // The workers of one home share its machine: a scheduler starting four `embedflow run`s at once
 // starts four embedded workers, each sure the whole machine is its own, and four trainings at 7 GB
@@ -7,8 +9,8 @@ import { join } from 'node:path';
 // a worker admits a stage only when it fits beside the live claims of every worker, its own
 // included, and when no stage that asked before it is still waiting (first come, first served: a
 // polling waiter would otherwise lose every race to the worker that just released). Deciding is
-// serialised by a lock file held for milliseconds; a claim, wait or lock whose process is gone does
-// not count (a killed worker cannot leak its share or block the queue).
+// serialised by the home's process lock (processLock.ts), held for milliseconds; a claim or wait
+// whose process is gone does not count (a killed worker cannot leak its share or block the queue).
 
 export interface Claim {
   cores: number;
@@ -17,24 +19,11 @@ export interface Claim {
   alone: boolean;
 }
 
-interface ClaimFile extends Claim {
-  pid: number;
+interface ClaimFile extends Claim, Holder {
   stage: string;
 }
 
 const POLL_MS = 500;
-const LOCK_RETRY_MS = 15;
-/** A lock older than this is a holder's that died between taking and removing it. */
-const STALE_LOCK_MS = 10_000;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function rmQuietly(path: string): void {
   try {
@@ -43,12 +32,6 @@ function rmQuietly(path: string): void {
     // Already gone (or another worker cleaned it first).
   }
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
-  });
 
 export class SharedBudget {
   private seq = 0;
@@ -73,19 +56,20 @@ export class SharedBudget {
     const file = join(this.claims, `${id}.json`);
     // Named by when it first asked, so the oldest sorts first.
     const wait = join(this.waits, `${String(Date.now()).padStart(15, '0')}-${id}.json`);
+    const mine = (): ClaimFile => ({ ...claim, pid: process.pid, started: processStartTime(process.pid), stage });
     let told = false;
     try {
       for (;;) {
         signal.throwIfAborted();
-        const others = await this.locked(signal, () => {
+        const others = await withProcessLock(this.lock, { what: 'the shared CPU/memory budget', pollMs: 15 }, async () => {
           const live = this.live(this.claims);
           const earlier = this.live(this.waits, wait).filter((w) => w.file < wait);
           if (earlier.length > 0 || !this.fits(claim, live)) {
-            if (!told) writeFileSync(wait, JSON.stringify({ ...claim, pid: process.pid, stage } satisfies ClaimFile));
+            if (!told) writeFileSync(wait, JSON.stringify(mine()));
             return [...live, ...earlier.map((w) => ({ ...w, stage: `${w.stage} (waiting)` }))];
           }
           const tmp = `${file}.tmp`;
-          writeFileSync(tmp, JSON.stringify({ ...claim, pid: process.pid, stage } satisfies ClaimFile));
+          writeFileSync(tmp, JSON.stringify(mine()));
           renameSync(tmp, file);
           return undefined;
         });
@@ -101,7 +85,7 @@ export class SharedBudget {
               `${queued ? `, ${queued} asked before this one` : ''} (${others.map((c) => c.stage).join(', ')})`,
           );
         }
-        await sleep(POLL_MS, signal);
+        await sleepUnlessCancelled(POLL_MS, signal);
       }
     } finally {
       rmQuietly(wait);
@@ -129,41 +113,9 @@ export class SharedBudget {
       } catch {
         continue;
       }
-      if (alive(c.pid)) live.push({ ...c, file: path });
+      if (processAlive(c)) live.push({ ...c, file: path });
       else rmQuietly(path);
     }
     return live;
-  }
-
-  private async locked<T>(signal: AbortSignal, fn: () => T): Promise<T> {
-    for (;;) {
-      let fd: number | undefined;
-      try {
-        fd = openSync(this.lock, 'wx');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      if (fd !== undefined) {
-        try {
-          writeFileSync(fd, String(process.pid));
-          return fn();
-        } finally {
-          closeSync(fd);
-          unlinkSync(this.lock);
-        }
-      }
-      this.breakStaleLock();
-      await sleep(LOCK_RETRY_MS, signal);
-    }
-  }
-
-  private breakStaleLock(): void {
-    try {
-      const holder = Number(readFileSync(this.lock, 'utf8'));
-      const age = Date.now() - statSync(this.lock).mtimeMs;
-      if ((holder > 0 && !alive(holder)) || age > STALE_LOCK_MS) unlinkSync(this.lock);
-    } catch {
-      // Released meanwhile.
-    }
   }
 }

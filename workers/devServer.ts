@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { ConfigError } from '../core/errors.ts';
 import { writeFileAtomic } from '../artifacts/fsutil.ts';
 import type { Config } from './config.ts';
-import { processAlive, withProcessLock } from './processLock.ts';
+import { processAlive, withProcessLock } from '../engine/processLock.ts';
 
 // The embedded Temporal: the `temporal` CLI's dev server, persisting to SQLite in EMBEDFLOW_HOME,
 // started on first use and reused by every later command until `embedflow dev stop`.

@@ -78,7 +78,7 @@ describe('worker resource budget', () => {
     const dead = spawnSync(process.execPath, ['-e', 'process.pid']).pid!;
     await mkdir(join(dir, 'claims'));
     await writeFile(join(dir, 'claims', `${dead}-1-0.json`), JSON.stringify({ pid: dead, stage: 'r/model', cores: 2, memoryBytes: 2 ** 33, alone: true }));
-    await writeFile(join(dir, 'lock'), String(dead));
+    await writeFile(join(dir, 'lock'), JSON.stringify({ pid: dead }));
     const budget = new SharedBudget(dir, { cpus: 2, memoryBytes: 2 ** 34 });
     const waited: string[] = [];
     const t0 = Date.now();
