@@ -197,7 +197,8 @@ export async function openProvider(params: GenerationParams, language: Language,
       hint: 'e.g. OPENAI_BASE_URL=http://127.0.0.1:8000/v1, or set llm.baseUrl',
     });
   }
-  const keyEnv = env.vars[llm.apiKeyEnv] || llm.apiKeyEnv !== DEFAULT_KEY_ENV || !env.vars.OPENAI_API_KEY ? llm.apiKeyEnv : 'OPENAI_API_KEY';
+  // The default key variable, left empty, gives way to OpenAI's own; a variable the pipeline names does not.
+  const keyEnv = llm.apiKeyEnv === DEFAULT_KEY_ENV && !env.vars[DEFAULT_KEY_ENV] && env.vars.OPENAI_API_KEY ? 'OPENAI_API_KEY' : llm.apiKeyEnv;
   const backend = new OpenAiCompatibleBackend({
     baseUrl,
     model: llm.model,
