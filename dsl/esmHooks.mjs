@@ -7,6 +7,17 @@
 // sees the format already decided and compiles the file as ESM, keeping its plain file URL (the code
 // fingerprint and the stage-kind registry go by that path). Plain JS: it loads before tsx exists.
 // .cts/.mts files, and packages under node_modules, keep the format they declare.
+//
+// `embedflow` and `embedflow/*` fall back to the package this CLI runs from when the importing file has
+// no embedflow in its node_modules: a pipeline in any folder imports the very embedflow that runs it.
+// An installed or linked embedflow still wins (dsl/fingerprint.ts resolves it the same way).
+
+const OWN_PACKAGE_FILE = new URL('../index.ts', import.meta.url).href;
+
+/** @param {string} specifier */
+function isEmbedflow(specifier) {
+  return specifier === 'embedflow' || specifier.startsWith('embedflow/');
+}
 
 /** @param {string} url */
 function isOwnTypeScript(url) {
@@ -19,6 +30,13 @@ function isOwnTypeScript(url) {
  * @param {(specifier: string, context: object) => Promise<{ url: string, format?: string | null }>} nextResolve
  */
 export async function resolve(specifier, context, nextResolve) {
-  const resolved = await nextResolve(specifier, context);
+  let resolved;
+  try {
+    resolved = await nextResolve(specifier, context);
+  } catch (err) {
+    if (!isEmbedflow(specifier) || /** @type {{ code?: string }} */ (err).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    // A package may import itself by name (package.json "exports"): resolve as if from inside it.
+    resolved = await nextResolve(specifier, { ...context, parentURL: OWN_PACKAGE_FILE });
+  }
   return isOwnTypeScript(resolved.url) ? { ...resolved, format: 'module' } : resolved;
 }

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type Plugin, build } from 'esbuild';
 import { sha256 } from '../artifacts/hash.ts';
 
@@ -68,15 +69,22 @@ async function compute({ module, codeFiles = [], version = '' }: FingerprintInpu
 
 // Other packages count by their version; embedflow itself is followed into its source like a local
 // module: its version is not bumped per edit, so `from 'embedflow'` must not hide a changed kind or helper.
+// Where the importer has no embedflow of its own, it is the one running (as dsl/esmHooks.mjs loads it).
 const otherPackagesExternal: Plugin = {
   name: 'other-packages-external',
   setup(b) {
-    b.onResolve({ filter: /^[^./]/ }, ({ path }) =>
-      path === SELF || path.startsWith(`${SELF}/`) ? undefined : { path, external: true },
-    );
+    b.onResolve({ filter: /^[^./]/ }, async ({ path, kind, importer, resolveDir, pluginData }) => {
+      if (path !== SELF && !path.startsWith(`${SELF}/`)) return { path, external: true };
+      if (pluginData === RESOLVING_SELF) return undefined;
+      const installed = await b.resolve(path, { kind, importer, resolveDir, pluginData: RESOLVING_SELF });
+      const found = installed.errors.length === 0 ? installed : await b.resolve(path, { kind, resolveDir: OWN_ROOT, pluginData: RESOLVING_SELF });
+      return found.errors.length === 0 ? { path: found.path, namespace: found.namespace } : { errors: found.errors };
+    });
   },
 };
 const SELF = 'embedflow';
+const RESOLVING_SELF = Symbol('resolving embedflow');
+const OWN_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 function packageName(specifier: string): string {
   const segs = specifier.split('/');

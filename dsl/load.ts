@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { EmbedflowError, PipelineLoadError } from '../core/errors.ts';
 import { type Pipeline, isPipeline } from './dsl.ts';
@@ -20,9 +20,12 @@ export async function loadPipeline(file: string): Promise<Pipeline> {
     mod = (await import(pathToFileURL(abs).href)) as { default?: unknown };
   } catch (err) {
     if (err instanceof EmbedflowError) throw err;
+    const missing = /Cannot find package '([^']+)'/.exec((err as Error).message ?? '')?.[1];
     throw new PipelineLoadError(`cannot load the pipeline file: ${firstLines((err as Error).message ?? String(err))}`, {
       where: abs,
-      hint: 'fix the error in the file (run `npx tsc --noEmit` for all type errors)',
+      hint: missing
+        ? `install ${missing} where the pipeline can import it: \`npm install ${missing}\` in ${dirname(abs)} or a folder above it`
+        : 'fix the error in the file (run `npx tsc --noEmit` for all type errors)',
       cause: err,
     });
   }

@@ -75,6 +75,40 @@ export default definePipeline({
     expect(json.stages.find((s) => s.id === 'count')!.stats).toEqual({ documents: 2, workerPeakRssMB: expect.any(Number) });
   });
 
+  it("a pipeline in a folder without embedflow installed imports the embedflow that runs it", async () => {
+    const dir = await scratchDir('ef-bare-');
+    // A helper of the user's that imports embedflow itself: the fingerprint must follow it there too.
+    await writeFile(join(dir, 'names.ts'), "import { FILES_KIND } from 'embedflow';\nexport const corpusKind = FILES_KIND;\n");
+    const pipeline = join(dir, 'pipeline.ts');
+    await writeFile(
+      pipeline,
+      `import { definePipeline, stage } from 'embedflow';
+import { ingest } from 'embedflow/kinds';
+import { corpusKind } from './names.ts';
+
+export default definePipeline({
+  name: 'bare-folder',
+  description: corpusKind,
+  inputs: { corpus: { type: 'directory', default: '${PROJECT_ROOT}/test/fixtures/smallcorpus' } },
+  stages: [stage({ id: 'documents', kind: ingest, inputs: { corpus: 'corpus' } })],
+});
+`,
+    );
+    const run = await cli(['run', pipeline, '--json'], await testEnv());
+    expect(run.code, run.stderr).toBe(0);
+    expect((run.json as Summary).stages.map((s) => [s.id, s.status])).toEqual([['documents', 'ran']]);
+
+    clearFingerprintCache();
+    const fingerprinted = await codeFingerprint({ module: join(dir, 'names.ts') });
+    expect(fingerprinted).toMatch(/^[0-9a-f]{64}$/);
+
+    // Any other package still has to be installed, and the error says where.
+    await writeFile(join(dir, 'other.ts'), "import { thing } from 'not-installed-anywhere';\nexport default thing;\n");
+    const missing = await cli(['run', join(dir, 'other.ts')], await testEnv());
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain(`npm install not-installed-anywhere\` in ${dir}`);
+  });
+
   it("the code fingerprint follows imports through 'embedflow' into its source", async () => {
     // A stand-in package named embedflow, so the test can edit its source without touching the repo.
     const pkg = await scratchDir('ef-pkg-');
