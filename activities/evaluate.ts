@@ -18,12 +18,14 @@ import {
   type PairedComparison,
   type SetMetrics,
 } from './evaluation/metricsJson.ts';
+import { LEXICAL, lexicalIndex, rankLexically } from './evaluation/lexicalRankings.ts';
 import { type ModelRankings, rankWithModel } from './evaluation/modelRankings.ts';
 import { perQueryTable } from './evaluation/perQueryTable.ts';
+import { orderSystems } from './evaluation/reportModel.ts';
 import { rerankAll } from './evaluation/rerankSystems.ts';
 import { type GateSpec, type SystemScores, gateCheck, metricTable, pairedComparisons } from './evaluation/summary.ts';
 import { devCheckOf, judge, verdictStats } from './evaluation/verdict.ts';
-import { encodingNeeds, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
+import { encodingNeeds, lexicalIndexBytes, onnxGraph, tableRows, vectorBytes } from './resourceEstimates.ts';
 
 /**
  * The evaluation every run must answer: did the fine-tuned model beat the base model on this
@@ -41,6 +43,13 @@ const Params = z
     rerankFinetuned: z.boolean().default(true).describe("Also rerank the fine-tuned model's top max(rerankDepths)."),
     rerankMaxQueries: z.number().int().positive().optional().describe('Rerank only a seeded sample of this many queries per eval set (cross-encoders are slow on CPU).'),
     maxQueries: z.number().int().positive().optional().describe('Evaluate only a seeded sample of this many queries per eval set.'),
+    lexical: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Also score lexical search, no model ('bm25': BM25 over words and character bigrams), and each model fused with it " +
+          "('base+bm25', 'finetuned+bm25'): the baseline a user has without embedflow, and a hybrid that may beat both.",
+      ),
     variant: z.enum(['fp32', 'int8']).default('fp32').describe('Which ONNX graph of the models to run.'),
     batchSize: z.number().int().positive().default(32).describe('Most texts per onnxruntime call when embedding queries and chunks'),
     latencyQueries: z.number().int().min(0).default(200).describe('Queries timed one at a time (embed + search, as a search service would) for the latency percentiles, a seeded sample per model. Every query is scored; the rest are embedded in batches.'),
@@ -83,7 +92,7 @@ export const evaluate = defineStage({
     const largest = Math.max(...models.map((m) => onnxGraph(m, p.variant).bytes));
     return encodingNeeds(
       [{ bytes: largest }, ...(inputs.reranker ? [onnxGraph(inputs.reranker)] : [])],
-      models.length * vectorBytes(tableRows(inputs.chunks)),
+      models.length * vectorBytes(tableRows(inputs.chunks)) + (p.lexical ? lexicalIndexBytes(tableRows(inputs.chunks)) : 0),
     );
   },
   async run(ctx) {
@@ -110,11 +119,14 @@ export const evaluate = defineStage({
     const scores = new Map<EvalSetName, Map<string, SystemScores>>(sets.map((s) => [s.name, new Map()]));
     const latency: LatencyTable = { 'embed+search': {}, rerank: {} };
     const ranked: Partial<Record<'base' | 'finetuned', ModelRankings>> = {};
+    const lexical = p.lexical ? lexicalIndex(corpus) : undefined;
+    if (lexical) for (const [set, s] of rankLexically(lexical, corpus, sets)) scores.get(set)!.set(LEXICAL, s);
     for (const { role, model } of models) {
       const { variant, batchSize, latencyQueries, seed } = p;
-      const r = await rankWithModel({ role, model, corpus, sets, variant, batchSize, latencyQueries, seed, store: ctx.store, signal: ctx.signal, tick });
+      const r = await rankWithModel({ role, model, corpus, sets, variant, batchSize, latencyQueries, seed, store: ctx.store, signal: ctx.signal, tick, lexical });
       ranked[role] = r;
       for (const [set, s] of r.scores) scores.get(set)!.set(role, s);
+      for (const [set, s] of r.hybridScores) scores.get(set)!.set(s.system, s);
       latency['embed+search'][role] = r.latency;
     }
     const rerankerName =
@@ -139,7 +151,7 @@ export const evaluate = defineStage({
     const pairedTests: Partial<Record<EvalSetName, PairedComparison[]>> = {};
     for (const set of sets) {
       const bySystem = scores.get(set.name)!;
-      metrics[set.name] = Object.fromEntries([...bySystem].map(([name, s]) => [name, metricTable(s, boot)]));
+      metrics[set.name] = Object.fromEntries(orderSystems(bySystem.keys()).map((name) => [name, metricTable(bySystem.get(name)!, boot)]));
       pairedTests[set.name] = pairedComparisons(bySystem, rerankDepths, boot);
     }
     const gated = gateSpec && pairedTests[gateSpec.evalSet]!.find((c) => c.a === 'base' && c.b === 'finetuned')!;

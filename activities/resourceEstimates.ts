@@ -168,6 +168,14 @@ export function tableRows(a: Pick<ArtifactReader, 'manifest'> | undefined): numb
   return Object.values(a?.manifest.rows ?? {}).reduce((s, n) => s + n, 0);
 }
 
+/**
+ * A BM25 index of `rows` chunks: a 256-token chunk of Japanese gives ~600 character and bigram terms,
+ * about 400 distinct, at 8 bytes a posting (a document and its weight) plus the term dictionary.
+ */
+export function lexicalIndexBytes(rows: number): number {
+  return rows * 4096;
+}
+
 /** Vectors of `rows` texts kept in memory (fp32 at the model's width, E5's 384 by default). */
 export function vectorBytes(rows: number, dim = 384): number {
   return rows * dim * 4;

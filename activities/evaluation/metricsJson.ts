@@ -42,8 +42,8 @@ export const EVAL_SETS = ['generated', 'human'] as const;
 export const EvalSetName = z.enum(EVAL_SETS);
 export type EvalSetName = z.infer<typeof EvalSetName>;
 
-/** 'base', 'finetuned', 'base+rerank@30', 'finetuned+rerank@50', … */
-export const SystemName = z.string().regex(/^(base|finetuned)(\+rerank@\d+)?$/, 'a system is base|finetuned[+rerank@N]');
+/** 'base', 'finetuned', 'base+rerank@30', 'finetuned+rerank@50', 'bm25' (lexical, no model), 'base+bm25' (hybrid), … */
+export const SystemName = z.string().regex(/^(bm25|(base|finetuned)(\+rerank@\d+|\+bm25)?)$/, 'a system is bm25 or base|finetuned[+rerank@N|+bm25]');
 export type SystemName = z.infer<typeof SystemName>;
 
 export const MetricName = z.enum(METRIC_NAMES);
@@ -121,11 +121,16 @@ export const Verdict = z.object({
   /** Per eval set, each reranked system's standing as a baseline. */
   baselines: z.partialRecord(EvalSetName, z.record(SystemName, BaselineStatus)),
   dev: DevCheck.optional(),
+  /**
+   * Per eval set, the model the run hands over (fine-tuned, else base) against lexical search with no
+   * model ('bm25'), and its hybrid with BM25 against BM25: the bar a user clears without embedflow.
+   */
+  lexical: z.partialRecord(EvalSetName, z.object({ model: SystemName, versusBm25: Outcome, hybridVersusBm25: Outcome.optional() })).optional(),
   /** The verdict in plain sentences, the worst news ('bad') first. */
   notes: z.array(
     z.object({
-      /** What the sentence judges: fine-tuned on an eval set, fine-tuned on the dev split, or a reranked baseline. */
-      about: z.enum(['evalSet', 'dev', 'baseline']),
+      /** What the sentence judges: fine-tuned on an eval set, fine-tuned on the dev split, a reranked baseline, or the model against BM25. */
+      about: z.enum(['evalSet', 'dev', 'baseline', 'lexical']),
       severity: z.enum(['bad', 'info']),
       text: z.string(),
     }),

@@ -4,7 +4,9 @@ import { Encoder } from '../embedding/encoder.ts';
 import { embedWithMemo, openEmbeddingMemo } from '../embedding/memoEmbed.ts';
 import { seededSample } from './bootstrap.ts';
 import { type Corpus, type EvalSet, allIndices } from './evalSets.ts';
+import type { Bm25Index } from '../lexical/bm25.ts';
 import { type LatencySummary, summarizeLatency } from './latency.ts';
+import { rankHybrid } from './lexicalRankings.ts';
 import { RANKING_DEPTH } from './metrics.ts';
 import type { EvalSetName } from './metricsJson.ts';
 import { ExactIndex } from './search.ts';
@@ -29,12 +31,16 @@ export interface ModelRankingJob {
   signal: AbortSignal;
   /** Progress: n more texts embedded. */
   tick: (n: number, message: string) => void;
+  /** Also rank with this model's scores fused with BM25's ('<role>+bm25'). */
+  lexical?: Bm25Index;
 }
 
 export interface ModelRankings {
   model: { name: string; digest: string; variant: ModelVariant };
   /** The model's scores on each eval set. */
   scores: Map<EvalSetName, SystemScores>;
+  /** The model fused with BM25 ('<role>+bm25') on each eval set, when `lexical` was given. */
+  hybridScores: Map<EvalSetName, SystemScores>;
   /** Corpus row indices of each query's top 100, per eval set: the rerankers' candidates. */
   candidates: Map<EvalSetName, Int32Array[]>;
   /** Embed + search of one query at a time, over the timed sample. */
@@ -99,17 +105,21 @@ export async function rankWithModel(job: ModelRankingJob): Promise<ModelRankings
     const allLatencies: number[] = timed.flatMap((ms) => Array.from(ms).filter((x) => !Number.isNaN(x)));
 
     const scores = new Map<EvalSetName, SystemScores>();
+    const hybridScores = new Map<EvalSetName, SystemScores>();
     const candidates = new Map<EvalSetName, Int32Array[]>();
     sets.forEach((set, si) => {
       const vectors = queryVectors[si]!;
-      const top = set.texts.map((_, i) => index.search(vectors.subarray(i * dim, (i + 1) * dim), RANKING_DEPTH).indices);
+      const vector = (i: number) => vectors.subarray(i * dim, (i + 1) * dim);
+      const top = set.texts.map((_, i) => index.search(vector(i), RANKING_DEPTH).indices);
       candidates.set(set.name, top);
       const rankings = top.map((t) => Array.from(t, (j) => corpus.ids[j]!));
       scores.set(set.name, scoreRankings(role, rankings, set.relevant, allIndices(set), timed[si]!));
+      if (job.lexical) hybridScores.set(set.name, rankHybrid(role, job.lexical, corpus, set, (i) => index.scores(vector(i))));
     });
     return {
       model: { name: enc.info.name, digest: job.model.digest, variant: job.variant },
       scores,
+      hybridScores,
       candidates,
       latency: summarizeLatency(allLatencies),
       corpusMemoHits: corpusEmbedded.memoHits,

@@ -130,7 +130,7 @@ function verdicts(d: ReportData, sets: EvalSetName[]): string {
       )}, accuracy@1 ${esc(diffText(vsRr.metrics['accuracy@1'].diff))} on the ${vsRr.n} reranked queries.</div>`);
     }
   }
-  if (out.length === 0) out.push('<p class="empty">No fine-tuned model in this evaluation: the numbers below are the baseline.</p>');
+  if (!m['generated']?.['finetuned'] && !m['human']?.['finetuned']) out.push('<p class="empty">No fine-tuned model in this evaluation: the numbers below are the baseline.</p>');
   const charts = sets.map((s) => diffChart(d, s)).filter(Boolean);
   return `<h2>Verdict</h2>${out.join('\n')}${gateLine(d)}${charts.length ? `<h3>What the verdict rests on: paired differences with 95% CIs</h3><div class="charts">${charts.join('')}</div>` : ''}`;
 }
@@ -140,7 +140,7 @@ function diffChart(d: ReportData, set: EvalSetName): string {
   const m = d.metrics;
   const table = m[set]!;
   if (!table['finetuned']) return '';
-  const others = orderSystems(Object.keys(table)).filter((s) => s === 'base' || s.startsWith('base+rerank@'));
+  const others = orderSystems(Object.keys(table)).filter((s) => s === 'base' || s === 'bm25' || s.startsWith('base+rerank@'));
   const rows: IntervalRow[] = [];
   for (const k of HEADLINE_METRICS) {
     for (const a of others) {

@@ -41,6 +41,11 @@ export class ExactIndex {
 
   /** The k best rows for a query vector; ties go to the lower row index, so results are deterministic. */
   search(query: Float32Array, k: number): SearchHits {
+    return topK(this.scores(query), Math.min(k, this.size));
+  }
+
+  /** The cosine of every row with a query vector (a buffer the next call overwrites). */
+  scores(query: Float32Array): Float32Array {
     const { dim, size, data } = this;
     let qn = 0;
     for (let j = 0; j < dim; j++) qn += query[j]! * query[j]!;
@@ -51,7 +56,7 @@ export class ExactIndex {
       for (let j = 0; j < dim; j++) s += data[off + j]! * query[j]!;
       scores[i] = s * inv;
     }
-    return topK(scores, Math.min(k, size));
+    return scores;
   }
 }
 

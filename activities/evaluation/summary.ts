@@ -72,11 +72,19 @@ function comparisons(bySystem: Map<string, SystemScores>, rerankDepths: number[]
     // "Is fine-tuning as good as paying for a reranker?"
     [`base+rerank@${max}`, 'finetuned'],
     ['finetuned', `finetuned+rerank@${max}`],
+    // "Is either model better than lexical search, which needs none, and does fusing them help?"
+    ['bm25', 'base'],
+    ['bm25', 'finetuned'],
+    ['base', 'base+bm25'],
+    ['finetuned', 'finetuned+bm25'],
+    ['base+bm25', 'finetuned+bm25'],
+    ['bm25', 'base+bm25'],
+    ['bm25', 'finetuned+bm25'],
   ];
   return wanted.filter(([a, b]) => bySystem.has(a) && bySystem.has(b));
 }
 
-/** The paired tests of one eval set's systems (those present of: fine-tuned vs base, each reranker vs its first stage, fine-tuned vs the deepest reranker). */
+/** The paired tests of one eval set's systems (those present of: fine-tuned vs base, each reranker vs its first stage, fine-tuned vs the deepest reranker, each model vs BM25 and vs its hybrid with BM25). */
 export function pairedComparisons(bySystem: Map<string, SystemScores>, rerankDepths: number[], opts: BootstrapOptions): PairedComparison[] {
   return comparisons(bySystem, rerankDepths).map(([a, b]) => compareSystems(bySystem.get(a)!, bySystem.get(b)!, opts));
 }

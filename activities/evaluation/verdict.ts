@@ -136,6 +136,7 @@ const diffText = (d: { value: number; lo: number; hi: number }) => `${pts(d.valu
 export function judge(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests' | 'meta'>, dev?: DevCheck): Verdict {
   const finetuned: Verdict['finetuned'] = {};
   const baselines: Verdict['baselines'] = {};
+  const lexical: NonNullable<Verdict['lexical']> = {};
   const bad: Verdict['notes'] = [];
   const rest: Verdict['notes'] = [];
   const note = (about: Verdict['notes'][number]['about'], isBad: boolean, text: string) => (isBad ? bad : rest).push({ about, severity: isBad ? 'bad' : 'info', text });
@@ -150,6 +151,11 @@ export function judge(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'
       const figures = VERDICT_METRICS.map((k) => `${k} ${diffText(ft.metrics[k].diff)}`).join(', ');
       const what = { better: 'better than', worse: 'WORSE than', 'no difference': 'not distinguishable from' }[o];
       note('evalSet', o === 'worse', `Fine-tuned is ${what} base on the ${label}: ${figures}, n = ${ft.n}.`);
+    }
+    const versus = lexicalStanding(m, set);
+    if (versus) {
+      lexical[set] = versus.standing;
+      note('lexical', versus.standing.versusBm25 === 'worse', versus.text);
     }
     const reranked = orderSystems(Object.keys(table)).filter((s) => s.includes('+rerank@'));
     if (reranked.length === 0) continue;
@@ -195,7 +201,30 @@ export function judge(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'
   }
   const outcomes = Object.values(finetuned);
   const overall = outcomes.length === 0 ? null : outcomes.includes('worse') ? 'worse' : outcomes.includes('better') ? 'better' : 'no difference';
-  return { finetuned, overall, baselines, ...(dev ? { dev } : {}), notes: [...bad, ...rest] };
+  return { finetuned, overall, baselines, ...(dev ? { dev } : {}), ...(Object.keys(lexical).length ? { lexical } : {}), notes: [...bad, ...rest] };
+}
+
+/**
+ * The model the run hands over (fine-tuned, else base) against BM25, which needs no model, and its
+ * hybrid with BM25 against BM25; with the sentence that says so.
+ */
+function lexicalStanding(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'>, set: EvalSetName): { standing: NonNullable<Verdict['lexical']>[EvalSetName] & object; text: string } | undefined {
+  const model = m[set]?.['finetuned'] ? 'finetuned' : 'base';
+  const cmp = findComparison(m, set, 'bm25', model);
+  if (!cmp) return undefined;
+  const label = SET_LABEL[set];
+  const name = model === 'finetuned' ? 'The fine-tuned model' : 'The base model';
+  const o = outcomeOf(cmp);
+  const what = { better: 'better than', worse: 'WORSE than', 'no difference': 'not distinguishable from' }[o];
+  const figures = VERDICT_METRICS.map((k) => `${k} ${fmt(m[set]!['bm25']![k].value)} → ${fmt(m[set]![model]![k].value)}`).join(', ');
+  let text = `${name} is ${what} lexical search with no model (bm25) on the ${label}: ${figures}, ${model} − bm25 accuracy@1 ${diffText(cmp.metrics['accuracy@1'].diff)}.`;
+  const hybrid = findComparison(m, set, 'bm25', `${model}+bm25`);
+  const ho = hybrid && outcomeOf(hybrid);
+  if (hybrid && ho) {
+    const hwhat = { better: 'beats', worse: 'is worse than', 'no difference': 'cannot be told apart from' }[ho];
+    text += ` Fused with BM25 (${model}+bm25) it ${hwhat} bm25: accuracy@1 ${fmt(m[set]![`${model}+bm25`]!['accuracy@1'].value)}, ${diffText(hybrid.metrics['accuracy@1'].diff)}.`;
+  }
+  return { standing: { model, versusBm25: o, ...(ho ? { hybridVersusBm25: ho } : {}) }, text };
 }
 
 /** The verdict's entries for a stage's stats: short keys whose values a person and a script can read. */
@@ -203,6 +232,10 @@ export function verdictStats(v: Verdict): Record<string, string> {
   const out: Record<string, string> = {};
   if (v.overall) out['verdict'] = v.overall;
   for (const [where, o] of Object.entries(v.finetuned)) out[`verdict.${where}`] = o;
+  for (const [set, l] of Object.entries(v.lexical ?? {})) {
+    out[`vsBm25.${set}`] = l.versusBm25;
+    if (l.hybridVersusBm25) out[`hybridVsBm25.${set}`] = l.hybridVersusBm25;
+  }
   for (const [set, systems] of Object.entries(v.baselines)) {
     for (const [system, status] of Object.entries(systems ?? {})) if (status !== 'valid') out[`baseline.${set}.${system}`] = status;
   }

@@ -40,8 +40,8 @@ describe('evaluate', () => {
       inputs: { base: model, chunks, evalQueries, evalQuestions },
     });
     const m = await metricsOf(digest);
-    expect(Object.keys(m.generated!)).toEqual(['base']);
-    expect(Object.keys(m.human!)).toEqual(['base']);
+    expect(Object.keys(m.generated!)).toEqual(['base', 'bm25', 'base+bm25']);
+    expect(Object.keys(m.human!)).toEqual(['base', 'bm25', 'base+bm25']);
     for (const set of [m.generated!, m.human!]) {
       const b = set['base']!;
       for (const name of METRIC_NAMES) {
@@ -64,6 +64,11 @@ describe('evaluate', () => {
     expect(([1, 5, 10, 50] as const).filter((k) => human[`recall@${k}`]!.value < human[`accuracy@${k}`].value).length).toBeGreaterThan(0);
     // A query that is a chunk's own first sentence is easy even for the base model.
     expect(m.generated!['base']!['accuracy@10'].value).toBeGreaterThan(0.5);
+    // BM25 finds these Japanese questions by the words they share with their passage, which an
+    // English base model cannot read: the verdict says the base loses to lexical search.
+    expect(m.human!['bm25']!['accuracy@1'].value).toBeGreaterThan(m.human!['base']!['accuracy@1'].value + 0.3);
+    expect(m.verdict.lexical?.human).toMatchObject({ model: 'base', versusBm25: 'worse' });
+    expect(stats['vsBm25.human']).toBe('worse');
     expect(m.meta.evalSets).toMatchObject({ generated: { queries: 30 }, human: { queries: 87 } });
     expect(m.latency['embed+search'].base!.n).toBe(117);
     expect(m.latency['embed+search'].base!.p50).toBeGreaterThan(0);
@@ -74,7 +79,9 @@ describe('evaluate', () => {
 
     const where = (await store.open(digest)).file(PER_QUERY_FILE);
     const t = await readParquet(where);
-    expect(t.numRows).toBe(117);
+    // One row per system (base, bm25, base+bm25) and query.
+    expect(t.numRows).toBe(3 * 117);
+    expect(new Set(stringColumn(t, 'system', where))).toEqual(new Set(['base', 'bm25', 'base+bm25']));
     expect(new Set(stringColumn(t, 'query_id', where).filter((q) => q.startsWith('q')))).toHaveLength(87);
   });
 
@@ -93,8 +100,9 @@ describe('evaluate', () => {
     expect(b.human).toEqual(a.human);
     const where = (await store.open(sampled.digest)).file(PER_QUERY_FILE);
     const column = (await readParquet(where)).getChild('latency_ms')!;
-    expect(column.length).toBe(117);
-    expect(column.nullCount).toBe(107);
+    // base, bm25 and base+bm25 per query; only base's embed+search is timed, and only for the sample.
+    expect(column.length).toBe(3 * 117);
+    expect(column.nullCount).toBe(107 + 2 * 117);
   });
 
   it('identical base and fine-tuned models: no difference, and the quality gate fails after publishing', async () => {

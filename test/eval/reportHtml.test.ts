@@ -5,7 +5,7 @@ import type { MetricTable, MetricsJson, PairedComparison } from '../../activitie
 import { renderReportHtml } from '../../activities/evaluation/reportHtml.ts';
 import type { ReportData } from '../../activities/evaluation/reportModel.ts';
 import { renderSummaryMd } from '../../activities/evaluation/summaryMd.ts';
-import { devCheckOf, judge } from '../../activities/evaluation/verdict.ts';
+import { devCheckOf, judge, verdictStats } from '../../activities/evaluation/verdict.ts';
 
 const EVIL = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'&';
 const D = 'a'.repeat(64);
@@ -209,5 +209,42 @@ describe('report rendering', () => {
     expect(html).toContain(`<li class="bad">${esc(text)}</li>`);
     expect(html).not.toContain('fine-tuned alone is better than');
     expect(html).toMatch(/<tr class="flag">.*?base\+rerank@50.*?not a meaningful baseline/);
+  });
+  it('a model that lexical search (BM25, no model) beats is said so in red, with what its hybrid with BM25 does', () => {
+    const lose = { diff: { value: -0.15, lo: -0.18, hi: -0.12 }, pValue: 0.001, significant: true };
+    const win = { diff: { value: 0.02, lo: 0.01, hi: 0.03 }, pValue: 0.001, significant: true };
+    const all = (d: typeof diff) => Object.fromEntries(METRIC_NAMES.map((k) => [k, d])) as PairedComparison['metrics'];
+    const m: MetricsJson = {
+      ...metrics,
+      human: { base: table(0.64), finetuned: table(0.63), bm25: table(0.79), 'base+bm25': table(0.8), 'finetuned+bm25': table(0.81) },
+      pairedTests: {
+        human: [
+          { a: 'base', b: 'finetuned', n: 100, metrics: diffs },
+          { a: 'bm25', b: 'finetuned', n: 100, metrics: all(lose) },
+          { a: 'bm25', b: 'finetuned+bm25', n: 100, metrics: all(win) },
+        ],
+      },
+    };
+    const v = judge(m);
+    expect(v.lexical).toEqual({ human: { model: 'finetuned', versusBm25: 'worse', hybridVersusBm25: 'better' } });
+    const text =
+      'The fine-tuned model is WORSE than lexical search with no model (bm25) on the human-written questions: accuracy@1 0.790 → 0.630, ' +
+      'ndcg@10 0.790 → 0.630, finetuned − bm25 accuracy@1 −15.00 pts (95% CI −18.00 pts … −12.00 pts). ' +
+      'Fused with BM25 (finetuned+bm25) it beats bm25: accuracy@1 0.810, +2.00 pts (95% CI +1.00 pts … +3.00 pts).';
+    expect(v.notes[0]).toEqual({ about: 'lexical', severity: 'bad', text });
+    expect(verdictStats(v)).toMatchObject({ 'vsBm25.human': 'worse', 'hybridVsBm25.human': 'better' });
+    expect(renderSummaryMd(m, v)).toContain(`- **${text}**`);
+    expect(renderSummaryMd(m, v)).toMatch(/\| base \|[^\n]*\n\| finetuned \|[^\n]*\n\| bm25 \|[^\n]*\n\| base\+bm25 \|/);
+    expect(renderReportHtml({ ...data, metrics: m, verdict: v })).toContain(`<li class="bad">${esc(text)}</li>`);
+
+    // Without a fine-tuned model the base is what is judged; a model that beats BM25 is not a bad note.
+    const baseOnly: MetricsJson = {
+      ...metrics,
+      human: { base: table(0.9), bm25: table(0.5) },
+      pairedTests: { human: [{ a: 'bm25', b: 'base', n: 100, metrics: diffs }] },
+    };
+    const b = judge(baseOnly);
+    expect(b.lexical).toEqual({ human: { model: 'base', versusBm25: 'better' } });
+    expect(b.notes.find((n) => n.about === 'lexical')).toMatchObject({ severity: 'info', text: expect.stringMatching(/^The base model is better than lexical search/) });
   });
 });

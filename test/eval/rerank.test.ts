@@ -84,7 +84,7 @@ describe('evaluate with a reranker', () => {
     });
     const m = await readMetrics(await store.open(digest));
     const g = m.generated!;
-    expect(Object.keys(g).sort()).toEqual(['base', 'base+rerank@10', 'base+rerank@5', 'finetuned', 'finetuned+rerank@10']);
+    expect(Object.keys(g).sort()).toEqual(['base', 'base+bm25', 'base+rerank@10', 'base+rerank@5', 'bm25', 'finetuned', 'finetuned+bm25', 'finetuned+rerank@10']);
     expect(m.meta.evalSets.generated).toMatchObject({ queries: 20, reranked: 12 });
     // Reranking permutes the top N only: which queries have a relevant chunk in the top N is unchanged.
     // (Compared on the same 12 queries: the paired test of base+rerank@10 vs base.)
@@ -176,7 +176,7 @@ describe('prepareReranker', () => {
       inputs: { base: model, chunks, evalQueries, reranker: prepared },
     });
     const m = await readMetrics(await store.open(digest));
-    expect(Object.keys(m.generated!).sort()).toEqual(['base', 'base+rerank@5']);
+    expect(Object.keys(m.generated!).sort()).toEqual(['base', 'base+bm25', 'base+rerank@5', 'bm25']);
     expect(m.meta.models['reranker']).toMatchObject({ name: 'my-reranker', digest: prepared });
     expect(m.latency.rerank['rerank@5']?.n).toBe(4);
   });
