@@ -191,7 +191,8 @@ function buildProgram(argv: string[], done: (code: number) => void): Command {
     .description('the chunks a run\'s models rank first for a question')
     .option('--k <n>', 'chunks per model', wholeNumber, 5)
     .option('--json', 'the hits as one JSON line')
-    .action(async (target: string, question: string, opts: { k: number; json?: boolean }) => done(await cmdSearch(target, question, opts)));
+    .option('--lexical', 'also BM25 (no model) and the last model fused with it, as the evaluation scores them')
+    .action(async (target: string, question: string, opts: { k: number; json?: boolean; lexical?: boolean }) => done(await cmdSearch(target, question, opts)));
   program
     .command('serve')
     .argument('<target>', 'a model digest, or a run id (its fine-tuned model, else its base model)')

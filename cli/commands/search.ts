@@ -7,6 +7,7 @@ import { resolveTarget } from '../modelTargets.ts';
 export interface SearchFlags {
   k: number;
   json?: boolean;
+  lexical?: boolean;
 }
 
 export async function cmdSearch(target: string, question: string, flags: SearchFlags): Promise<number> {
@@ -20,7 +21,7 @@ export async function cmdSearch(target: string, question: string, flags: SearchF
   const models: SearchModel[] = [];
   if (t.base) models.push({ label: 'base', digest: t.base });
   if (t.finetuned) models.push({ label: t.base ? 'fine-tuned' : 'model', digest: t.finetuned });
-  const results = await searchChunks(store, { models, chunks: t.chunks, question, k: flags.k });
+  const results = await searchChunks(store, { models, chunks: t.chunks, question, k: flags.k, lexical: flags.lexical });
   if (flags.json) process.stdout.write(`${JSON.stringify({ question, chunks: t.chunks, models: results })}\n`);
   else process.stdout.write(`${sideBySide(results, process.stdout.columns ?? 120).join('\n')}\n`);
   return 0;

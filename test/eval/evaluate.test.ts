@@ -67,7 +67,7 @@ describe('evaluate', () => {
     // BM25 finds these Japanese questions by the words they share with their passage, which an
     // English base model cannot read: the verdict says the base loses to lexical search.
     expect(m.human!['bm25']!['accuracy@1'].value).toBeGreaterThan(m.human!['base']!['accuracy@1'].value + 0.3);
-    expect(m.verdict.lexical?.human).toMatchObject({ model: 'base', versusBm25: 'worse' });
+    expect(m.verdict?.lexical?.human).toMatchObject({ model: 'base', versusBm25: 'worse' });
     expect(stats['vsBm25.human']).toBe('worse');
     expect(m.meta.evalSets).toMatchObject({ generated: { queries: 30 }, human: { queries: 87 } });
     expect(m.latency['embed+search'].base!.n).toBe(117);

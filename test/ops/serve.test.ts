@@ -91,6 +91,12 @@ describe('embedflow search', () => {
     expect(res.code, res.stderr).toBe(0);
     expect(res.json.chunks).toBe(chunks);
     expect(res.json.models[0].hits[0].chunkId).toBe('doc2#0');
+    // --lexical: BM25 alone and the last model fused with it, beside the models.
+    const lexical = await cli(['search', trained, QUERIES[2]!, '--k', '2', '--json', '--lexical'], env);
+    expect(lexical.code, lexical.stderr).toBe(0);
+    expect(lexical.json.models.map((m: { label: string }) => m.label)).toEqual(['model', 'bm25', 'model+bm25']);
+    expect(lexical.json.models[1].hits[0].chunkId).toBe('doc2#0');
+    expect(lexical.json.models[2].hits[0].chunkId).toBe('doc2#0');
     const text = await cli(['search', trained, QUERIES[2]!, '--k', '1'], env);
     expect(text.stdout).toContain('doc2#0');
     expect(text.stdout).toContain('Sourdough bread rises');
