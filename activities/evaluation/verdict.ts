@@ -222,7 +222,8 @@ function lexicalStanding(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTes
   const ho = hybrid && outcomeOf(hybrid);
   if (hybrid && ho) {
     const hwhat = { better: 'beats', worse: 'is worse than', 'no difference': 'cannot be told apart from' }[ho];
-    text += ` Fused with BM25 (${model}+bm25) it ${hwhat} bm25: accuracy@1 ${fmt(m[set]![`${model}+bm25`]!['accuracy@1'].value)}, ${diffText(hybrid.metrics['accuracy@1'].diff)}.`;
+    const fused = m[set]![`${model}+bm25`]!;
+    text += ` Fused with BM25 (${model}+bm25) it ${hwhat} bm25: ${VERDICT_METRICS.map((k) => `${k} ${fmt(fused[k].value)}, ${diffText(hybrid.metrics[k].diff)}`).join('; ')}.`;
   }
   return { standing: { model, versusBm25: o, ...(ho ? { hybridVersusBm25: ho } : {}) }, text };
 }

@@ -230,7 +230,8 @@ describe('report rendering', () => {
     const text =
       'The fine-tuned model is WORSE than lexical search with no model (bm25) on the human-written questions: accuracy@1 0.790 → 0.630, ' +
       'ndcg@10 0.790 → 0.630, finetuned − bm25 accuracy@1 −15.00 pts (95% CI −18.00 pts … −12.00 pts). ' +
-      'Fused with BM25 (finetuned+bm25) it beats bm25: accuracy@1 0.810, +2.00 pts (95% CI +1.00 pts … +3.00 pts).';
+      'Fused with BM25 (finetuned+bm25) it beats bm25: accuracy@1 0.810, +2.00 pts (95% CI +1.00 pts … +3.00 pts); ' +
+      'ndcg@10 0.810, +2.00 pts (95% CI +1.00 pts … +3.00 pts).';
     expect(v.notes[0]).toEqual({ about: 'lexical', severity: 'bad', text });
     expect(verdictStats(v)).toMatchObject({ 'vsBm25.human': 'worse', 'hybridVsBm25.human': 'better' });
     expect(renderSummaryMd(m, v)).toContain(`- **${text}**`);
