@@ -109,6 +109,18 @@ export default definePipeline({
     expect(missing.stderr).toContain(`npm install not-installed-anywhere\` in ${dir}`);
   });
 
+  it("'embedflow/lexical' fuses a model's scores with BM25 as the README shows", async () => {
+    const { Bm25Index, fuseStandardized } = await import('embedflow/lexical');
+    const chunks = ['奈良の大仏は高さ約15メートル。', '東京は日本の首都。', '京都には金閣寺がある。'];
+    const question = '大仏の高さは?';
+    const cosines = Float32Array.from([0.80, 0.82, 0.79]); // a model that ranks the wrong chunk first
+    // The README's snippet:
+    const bm25 = new Bm25Index(chunks);
+    const scores = fuseStandardized(cosines, bm25.scores(question));
+    const best = [...scores.keys()].sort((a, b) => scores[b]! - scores[a]!).slice(0, 10);
+    expect(best[0]).toBe(0);
+  });
+
   it("the code fingerprint follows imports through 'embedflow' into its source", async () => {
     // A stand-in package named embedflow, so the test can edit its source without touching the repo.
     const pkg = await scratchDir('ef-pkg-');
