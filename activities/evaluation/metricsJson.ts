@@ -126,11 +126,13 @@ export const Verdict = z.object({
    * model ('bm25'), and its hybrid with BM25 against BM25: the bar a user clears without embedflow.
    */
   lexical: z.partialRecord(EvalSetName, z.object({ model: SystemName, versusBm25: Outcome, hybridVersusBm25: Outcome.optional() })).optional(),
+  /** Per eval set, the system with the highest accuracy@1 (then nDCG@10) among those scored on every query. */
+  best: z.partialRecord(EvalSetName, SystemName).optional(),
   /** The verdict in plain sentences, the worst news ('bad') first. */
   notes: z.array(
     z.object({
-      /** What the sentence judges: fine-tuned on an eval set, fine-tuned on the dev split, a reranked baseline, or the model against BM25. */
-      about: z.enum(['evalSet', 'dev', 'baseline', 'lexical']),
+      /** What the sentence judges: fine-tuned on an eval set, fine-tuned on the dev split, a reranked baseline, the model against BM25, or the best system. */
+      about: z.enum(['evalSet', 'dev', 'baseline', 'lexical', 'best']),
       severity: z.enum(['bad', 'info']),
       text: z.string(),
     }),

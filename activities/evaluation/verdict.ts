@@ -137,6 +137,7 @@ export function judge(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'
   const finetuned: Verdict['finetuned'] = {};
   const baselines: Verdict['baselines'] = {};
   const lexical: NonNullable<Verdict['lexical']> = {};
+  const best: NonNullable<Verdict['best']> = {};
   const bad: Verdict['notes'] = [];
   const rest: Verdict['notes'] = [];
   const note = (about: Verdict['notes'][number]['about'], isBad: boolean, text: string) => (isBad ? bad : rest).push({ about, severity: isBad ? 'bad' : 'info', text });
@@ -151,6 +152,12 @@ export function judge(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'
       const figures = VERDICT_METRICS.map((k) => `${k} ${diffText(ft.metrics[k].diff)}`).join(', ');
       const what = { better: 'better than', worse: 'WORSE than', 'no difference': 'not distinguishable from' }[o];
       note('evalSet', o === 'worse', `Fine-tuned is ${what} base on the ${label}: ${figures}, n = ${ft.n}.`);
+    }
+    const top = bestSystem(m, set);
+    if (top) {
+      best[set] = top;
+      const t = table[top]!;
+      note('best', false, `Best on the ${label}: ${top}, accuracy@1 ${fmt(t['accuracy@1'].value)} (${fmt(t['accuracy@1'].lo)}–${fmt(t['accuracy@1'].hi)}), nDCG@10 ${fmt(t['ndcg@10'].value)}.`);
     }
     const versus = lexicalStanding(m, set);
     if (versus) {
@@ -202,7 +209,20 @@ export function judge(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'
   }
   const outcomes = Object.values(finetuned);
   const overall = outcomes.length === 0 ? null : outcomes.includes('worse') ? 'worse' : outcomes.includes('better') ? 'better' : 'no difference';
-  return { finetuned, overall, baselines, ...(dev ? { dev } : {}), ...(Object.keys(lexical).length ? { lexical } : {}), notes: [...bad, ...rest] };
+  return { finetuned, overall, baselines, ...(dev ? { dev } : {}), ...(Object.keys(lexical).length ? { lexical } : {}), ...(Object.keys(best).length ? { best } : {}), notes: [...bad, ...rest] };
+}
+
+/** The system with the highest accuracy@1 (ties: nDCG@10, then reading order) of those scored on every query of the set. */
+export function bestSystem(m: Pick<MetricsJson, 'generated' | 'human' | 'meta'>, set: EvalSetName): string | undefined {
+  const table = m[set];
+  if (!table) return undefined;
+  const whole = orderSystems(Object.keys(table)).filter((s) => !scoredOn(m, set, s).sampled);
+  const score = (s: string) => [table[s]!['accuracy@1'].value, table[s]!['ndcg@10'].value] as const;
+  return whole.reduce<string | undefined>((a, s) => {
+    if (a === undefined) return s;
+    const [x, y] = [score(a), score(s)];
+    return y[0] > x[0] || (y[0] === x[0] && y[1] > x[1]) ? s : a;
+  }, undefined);
 }
 
 /**
@@ -234,6 +254,7 @@ export function verdictStats(v: Verdict): Record<string, string> {
   const out: Record<string, string> = {};
   if (v.overall) out['verdict'] = v.overall;
   for (const [where, o] of Object.entries(v.finetuned)) out[`verdict.${where}`] = o;
+  for (const [set, system] of Object.entries(v.best ?? {})) out[`best.${set}`] = system;
   for (const [set, l] of Object.entries(v.lexical ?? {})) {
     out[`vsBm25.${set}`] = l.versusBm25;
     if (l.hybridVersusBm25) out[`hybridVsBm25.${set}`] = l.hybridVersusBm25;

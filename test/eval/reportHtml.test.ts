@@ -5,7 +5,7 @@ import type { MetricTable, MetricsJson, PairedComparison } from '../../activitie
 import { renderReportHtml } from '../../activities/evaluation/reportHtml.ts';
 import type { ReportData } from '../../activities/evaluation/reportModel.ts';
 import { renderSummaryMd } from '../../activities/evaluation/summaryMd.ts';
-import { devCheckOf, judge, verdictStats } from '../../activities/evaluation/verdict.ts';
+import { bestSystem, devCheckOf, judge, verdictStats } from '../../activities/evaluation/verdict.ts';
 
 const EVIL = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'&';
 const D = 'a'.repeat(64);
@@ -173,6 +173,8 @@ describe('report rendering', () => {
     };
     const v = judge(m);
     expect(v.baselines.human).toEqual({ 'base+rerank@50': 'too few queries' });
+    // A system scored on a sample is never the best, however high its figures.
+    expect(bestSystem({ ...m, human: { ...m.human!, 'base+rerank@50': table(0.99) } }, 'human')).toBe('finetuned');
     const md = renderSummaryMd(m);
     expect(md).toContain('| base+rerank@50 | 0.000 (n=1: too few to judge) |');
     expect(md).toContain('- base+rerank@50 was scored on 1 human-written questions only: too few to judge');
@@ -233,7 +235,9 @@ describe('report rendering', () => {
       'Fused with BM25 (finetuned+bm25) it beats bm25: accuracy@1 0.810, +2.00 pts (95% CI +1.00 pts … +3.00 pts); ' +
       'ndcg@10 0.810, +2.00 pts (95% CI +1.00 pts … +3.00 pts).';
     expect(v.notes[0]).toEqual({ about: 'lexical', severity: 'bad', text });
-    expect(verdictStats(v)).toMatchObject({ 'vsBm25.human': 'worse', 'hybridVsBm25.human': 'better' });
+    expect(verdictStats(v)).toMatchObject({ 'vsBm25.human': 'worse', 'hybridVsBm25.human': 'better', 'best.human': 'finetuned+bm25' });
+    expect(v.best).toEqual({ human: 'finetuned+bm25' });
+    expect(v.notes).toContainEqual({ about: 'best', severity: 'info', text: 'Best on the human-written questions: finetuned+bm25, accuracy@1 0.810 (0.760–0.860), nDCG@10 0.810.' });
     expect(renderSummaryMd(m, v)).toContain(`- **${text}**`);
     expect(renderSummaryMd(m, v)).toMatch(/\| base \|[^\n]*\n\| finetuned \|[^\n]*\n\| bm25 \|[^\n]*\n\| base\+bm25 \|/);
     expect(renderReportHtml({ ...data, metrics: m, verdict: v })).toContain(`<li class="bad">${esc(text)}</li>`);
