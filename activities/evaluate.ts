@@ -18,7 +18,8 @@ import {
   type PairedComparison,
   type SetMetrics,
 } from './evaluation/metricsJson.ts';
-import { LEXICAL, lexicalIndex, rankLexically } from './evaluation/lexicalRankings.ts';
+import { rankLexically } from './evaluation/lexicalRankings.ts';
+import { Bm25Index } from './lexical/bm25.ts';
 import { type ModelRankings, rankWithModel } from './evaluation/modelRankings.ts';
 import { perQueryTable } from './evaluation/perQueryTable.ts';
 import { orderSystems } from './evaluation/reportModel.ts';
@@ -119,8 +120,8 @@ export const evaluate = defineStage({
     const scores = new Map<EvalSetName, Map<string, SystemScores>>(sets.map((s) => [s.name, new Map()]));
     const latency: LatencyTable = { 'embed+search': {}, rerank: {} };
     const ranked: Partial<Record<'base' | 'finetuned', ModelRankings>> = {};
-    const lexical = p.lexical ? lexicalIndex(corpus) : undefined;
-    if (lexical) for (const [set, s] of rankLexically(lexical, corpus, sets)) scores.get(set)!.set(LEXICAL, s);
+    const lexical = p.lexical ? new Bm25Index(corpus.texts) : undefined;
+    if (lexical) for (const [set, s] of rankLexically(lexical, corpus, sets)) scores.get(set)!.set(s.system, s);
     for (const { role, model } of models) {
       const { variant, batchSize, latencyQueries, seed } = p;
       const r = await rankWithModel({ role, model, corpus, sets, variant, batchSize, latencyQueries, seed, store: ctx.store, signal: ctx.signal, tick, lexical });

@@ -113,6 +113,10 @@ export const DevCheck = z.object({
 });
 export type DevCheck = z.infer<typeof DevCheck>;
 
+/** The model a run hands over (fine-tuned, else base) against BM25, and its hybrid with BM25 against BM25. */
+export const LexicalStanding = z.object({ model: SystemName, versusBm25: Outcome, hybridVersusBm25: Outcome.optional() });
+export type LexicalStanding = z.infer<typeof LexicalStanding>;
+
 export const Verdict = z.object({
   /** Fine-tuned vs base per eval set (paired 95% CI of accuracy@1 and ndcg@10) and on the training dev split. */
   finetuned: z.partialRecord(z.enum([...EVAL_SETS, 'dev']), Outcome),
@@ -125,7 +129,7 @@ export const Verdict = z.object({
    * Per eval set, the model the run hands over (fine-tuned, else base) against lexical search with no
    * model ('bm25'), and its hybrid with BM25 against BM25: the bar a user clears without embedflow.
    */
-  lexical: z.partialRecord(EvalSetName, z.object({ model: SystemName, versusBm25: Outcome, hybridVersusBm25: Outcome.optional() })).optional(),
+  lexical: z.partialRecord(EvalSetName, LexicalStanding).optional(),
   /** Per eval set, the system with the highest accuracy@1 (then nDCG@10) among those scored on every query. */
   best: z.partialRecord(EvalSetName, SystemName).optional(),
   /** The verdict in plain sentences, the worst news ('bad') first. */

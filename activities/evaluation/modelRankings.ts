@@ -6,10 +6,10 @@ import { seededSample } from './bootstrap.ts';
 import { type Corpus, type EvalSet, allIndices } from './evalSets.ts';
 import type { Bm25Index } from '../lexical/bm25.ts';
 import { type LatencySummary, summarizeLatency } from './latency.ts';
-import { rankHybrid } from './lexicalRankings.ts';
+import { hybridRanker } from './lexicalRankings.ts';
 import { RANKING_DEPTH } from './metrics.ts';
 import type { EvalSetName } from './metricsJson.ts';
-import { ExactIndex } from './search.ts';
+import { ExactIndex, topK } from './search.ts';
 import { type SystemScores, scoreRankings } from './summary.ts';
 
 /** Untimed runs before measuring, so one-time costs (graph warm-up, JIT) stay out of the percentiles. */
@@ -107,14 +107,20 @@ export async function rankWithModel(job: ModelRankingJob): Promise<ModelRankings
     const scores = new Map<EvalSetName, SystemScores>();
     const hybridScores = new Map<EvalSetName, SystemScores>();
     const candidates = new Map<EvalSetName, Int32Array[]>();
+    const hybrid = job.lexical && hybridRanker(job.lexical, corpus);
     sets.forEach((set, si) => {
       const vectors = queryVectors[si]!;
-      const vector = (i: number) => vectors.subarray(i * dim, (i + 1) * dim);
-      const top = set.texts.map((_, i) => index.search(vector(i), RANKING_DEPTH).indices);
+      const hybridRankings: string[][] = [];
+      // Each query's cosines over the corpus once: its top 100, and (with BM25) the hybrid's ranking.
+      const top = set.texts.map((text, i) => {
+        const cosines = index.scores(vectors.subarray(i * dim, (i + 1) * dim));
+        if (hybrid) hybridRankings.push(hybrid(text, cosines));
+        return topK(cosines, Math.min(RANKING_DEPTH, index.size)).indices;
+      });
       candidates.set(set.name, top);
       const rankings = top.map((t) => Array.from(t, (j) => corpus.ids[j]!));
       scores.set(set.name, scoreRankings(role, rankings, set.relevant, allIndices(set), timed[si]!));
-      if (job.lexical) hybridScores.set(set.name, rankHybrid(role, job.lexical, corpus, set, (i) => index.scores(vector(i))));
+      if (hybrid) hybridScores.set(set.name, scoreRankings(`${role}+bm25`, hybridRankings, set.relevant, allIndices(set), null));
     });
     return {
       model: { name: enc.info.name, digest: job.model.digest, variant: job.variant },

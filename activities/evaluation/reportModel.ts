@@ -62,11 +62,18 @@ export interface ExampleQuery {
 /** Lists of example queries for one eval set: 'Most improved by fine-tuning', 'Misses', 'Sample'... */
 export type ExampleSection = Array<{ label: string; queries: ExampleQuery[] }>;
 
+/** BM25 and the hybrids: their place in the reading order, and their colour. */
+const LEXICAL_SYSTEMS: Record<string, { order: number; color: string }> = {
+  bm25: { order: 2, color: '#16a34a' },
+  'base+bm25': { order: 3, color: '#0d9488' },
+  'finetuned+bm25': { order: 4, color: '#0891b2' },
+};
+
 /** Systems in a fixed reading order: base, fine-tuned, BM25 and the hybrids, then rerankers by depth. */
 export function orderSystems(names: Iterable<string>): string[] {
-  const lexical: Record<string, number> = { bm25: 2, 'base+bm25': 3, 'finetuned+bm25': 4 };
   const key = (s: string) => {
-    if (s in lexical) return lexical[s]!;
+    const lexical = LEXICAL_SYSTEMS[s];
+    if (lexical) return lexical.order;
     const m = /^(base|finetuned)(?:\+rerank@(\d+))?$/.exec(s);
     return m ? (m[2] ? 5 + (m[1] === 'finetuned' ? 1000 : 0) + Number(m[2]) / 1000 : m[1] === 'base' ? 0 : 1) : 9999;
   };
@@ -79,8 +86,8 @@ const RERANK_FT = ['#8b5cf6', '#7c3aed', '#6d28d9'];
 export function colorOf(system: string, all: string[]): string {
   if (system === 'base') return '#6b7280';
   if (system === 'finetuned') return '#2563eb';
-  const lexical: Record<string, string> = { bm25: '#16a34a', 'base+bm25': '#0d9488', 'finetuned+bm25': '#0891b2' };
-  if (system in lexical) return lexical[system]!;
+  const lexical = LEXICAL_SYSTEMS[system];
+  if (lexical) return lexical.color;
   const group = all.filter((s) => s.startsWith(system.split('+')[0]!) && s.includes('+rerank@'));
   const i = Math.max(0, group.indexOf(system));
   return system.startsWith('base') ? RERANK_BASE[i % RERANK_BASE.length]! : RERANK_FT[i % RERANK_FT.length]!;

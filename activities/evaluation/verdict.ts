@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { fmt, pts } from './html.ts';
-import type { BaselineStatus, DevCheck, EvalSetName, MetricsJson, Outcome, PairedComparison, Verdict } from './metricsJson.ts';
+import type { BaselineStatus, DevCheck, EvalSetName, LexicalStanding, MetricsJson, Outcome, PairedComparison, Verdict } from './metricsJson.ts';
 import { EVAL_SETS } from './metricsJson.ts';
 import type { MetricName, StableMetricName } from './metrics.ts';
 import { SET_LABEL, findComparison, orderSystems } from './reportModel.ts';
@@ -229,7 +229,7 @@ export function bestSystem(m: Pick<MetricsJson, 'generated' | 'human' | 'meta'>,
  * The model the run hands over (fine-tuned, else base) against BM25, which needs no model, and its
  * hybrid with BM25 against BM25; with the sentence that says so.
  */
-function lexicalStanding(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'>, set: EvalSetName): { standing: NonNullable<Verdict['lexical']>[EvalSetName] & object; text: string } | undefined {
+function lexicalStanding(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'>, set: EvalSetName): { standing: LexicalStanding; text: string } | undefined {
   const model = m[set]?.['finetuned'] ? 'finetuned' : 'base';
   const cmp = findComparison(m, set, 'bm25', model);
   if (!cmp) return undefined;
