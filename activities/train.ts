@@ -6,6 +6,7 @@ import { InvalidInputError } from '../core/errors.ts';
 import { UNKNOWN_FACTS, readCardFacts, writeModelCard } from './models/modelCard.ts';
 import { latestCheckpoint, removeIncompleteCheckpoints } from './training/checkpoints.ts';
 import { TrainParams, kernelArgs } from './training/kernelArgs.ts';
+import { resolveLossScale } from './training/lossScale.ts';
 import type { DoneLine, KernelLine } from './training/kernelLines.ts';
 import { runKernel } from './training/runKernel.ts';
 import { modelShape, trainingNeeds } from './resourceEstimates.ts';
@@ -70,6 +71,10 @@ export const train = defineStage({
       });
     }
 
+    const baseFacts = (await readCardFacts(ctx.inputs.model.dir)) ?? UNKNOWN_FACTS;
+    const lossScale = resolveLossScale(p.scale, { baseModel: baseFacts.baseModel, name: base.name });
+    ctx.log.info(`loss scale ${lossScale.scale} (${lossScale.reason})`);
+
     const checkpointDir = join(ctx.workDir, 'checkpoints');
     for (const path of await removeIncompleteCheckpoints(checkpointDir)) ctx.log.warn(`removed half-written checkpoint ${path}`);
     const resume = await latestCheckpoint(checkpointDir);
@@ -95,6 +100,7 @@ export const train = defineStage({
         source: `fine-tuned from ${base.name} (${ctx.inputs.model.digest.slice(0, 12)}) on dataset ${dataset.digest.slice(0, 12)}`,
         queryPrefix: base.queryPrefix,
         passagePrefix: base.passagePrefix,
+        scale: lossScale.scale,
       },
     );
 
@@ -151,11 +157,21 @@ export const train = defineStage({
     await writeModelCard(ctx.out.dir, {
       info: await readModelInfo(ctx.out.dir),
       // The license and base_model of the model it was fine-tuned from carry over.
-      facts: (await readCardFacts(ctx.inputs.model.dir)) ?? (await readCardFacts(ctx.out.dir)) ?? UNKNOWN_FACTS,
+      facts: baseFacts !== UNKNOWN_FACTS ? baseFacts : ((await readCardFacts(ctx.out.dir)) ?? UNKNOWN_FACTS),
       training: {
         base: { name: base.name, digest: ctx.inputs.model.digest },
         dataset: { digest: dataset.digest, rows: done.rows, droppedRows: done.droppedRows },
-        params: { loss: p.loss, epochs: p.epochs, maxSteps: p.maxSteps, learningRate: p.learningRate, batchSize: p.batchSize, warmupRatio: p.warmupRatio, seed: p.seed },
+        params: {
+          loss: p.loss,
+          scale: lossScale.scale,
+          trainLayers: p.trainLayers,
+          epochs: p.epochs,
+          maxSteps: p.maxSteps,
+          learningRate: p.learningRate,
+          batchSize: p.batchSize,
+          warmupRatio: p.warmupRatio,
+          seed: p.seed,
+        },
         steps: done.step,
         trainLoss: done.trainLoss ?? null,
         ...(done.merge ? { mergeShare: done.merge.share } : {}),
@@ -172,6 +188,8 @@ export const train = defineStage({
       stats: {
         steps: done.step,
         stepsRun: done.stepsExecuted,
+        lossScale: lossScale.scale,
+        ...(p.trainLayers ? { trainLayers: p.trainLayers } : {}),
         resumedFromStep: resume?.step ?? 0,
         ...(done.trainLoss != null ? { trainLoss: round(done.trainLoss, 4) } : {}),
         samplesPerSecond: done.samplesPerSecond ?? 0,

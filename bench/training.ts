@@ -28,6 +28,7 @@ import { LocalStore } from '../artifacts/store.ts';
 import { prepareModel } from '../activities/prepareModel.ts';
 import { train } from '../activities/train.ts';
 import { TrainParams, kernelArgs } from '../activities/training/kernelArgs.ts';
+import { DEFAULT_SCALE } from '../activities/training/lossScale.ts';
 import type { DoneLine } from '../activities/training/kernelLines.ts';
 import { runKernel } from '../activities/training/runKernel.ts';
 import { resolveModelDir } from '../activities/models/resolve.ts';
@@ -164,7 +165,7 @@ async function cpuMode(): Promise<{ report: unknown; figures: Figures }> {
   await runKernel({
     python,
     projectRoot: root,
-    args: kernelArgs(TrainParams.parse({ ...params, maxSteps: 1, checkpointEvery: 1 }), { model: stDir, train: trainPath, outputDir: out }, { name: 'b', source: 'b', queryPrefix: '', passagePrefix: '' }),
+    args: kernelArgs(TrainParams.parse({ ...params, maxSteps: 1, checkpointEvery: 1 }), { model: stDir, train: trainPath, outputDir: out }, { name: 'b', source: 'b', queryPrefix: '', passagePrefix: '', scale: DEFAULT_SCALE }),
     env: process.env,
     signal: new AbortController().signal,
     onLine: () => {},
@@ -227,7 +228,7 @@ async function gpuMode(): Promise<{ report: unknown; figures: Figures }> {
     const done: DoneLine = await runKernel({
       python,
       projectRoot: root,
-      args: kernelArgs(p, { model, train: trainPath, outputDir: join(dir, `${c.loss}-${c.precision}`) }, { name: 'b', source: 'b', queryPrefix: '', passagePrefix: '' }),
+      args: kernelArgs(p, { model, train: trainPath, outputDir: join(dir, `${c.loss}-${c.precision}`) }, { name: 'b', source: 'b', queryPrefix: '', passagePrefix: '', scale: DEFAULT_SCALE }),
       env: process.env,
       signal: new AbortController().signal,
       onLine: (l) => {

@@ -36,13 +36,29 @@ def make_loss(cfg: TrainConfig, model, grad_cache):
     from sentence_transformers.sentence_transformer import losses
 
     if grad_cache is not None:
-        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=grad_cache.mini_batch)
+        return losses.CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=grad_cache.mini_batch)
     if cfg.loss == "gist":
         guide = SentenceTransformer(cfg.guide_model or cfg.model, device=model.device.type, local_files_only=True)
         if cfg.max_seq_length:
             guide.max_seq_length = cfg.max_seq_length
-        return losses.GISTEmbedLoss(model, guide)
-    return losses.MultipleNegativesRankingLoss(model)
+        return losses.GISTEmbedLoss(model, guide, temperature=1.0 / cfg.scale)
+    return losses.MultipleNegativesRankingLoss(model, scale=cfg.scale)
+
+
+def freeze_below_top(auto_model, n: int) -> None:
+    """Only the top n transformer layers learn. The lower layers hold what the base learnt from far more
+    text than a corpus has, and no gradient flows below the first trainable layer, so a step is cheaper too."""
+    encoder = getattr(auto_model, "encoder", None)
+    layers = getattr(encoder, "layer", None) if encoder is not None else getattr(auto_model, "layers", None)
+    if layers is None:
+        raise TrainerConfigError(f"{type(auto_model).__name__} has no encoder.layer or layers list", where="--train-layers", hint="leave --train-layers out to train every layer")
+    if n > len(layers):
+        raise TrainerConfigError(f"the model has {len(layers)} layers, asked to train the top {n}", where="--train-layers", hint=f"use at most {len(layers)}")
+    for p in auto_model.parameters():
+        p.requires_grad_(False)
+    for layer in layers[len(layers) - n:]:
+        for p in layer.parameters():
+            p.requires_grad_(True)
 
 
 def save_final(model, output_dir: str) -> str:
@@ -95,6 +111,8 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         # A multilingual vocabulary is most of a small model's weights (e5-small: 96M of 118M), and a
         # corpus shows few of its tokens: updating them only drifts the rest away from what the base knew.
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
+    if cfg.train_layers:
+        freeze_below_top(model[0].auto_model, cfg.train_layers)
 
     # 2. Data
     train_dataset, dropped = load_pairs(cfg.train, "--train", cfg.num_negatives)

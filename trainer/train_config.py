@@ -50,6 +50,8 @@ class TrainConfig:
     resume_from: str | None
     exit_with_stdin: bool
     freeze_embeddings: bool
+    train_layers: int | None
+    scale: float
     merge_with_base: str
 
 
@@ -97,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-evaluate", dest="evaluate", action="store_false", help="skip the dev-set evaluation")
     p.add_argument("--resume-from", help="checkpoint directory to continue from (optimizer, scheduler and RNG state included)")
     p.add_argument("--freeze-embeddings", action="store_true", help="keep the word-embedding matrix as the base has it")
+    p.add_argument("--train-layers", type=int, help="train only the top N transformer layers; the embeddings and the layers below stay as the base has them")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=20.0,
+        help="similarity scale of the contrastive loss (1 / temperature): 20 is sentence-transformers' default; a base trained at"
+        " another temperature keeps its own (multilingual-e5: 0.01, so 100)",
+    )
     p.add_argument(
         "--merge-with-base",
         default="1",
@@ -159,6 +169,8 @@ def parse_config(argv: list[str]) -> TrainConfig:
     _require(a.keep_checkpoints >= 1, "--keep-checkpoints", f"must be at least 1, got {a.keep_checkpoints}", "use e.g. 2")
     _require(a.logging_steps is None or a.logging_steps >= 1, "--logging-steps", f"must be at least 1, got {a.logging_steps}", "use e.g. 10")
     _require(a.eval_steps is None or a.eval_steps >= 1, "--eval-steps", f"must be at least 1, got {a.eval_steps}", "leave it out to evaluate only at the end")
+    _require(a.train_layers is None or a.train_layers >= 1, "--train-layers", f"must be at least 1, got {a.train_layers}", "leave it out to train every layer")
+    _require(0 < a.scale <= 1000, "--scale", f"must be in (0, 1000], got {a.scale}", "use 20, or 100 for an e5 base")
     _require_dir(a.resume_from, "--resume-from", "trainer_state.json")
     _require(a.merge_with_base == "auto" or _is_share(a.merge_with_base), "--merge-with-base", f"must be 'auto' or a number in [0, 1], got {a.merge_with_base!r}", "use e.g. 0.5 or auto")
     _require(a.merge_with_base != "auto" or a.dev is not None, "--merge-with-base", "'auto' chooses on the dev split, and there is no --dev", "give --dev or a number")

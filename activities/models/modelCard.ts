@@ -40,7 +40,7 @@ export async function readCardFacts(modelDir: string): Promise<CardFacts | undef
 export interface TrainingSummary {
   base: { name: string; digest: string };
   dataset: { digest: string; rows: number; droppedRows: number };
-  params: { loss: string; epochs: number; maxSteps?: number; learningRate: number; batchSize: number; warmupRatio: number; seed: number };
+  params: { loss: string; scale: number; trainLayers?: number; epochs: number; maxSteps?: number; learningRate: number; batchSize: number; warmupRatio: number; seed: number };
   steps: number;
   trainLoss: number | null;
   mergeShare?: number;
@@ -122,7 +122,7 @@ function trainingSection(t: TrainingSummary): string[] {
     `- Base model: \`${t.base.name}\` (artifact \`${t.base.digest}\`)`,
     `- Dataset: artifact \`${t.dataset.digest}\`, ${t.dataset.rows} (query, passage[, negatives]) rows` +
       (t.dataset.droppedRows ? `, ${t.dataset.droppedRows} rows with an empty text left out` : ''),
-    `- Loss: ${p.loss}; ${t.steps} steps (${p.maxSteps !== undefined ? `max ${p.maxSteps}` : `${p.epochs} epoch(s)`}), ` +
+    `- Loss: ${p.loss} at scale ${p.scale}${p.trainLayers ? `, the top ${p.trainLayers} layers trained` : ''}; ${t.steps} steps (${p.maxSteps !== undefined ? `max ${p.maxSteps}` : `${p.epochs} epoch(s)`}), ` +
       `batch size ${p.batchSize}, learning rate ${p.learningRate}, warm-up ${p.warmupRatio}, seed ${p.seed}`,
     `- Final training loss: ${t.trainLoss == null ? 'not reported' : t.trainLoss.toFixed(4)}`,
     ...(t.mergeShare !== undefined ? [`- Merged with the base (WiSE-FT): ${t.mergeShare} of the fine-tuned weights kept`] : []),

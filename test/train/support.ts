@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import type { ArtifactStore } from '../../artifacts/store.ts';
 import { resolveModelDir } from '../../activities/models/resolve.ts';
 import { TrainParams, kernelArgs } from '../../activities/training/kernelArgs.ts';
+import { resolveLossScale } from '../../activities/training/lossScale.ts';
 import type { KernelLine } from '../../activities/training/kernelLines.ts';
 import { runKernel } from '../../activities/training/runKernel.ts';
 import { PROJECT_ROOT } from '../../workers/config.ts';
@@ -45,13 +46,14 @@ export interface TinyRunOptions {
  */
 export async function tinyKernelRun(outputDir: string, params: Record<string, unknown>, opts: TinyRunOptions) {
   const lines: KernelLine[] = [];
+  const parsed = TrainParams.parse({ ...TINY, evaluate: false, ...params });
   const done = await runKernel({
     python: opts.python ?? PYTHON,
     projectRoot: PROJECT_ROOT,
     args: kernelArgs(
-      TrainParams.parse({ ...TINY, evaluate: false, ...params }),
+      parsed,
       { model: opts.model, train: opts.train, dev: opts.dev, outputDir, resumeFrom: opts.resumeFrom },
-      { name: 'tiny-ft', source: 'test', queryPrefix: '', passagePrefix: '' },
+      { name: 'tiny-ft', source: 'test', queryPrefix: '', passagePrefix: '', scale: resolveLossScale(parsed.scale, { baseModel: null, name: 'tiny' }).scale },
     ),
     env: process.env,
     signal: new AbortController().signal,

@@ -226,7 +226,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--train-docs", type=int, default=120, help="articles of the ceiling's training set")
     ap.add_argument("--cut", type=int, default=10)
     ap.add_argument("--cache", required=True)
-    ap.add_argument("--runs", default="ict:0:150:2e-5,human:-:150:2e-5", help="source:half:steps:lr,...")
+    ap.add_argument("--runs", default="ict:0:150:2e-5,human:-:150:2e-5", help="source:half:steps:lr[:scale],... (scale: MNRL's logit scale, 20 = sentence-transformers' default)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -299,8 +299,9 @@ def main(argv: list[str]) -> int:
 
     results = []
     for spec in a.runs.split(","):
-        source, half, steps, lr = spec.split(":")
+        source, half, steps, lr, *rest = spec.split(":")
         steps, lr = int(steps), float(lr)
+        scale = float(rest[0]) if rest else 20.0
         if source == "ict":
             h = int(half)
             allowed = chunk_half == h
@@ -312,7 +313,7 @@ def main(argv: list[str]) -> int:
             judged = [0, 1]
         print(f"run {spec}: {len(pairs)} training pairs", flush=True)
         t0 = time.time()
-        base_state = train(enc, qs, ds, pairs, negs, steps, lr, 32, 0)
+        base_state = train(enc, qs, ds, pairs, negs, steps, lr, 32, 0, scale)
         secs = time.time() - t0
         dv, hv = enc.embed(d_states), enc.embed(h_states)
         for h in judged:
