@@ -103,15 +103,22 @@ export interface TrainingShape {
   precision: Precision;
   cpuThreads?: number;
   freezeEmbeddings: boolean;
+  /** Only the top N layers learn (and keep a graph). */
+  trainLayers?: number | 'all';
 }
 
 /** trainer/memory.py's grad_cache_plan: the GradCache mini-batch, or undefined for plain MNRL. */
-export function gradCacheMiniBatch(t: TrainingShape, seq: number): number | undefined {
+export function gradCacheMiniBatch(t: TrainingShape, seq: number, share = 1): number | undefined {
   if (t.loss === 'cached-mnrl') return t.miniBatchSize ?? CACHED_MNRL_MINI_BATCH;
   if (t.loss !== 'mnrl') return undefined;
   if (t.miniBatchSize !== undefined) return t.miniBatchSize < t.batchSize ? t.miniBatchSize : undefined;
-  if (t.device === 'cuda' || t.batchSize * t.textsPerRow * seq <= CPU_TOKENS_WITH_GRAPH) return undefined;
-  return Math.min(t.batchSize, Math.max(1, Math.floor(CPU_TOKENS_WITH_GRAPH / seq)));
+  if (t.device === 'cuda' || t.batchSize * t.textsPerRow * seq * share <= CPU_TOKENS_WITH_GRAPH) return undefined;
+  return Math.min(t.batchSize, Math.max(1, Math.floor(CPU_TOKENS_WITH_GRAPH / (seq * share))));
+}
+
+/** The share of a model's layers that learn, and so keep activations for the backward pass. */
+export function trainedShare(shape: ModelShape, trainLayers: number | 'all' | undefined): number {
+  return trainLayers === undefined || trainLayers === 'all' ? 1 : Math.min(1, trainLayers / shape.layers);
 }
 
 /** A fine-tune in a Python child (trainer/train.py, train_reranker.py): all cores, and its peak resident memory. */
@@ -122,10 +129,11 @@ export function trainingNeeds(shape: ModelShape, t: TrainingShape): ResourceNeed
   const host = PYTHON_RUNTIME_BYTES + WEIGHT_COPIES * weights;
   // On a GPU the graph and the optimiser live in its memory: the host holds the rest, one core drives it.
   if (t.device === 'cuda') return { cpu: 'heavy', cores: 1, memoryBytes: host };
-  const mini = gradCacheMiniBatch(t, seq);
+  const share = trainedShare(shape, t.trainLayers);
+  const mini = gradCacheMiniBatch(t, seq, share);
   // GradCache embeds one column's mini-batch with its graph at a time; plain MNRL the whole step.
-  const tokensWithGraph = mini !== undefined ? mini * seq : t.batchSize * t.textsPerRow * seq;
-  const trained = t.freezeEmbeddings ? params.total - params.embedding : params.total;
+  const tokensWithGraph = (mini !== undefined ? mini * seq : t.batchSize * t.textsPerRow * seq) * share;
+  const trained = share < 1 ? share * (params.total - params.embedding) : t.freezeEmbeddings ? params.total - params.embedding : params.total;
   return {
     cpu: 'heavy',
     cores: t.cpuThreads,

@@ -164,7 +164,7 @@ export const train = defineStage({
         params: {
           loss: p.loss,
           scale: lossScale.scale,
-          trainLayers: p.trainLayers,
+          ...(p.trainLayers !== 'all' ? { trainLayers: p.trainLayers } : {}),
           epochs: p.epochs,
           maxSteps: p.maxSteps,
           learningRate: p.learningRate,
@@ -189,7 +189,7 @@ export const train = defineStage({
         steps: done.step,
         stepsRun: done.stepsExecuted,
         lossScale: lossScale.scale,
-        ...(p.trainLayers ? { trainLayers: p.trainLayers } : {}),
+        trainLayers: p.trainLayers,
         resumedFromStep: resume?.step ?? 0,
         ...(done.trainLoss != null ? { trainLoss: round(done.trainLoss, 4) } : {}),
         samplesPerSecond: done.samplesPerSecond ?? 0,

@@ -41,7 +41,7 @@ export default extendPipeline(recipe, {
     model: {
       queue: 'gpu',
       heartbeatTimeout: '10m',
-      params: { loss: 'mnrl', batchSize: 128, epochs: 100, learningRate: 2e-5, device: 'cuda', precision: 'bf16', checkpointEvery: 1000 },
+      params: { loss: 'mnrl', batchSize: 128, epochs: 100, learningRate: 2e-5, trainLayers: 'all', device: 'cuda', precision: 'bf16', checkpointEvery: 1000 },
     },
     evaluation: { inputs: { reranker: 'reranker' } },
   },

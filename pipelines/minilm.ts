@@ -14,7 +14,7 @@ export default extendPipeline(recipe, {
     chunks: { params: { model: MINILM } },
     baseModel: { params: { model: MINILM } },
     // A model that learns the language from the corpus: every weight trains, nothing merged back.
-    model: { params: { learningRate: 2e-5, freezeEmbeddings: false, mergeWithBase: 1 } },
+    model: { params: { learningRate: 2e-5, trainLayers: 'all', mergeWithBase: 1 } },
     evaluation: { inputs: { reranker: 'reranker' } },
   },
   add: [stage({ id: 'reranker', kind: trainReranker, inputs: { model: 'baseModel', dataset: 'dataset' } })],

@@ -28,9 +28,11 @@ class GradCache:
 
 
 def grad_cache_plan(
-    loss: str, batch_size: int, mini_batch_size: int | None, texts_per_row: int, max_seq_length: int, device: str
+    loss: str, batch_size: int, mini_batch_size: int | None, texts_per_row: int, max_seq_length: int, device: str, trained_share: float = 1.0
 ) -> GradCache | None:
-    """Whether (and with what mini-batch) the in-batch-negatives loss runs as GradCache; None: plain."""
+    """Whether (and with what mini-batch) the in-batch-negatives loss runs as GradCache; None: plain.
+
+    `trained_share`: the share of the layers that learn (--train-layers); only theirs keep a graph."""
     if loss == "cached-mnrl":
         return GradCache(mini_batch_size or CACHED_MNRL_MINI_BATCH, "loss cached-mnrl")
     if loss != "mnrl":
@@ -39,12 +41,12 @@ def grad_cache_plan(
         if mini_batch_size >= batch_size:
             return None
         return GradCache(mini_batch_size, f"miniBatchSize {mini_batch_size} < batchSize {batch_size}")
-    tokens = batch_size * texts_per_row * max_seq_length
+    tokens = batch_size * texts_per_row * max_seq_length * trained_share
     if device != "cpu" or tokens <= CPU_TOKENS_WITH_GRAPH:
         return None
     # Mini-batches are per text column: even one of the whole batch divides the graph by texts_per_row.
     return GradCache(
-        min(batch_size, max(1, CPU_TOKENS_WITH_GRAPH // max_seq_length)),
+        min(batch_size, max(1, int(CPU_TOKENS_WITH_GRAPH // (max_seq_length * trained_share)))),
         f"CPU step of {batch_size} rows × {texts_per_row} texts × {max_seq_length} tokens > {CPU_TOKENS_WITH_GRAPH} tokens with gradients at once",
     )
 

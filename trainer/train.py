@@ -45,7 +45,7 @@ def make_loss(cfg: TrainConfig, model, grad_cache):
     return losses.MultipleNegativesRankingLoss(model, scale=cfg.scale)
 
 
-def freeze_below_top(auto_model, n: int) -> None:
+def freeze_below_top(auto_model, n: int) -> float:
     """Only the top n transformer layers learn. The lower layers hold what the base learnt from far more
     text than a corpus has, and no gradient flows below the first trainable layer, so a step is cheaper too."""
     encoder = getattr(auto_model, "encoder", None)
@@ -59,6 +59,7 @@ def freeze_below_top(auto_model, n: int) -> None:
     for layer in layers[len(layers) - n:]:
         for p in layer.parameters():
             p.requires_grad_(True)
+    return n / len(layers)
 
 
 def save_final(model, output_dir: str) -> str:
@@ -111,8 +112,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         # A multilingual vocabulary is most of a small model's weights (e5-small: 96M of 118M), and a
         # corpus shows few of its tokens: updating them only drifts the rest away from what the base knew.
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
-    if cfg.train_layers:
-        freeze_below_top(model[0].auto_model, cfg.train_layers)
+    trained_share = freeze_below_top(model[0].auto_model, cfg.train_layers) if cfg.train_layers else 1.0
 
     # 2. Data
     train_dataset, dropped = load_pairs(cfg.train, "--train", cfg.num_negatives)
@@ -125,7 +125,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         prompts.update({c: cfg.passage_prefix for c in train_dataset.column_names if c.startswith("negative_")})
 
     # 3. Loss (MNRL as GradCache where its graph would not fit: the same loss in bounded memory)
-    grad_cache = grad_cache_plan(cfg.loss, cfg.batch_size, cfg.mini_batch_size, len(train_dataset.column_names), model.max_seq_length, device)
+    grad_cache = grad_cache_plan(cfg.loss, cfg.batch_size, cfg.mini_batch_size, len(train_dataset.column_names), model.max_seq_length, device, trained_share)
     if grad_cache is not None:
         emit({"type": "status", "message": f"GradCache in mini-batches of {grad_cache.mini_batch} texts ({grad_cache.reason})"})
     loss = make_loss(cfg, model, grad_cache)

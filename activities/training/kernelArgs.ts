@@ -45,11 +45,9 @@ export const TrainParams = z.strictObject({
     .default(false)
     .describe("keep the base's word embeddings as they are (most of a multilingual model's weights; few tokens appear in a corpus)"),
   trainLayers: z
-    .number()
-    .int()
-    .positive()
-    .optional()
-    .describe('train only the top N transformer layers; the embeddings and the layers below stay as the base has them (default: every layer)'),
+    .union([z.number().int().positive(), z.literal('all')])
+    .default('all')
+    .describe('train only the top N transformer layers (the embeddings and the layers below stay as the base has them), or all of them'),
   scale: z
     .union([z.number().positive().max(1000), z.literal('auto')])
     .default('auto')
@@ -98,7 +96,7 @@ export function kernelArgs(p: TrainParams, paths: KernelPaths, info: KernelModel
     ['passage-prefix', info.passagePrefix],
     ['loss', p.loss],
     ['scale', info.scale],
-    ['train-layers', p.trainLayers],
+    ['train-layers', p.trainLayers === 'all' ? undefined : p.trainLayers],
     ['guide-model', paths.guide],
     ['mini-batch-size', p.miniBatchSize],
     ['epochs', p.epochs],
