@@ -12,7 +12,7 @@ import { PYTHON, baseModelDir, tempDir, tinyKernelRun } from './support.ts';
 type Plan = { miniBatch: number; reason: string } | null;
 
 /** trainer/memory.py's grad_cache_plan, as the kernel calls it once the model and data are loaded. */
-async function plan(loss: string, batch: number, mini: number | null, textsPerRow: number, seq: number, device: string): Promise<Plan> {
+async function plan(loss: string, batch: number, mini: number | null, textsPerRow: number, seq: number, device: string, trainedShare = 1): Promise<Plan> {
   const code = [
     'import json, sys',
     `sys.path.insert(0, ${JSON.stringify(join(PROJECT_ROOT, 'trainer'))})`,
@@ -20,12 +20,12 @@ async function plan(loss: string, batch: number, mini: number | null, textsPerRo
     'p = grad_cache_plan(*json.loads(sys.argv[1]))',
     'print(json.dumps(p and {"miniBatch": p.mini_batch, "reason": p.reason}))',
   ].join('\n');
-  const { stdout } = await promisify(execFile)(PYTHON, ['-c', code, JSON.stringify([loss, batch, mini, textsPerRow, seq, device])]);
+  const { stdout } = await promisify(execFile)(PYTHON, ['-c', code, JSON.stringify([loss, batch, mini, textsPerRow, seq, device, trainedShare])]);
   return JSON.parse(stdout) as Plan;
 }
 
 describe('GradCache plan', () => {
-  it("the recipe's CPU step (32 rows × 3 texts × 256 tokens) runs in mini-batches; small steps, GPUs and other losses as before", async () => {
+  it('a CPU step of 32 rows × 3 texts × 256 tokens through every layer runs in mini-batches; through the top 2 (the recipe), small steps, GPUs and other losses do not', async () => {
     expect(await plan('mnrl', 32, null, 3, 256, 'cpu')).toEqual({ miniBatch: 16, reason: expect.stringMatching(/32 rows × 3 texts × 256 tokens > 4096 tokens/) });
     // bench/training.ts's CPU shapes, and the tests' tiny runs: plain MNRL.
     expect(await plan('mnrl', 16, null, 2, 128, 'cpu')).toBeNull();
@@ -36,6 +36,10 @@ describe('GradCache plan', () => {
     expect((await plan('mnrl', 128, 32, 2, 256, 'cuda'))?.miniBatch).toBe(32);
     expect(await plan('mnrl', 32, 32, 3, 256, 'cpu')).toBeNull();
     expect((await plan('cached-mnrl', 32, null, 3, 256, 'cuda'))?.miniBatch).toBe(32);
+    // The recipe's e5 step trains its top 2 of 12 layers: only they keep a graph, so no GradCache (whose
+    // second forward pass would double the step); at twice the length it is back, a column at a time.
+    expect(await plan('mnrl', 32, null, 3, 256, 'cpu', 2 / 12)).toBeNull();
+    expect((await plan('mnrl', 32, null, 3, 512, 'cpu', 2 / 12))?.miniBatch).toBe(32);
   });
 });
 
