@@ -80,10 +80,9 @@ export default definePipeline({
     }),
     // 9. Fine-tune with MultipleNegativesRankingLoss, checkpointing; exported to ONNX fp32/int8. A strong
     //    base is easily eroded by a small synthetic set: only its top 2 layers learn, at the loss scale it
-    //    was trained at ('auto': e5's temperature 0.01; at sentence-transformers' 20 the same fine-tune
-    //    lost to the base), and a share of it is kept only for a dev gain beyond noise (WiSE-FT; otherwise
-    //    the base itself). On jaquad this took e5 +2.6 points of accuracy@1 on human questions
-    //    (BENCHMARKS.md, "Fine-tuning e5").
+    //    was trained at ('auto': e5's temperature 0.01; at sentence-transformers' 20 even human questions
+    //    made it worse), and a share of it is kept only for a dev gain beyond noise (WiSE-FT; otherwise
+    //    the base itself). On jaquad-dev the base is still what this hands over (BENCHMARKS.md, "Fine-tuning e5").
     stage({
       id: 'model',
       kind: train,
