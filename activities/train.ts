@@ -71,8 +71,8 @@ export const train = defineStage({
       });
     }
 
-    const baseFacts = (await readCardFacts(ctx.inputs.model.dir)) ?? UNKNOWN_FACTS;
-    const lossScale = resolveLossScale(p.scale, { baseModel: baseFacts.baseModel, name: base.name });
+    const baseFacts = await readCardFacts(ctx.inputs.model.dir);
+    const lossScale = resolveLossScale(p.scale, { baseModel: baseFacts?.baseModel ?? null, name: base.name });
     ctx.log.info(`loss scale ${lossScale.scale} (${lossScale.reason})`);
 
     const checkpointDir = join(ctx.workDir, 'checkpoints');
@@ -157,7 +157,7 @@ export const train = defineStage({
     await writeModelCard(ctx.out.dir, {
       info: await readModelInfo(ctx.out.dir),
       // The license and base_model of the model it was fine-tuned from carry over.
-      facts: baseFacts !== UNKNOWN_FACTS ? baseFacts : ((await readCardFacts(ctx.out.dir)) ?? UNKNOWN_FACTS),
+      facts: baseFacts ?? (await readCardFacts(ctx.out.dir)) ?? UNKNOWN_FACTS,
       training: {
         base: { name: base.name, digest: ctx.inputs.model.digest },
         dataset: { digest: dataset.digest, rows: done.rows, droppedRows: done.droppedRows },

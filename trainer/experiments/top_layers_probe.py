@@ -171,8 +171,10 @@ def mine(q: np.ndarray, d: np.ndarray, pos: list[set[int]], allowed: np.ndarray,
     return out
 
 
-def train(enc: Encoder, q_states, d_states, pairs, negs, steps: int, lr: float, batch: int, seed: int, scale: float = 20.0):
-    """MNRL: in-batch positives and one hard negative per query, as the recipe's train stage does."""
+def train(enc: Encoder, q_states, d_states, pairs, negs, steps: int, lr: float, batch: int, seed: int, scale: float = 20.0, hardest: bool = False):
+    """MNRL: in-batch positives and one hard negative per query, as the recipe's train stage does
+    (`hardest`: always the base's top-scoring negative, as the train stage's `numNegatives: 1` takes
+    `negative_1`; else one drawn from the mined three each step)."""
     torch.manual_seed(seed)
     base = {k: v.clone() for k, v in enc.upper_layers().state_dict().items()}
     params = [p for p in enc.upper_layers().parameters()]
@@ -188,7 +190,7 @@ def train(enc: Encoder, q_states, d_states, pairs, negs, steps: int, lr: float, 
         b = rng.choice(len(pairs), batch, replace=False)
         qi = [pairs[i][0] for i in b]
         pi = [pairs[i][1] for i in b]
-        ni = [negs[i][rng.integers(len(negs[i]))] if negs[i] else int(rng.integers(len(d_states))) for i in b]
+        ni = [(negs[i][0] if hardest else negs[i][rng.integers(len(negs[i]))]) if negs[i] else int(rng.integers(len(d_states))) for i in b]
         qv = enc.upper([q_states[i] for i in qi])
         dv = enc.upper([d_states[i] for i in pi + ni])
         scores = qv @ dv.T * scale
@@ -226,7 +228,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--train-docs", type=int, default=120, help="articles of the ceiling's training set")
     ap.add_argument("--cut", type=int, default=10)
     ap.add_argument("--cache", required=True)
-    ap.add_argument("--runs", default="ict:0:150:2e-5,human:-:150:2e-5", help="source:half:steps:lr[:scale],... (scale: MNRL's logit scale, 20 = sentence-transformers' default)")
+    ap.add_argument("--runs", default="ict:0:150:2e-5,human:-:150:2e-5", help="source:half:steps:lr[:scale[:hardest]],... (scale: MNRL's logit scale, 20 = sentence-transformers' default; hardest: always the top mined negative)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -302,6 +304,7 @@ def main(argv: list[str]) -> int:
         source, half, steps, lr, *rest = spec.split(":")
         steps, lr = int(steps), float(lr)
         scale = float(rest[0]) if rest else 20.0
+        hardest = len(rest) > 1 and rest[1] == "hardest"
         if source == "ict":
             h = int(half)
             allowed = chunk_half == h
@@ -313,7 +316,7 @@ def main(argv: list[str]) -> int:
             judged = [0, 1]
         print(f"run {spec}: {len(pairs)} training pairs", flush=True)
         t0 = time.time()
-        base_state = train(enc, qs, ds, pairs, negs, steps, lr, 32, 0, scale)
+        base_state = train(enc, qs, ds, pairs, negs, steps, lr, 32, 0, scale, hardest)
         secs = time.time() - t0
         dv, hv = enc.embed(d_states), enc.embed(h_states)
         for h in judged:
