@@ -56,10 +56,24 @@ def freeze_below_top(auto_model, n: int) -> float:
         raise TrainerConfigError(f"the model has {len(layers)} layers, asked to train the top {n}", where="--train-layers", hint=f"use at most {len(layers)}")
     for p in auto_model.parameters():
         p.requires_grad_(False)
-    for layer in layers[len(layers) - n:]:
+    top = layers[len(layers) - n:]
+    for layer in top:
         for p in layer.parameters():
             p.requires_grad_(True)
+    # The frozen part runs as at inference, without dropout: otherwise the top layers learn from noised
+    # states they never see once exported (the Trainer puts the whole model in train mode every step).
+    trained = {id(m) for layer in top for m in layer.modules()}
+    for module in auto_model.modules():
+        # Not a trained module, nor one holding a trained layer (the model, its encoder, the layer list).
+        if not any(id(m) in trained for m in module.modules()):
+            _stay_in_eval(module)
     return n / len(layers)
+
+
+def _stay_in_eval(module) -> None:
+    module.eval()
+    # An instance attribute shadows nn.Module.train, and a parent's train() calls each child's.
+    module.train = lambda mode=True: module
 
 
 def save_final(model, output_dir: str) -> str:

@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         "--merge-with-base",
         default="1",
         help="share of the fine-tuned weights in the saved model (WiSE-FT): 1 = as trained, 0.5 = halfway to the base, "
-        "'auto' = the share among 0, 0.25, 0.5, 0.75, 1 that scores best on --dev (0: the base itself)",
+        "'auto' = 0.5 or 1, whichever scores higher on --dev, only if its gain over the base is beyond noise, else 0 (the base itself)",
     )
     p.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the parent died)")
     return p

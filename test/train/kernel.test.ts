@@ -9,6 +9,7 @@ import { pairRows, syntheticRows, writePairsParquet } from './fixtures.ts';
 import { rowCosines, torchEmbeddings } from '../embedding/support.ts';
 import { PYTHON, type TinyRunOptions, autoCpuPrecision, baseModelDir, mean, memoryCappedPython, tempDir, tinyKernelRun } from './support.ts';
 import { DEV_FILE, TRAIN_FILE } from '../../activities/artifactKinds/datasetArtifact.ts';
+import { PROJECT_ROOT } from '../../workers/config.ts';
 
 // The training kernel (trainer/train.py) driven exactly as the train stage drives it (same flags,
 // same runner), without Temporal: learning, determinism, exact resume, and its failure modes.
@@ -133,6 +134,27 @@ describe('training kernel', { timeout: 600_000 }, () => {
     const loss20 = at20.curve[0]![1];
     const loss100 = at100.curve[0]![1];
     expect(loss100).not.toBeCloseTo(loss20, 3);
+  });
+
+  it('trainLayers: in training the frozen layers run as at inference (no dropout), the trained ones as in training', async () => {
+    // Two forward passes in train mode over the same text: the frozen layers' output must not change,
+    // or the top layers would learn from noised states they never see once exported.
+    const script = [
+      'import sys, json, torch',
+      'sys.path.insert(0, sys.argv[2])',
+      'from sentence_transformers import SentenceTransformer',
+      'from train import freeze_below_top',
+      'm = SentenceTransformer(sys.argv[1], device="cpu")',
+      'am = m[0].auto_model',
+      'freeze_below_top(am, 1)',
+      'm.eval(); m.train()',
+      'x = m.tokenize(["東大寺の大仏は聖武天皇の発願で造立された。"] * 2)',
+      'torch.manual_seed(0)',
+      'h = [am(**x, output_hidden_states=True).hidden_states for _ in range(2)]',
+      'print(json.dumps({"frozen": all(torch.equal(a, b) for a, b in zip(h[0][:-1], h[1][:-1])), "top": torch.equal(h[0][-1], h[1][-1])}))',
+    ].join('\n');
+    const { stdout } = await run(PYTHON, ['-c', script, model, join(PROJECT_ROOT, 'trainer')]);
+    expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({ frozen: true, top: false });
   });
 
   it('a bad parameter fails at once with a TrainerConfigError naming it', async () => {
