@@ -43,7 +43,13 @@ export const MineNegativesParams = z
       .enum(['top', 'random'])
       .default('top')
       .describe("sampling_strategy: 'top' takes the best eligible candidates; 'random' a seeded sample of them"),
-    seed: z.number().int().default(42).describe("Seed of 'random' sampling"),
+    seed: z.number().int().default(42).describe("Seed of 'random' sampling and of fillShort"),
+    fillShort: z
+      .enum(['none', 'random'])
+      .default('none')
+      .describe(
+        "A query with fewer than numNegatives eligible candidates (all within the margin of its positive): 'none' leaves it short, as sentence-transformers (the dataset stage then drops it); 'random' fills it with chunks drawn at random from below every searched candidate and the margin",
+      ),
     variant: z.enum(['fp32', 'int8']).default('fp32').describe('ONNX graph used to embed'),
     batchSize: z.number().int().positive().max(1024).default(64).describe('Most texts per onnxruntime call'),
     search: z.enum(['auto', 'exact', 'approximate']).default('auto').describe("'auto': exact blocked search, usearch HNSW for very large inputs"),
@@ -120,6 +126,7 @@ export const mineNegatives = defineStage({
           minScore: p.minScore,
           samplingStrategy: p.samplingStrategy,
           seed: p.seed,
+          fillShort: p.fillShort,
         },
         {
           method: p.search,

@@ -1,5 +1,5 @@
 import { sha256 } from '../../artifacts/hash.ts';
-import { seededSample } from '../evaluation/bootstrap.ts';
+import { seededRandom, seededSample } from '../evaluation/bootstrap.ts';
 import { quantileSorted, sortedCopy } from '../evaluation/quantile.ts';
 import { normalizeQuery } from '../llm/textNorm.ts';
 import type { Embeddings } from './encoder.ts';
@@ -33,6 +33,12 @@ export interface MiningOptions {
   minScore?: number;
   samplingStrategy: 'top' | 'random';
   seed: number;
+  /**
+   * What a query short of numNegatives gets: nothing more ('none', as sentence-transformers), or the
+   * rest drawn at random from chunks ranked below every searched candidate and below its margin
+   * ('random'), so the queries a base cannot separate from their neighbours stay in the training set.
+   */
+  fillShort?: 'none' | 'random';
 }
 
 export interface MiningInput {
@@ -88,6 +94,8 @@ export interface MiningStats {
   removedByMargin: number;
   /** Removed by maxScore or minScore. */
   removedByScore: number;
+  /** Negatives drawn at random for short queries (fillShort 'random'). */
+  filledAtRandom: number;
   /** The rangeMax used (given or derived). */
   rangeMax: number;
   scores: { positive: Distribution; negative: Distribution; removedByMargin: Distribution };
@@ -181,6 +189,35 @@ export function knownPositives(input: Pick<MiningInput, 'queryTexts' | 'positive
   return { sets, duplicateOnly };
 }
 
+/**
+ * Up to k distinct rows of [0, n) drawn in a seeded order, keeping those `allowed` whose score is
+ * `inRange`; each row is tried at most once, so a query with no eligible chunk ends short, not stuck.
+ */
+function randomBelow(
+  n: number,
+  k: number,
+  o: { seed: number; allowed: (row: number) => boolean; score: (row: number) => number; inRange: (s: number) => boolean },
+): Array<{ row: number; s: number }> {
+  const rand = seededRandom(o.seed);
+  const tried = new Set<number>();
+  const out: Array<{ row: number; s: number }> = [];
+  // Sampling with rejection; a full shuffle only when most rows would be tried anyway.
+  while (out.length < k && tried.size < n) {
+    const row = tried.size < n / 2 ? Math.floor(rand() * n) : firstUntried(n, tried);
+    if (tried.has(row)) continue;
+    tried.add(row);
+    if (!o.allowed(row)) continue;
+    const s = o.score(row);
+    if (o.inRange(s)) out.push({ row, s });
+  }
+  return out;
+}
+
+function firstUntried(n: number, tried: ReadonlySet<number>): number {
+  for (let i = 0; i < n; i++) if (!tried.has(i)) return i;
+  return n;
+}
+
 /** Cap on how many slots positives may take from the searched candidates (see searchK). */
 const MAX_POSITIVE_SLOTS = 64;
 
@@ -216,6 +253,7 @@ export async function mineHardNegatives(
     removedDuplicates: 0,
     removedByMargin: 0,
     removedByScore: 0,
+    filledAtRandom: 0,
   };
   for (let q = 0; q < input.queries.count; q++) {
     const positives = sets[q];
@@ -262,6 +300,18 @@ export async function mineHardNegatives(
       picks = Array.from(seededSample(picks.length, opts.numNegatives, seed), (i) => picks[i] as { row: number; s: number });
     } else {
       picks = picks.slice(0, opts.numNegatives);
+    }
+    if (opts.fillShort === 'random' && picks.length < opts.numNegatives) {
+      const searched = new Set<number>();
+      for (let j = 0; j < searchK; j++) searched.add(top.indices[q * searchK + j] as number);
+      const fill = randomBelow(input.chunks.count, opts.numNegatives - picks.length, {
+        seed: Number.parseInt(sha256(`fill:${opts.seed}:${input.queryIds[q]}`).slice(0, 8), 16),
+        allowed: (row) => !searched.has(row) && !positives.has(row),
+        score,
+        inRange: (s) => s <= threshold && (opts.maxScore === undefined || s <= opts.maxScore) && (opts.minScore === undefined || s >= opts.minScore),
+      });
+      stats.filledAtRandom += fill.length;
+      picks = [...picks, ...fill].sort((a, b) => b.s - a.s);
     }
     if (picks.length === opts.numNegatives) stats.queriesComplete++;
     else stats.queriesShort++;

@@ -83,6 +83,26 @@ describe('mineHardNegatives', () => {
     expect(stats.queriesShort).toBeGreaterThanOrEqual(1);
   });
 
+  it('fillShort random tops a short query up from below every searched candidate and its margin, deterministically', async () => {
+    // rangeMax 2 searches the 3 positives and 3 more (c-near, c-n1, c-n2); margin 0.2 leaves only c-n2.
+    const opts: MiningOptions = { ...base, numNegatives: 2, rangeMax: 2, relativeMargin: 0.2 };
+    const short = await mineHardNegatives(input(), opts);
+    expect(ids(short.rows[0]!.negatives)).toEqual(['c-n2']);
+    // minScore 0.45 leaves c-n3 as the only unsearched chunk that may fill.
+    const filled = await mineHardNegatives(input(), { ...opts, minScore: 0.45, fillShort: 'random' });
+    expect(ids(filled.rows[0]!.negatives)).toEqual(['c-n2', 'c-n3']);
+    expect(filled.stats.filledAtRandom).toBeGreaterThanOrEqual(1);
+    const drawn = await mineHardNegatives(input(), { ...opts, fillShort: 'random' });
+    const again = await mineHardNegatives(input(), { ...opts, fillShort: 'random' });
+    expect(drawn.rows[0]!.negatives).toEqual(again.rows[0]!.negatives);
+    expect(ids(drawn.rows[0]!.negatives.slice(1))).toHaveLength(1);
+    expect(['c-n3', 'c-n4', 'c-n5']).toContain(ids(drawn.rows[0]!.negatives)[1]);
+    // Nothing eligible anywhere: the query stays short rather than taking a near-duplicate.
+    const none = await mineHardNegatives(input(), { ...opts, minScore: 0.59, fillShort: 'random' });
+    expect(ids(none.rows[0]!.negatives)).toEqual(['c-n2']);
+    expect(none.stats.queriesShort).toBeGreaterThanOrEqual(1);
+  });
+
   it('the margin threshold holds for negative positive scores too', () => {
     expect(marginThreshold(0.8, { relativeMargin: 0.05 })).toBeCloseTo(0.76);
     expect(marginThreshold(-0.2, { relativeMargin: 0.05 })).toBeCloseTo(-0.21);
