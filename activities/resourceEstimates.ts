@@ -105,6 +105,10 @@ export interface TrainingShape {
   freezeEmbeddings: boolean;
   /** Only the top N layers learn (and keep a graph). */
   trainLayers?: number | 'all';
+  /** With trainLayers: the cap on the frozen layers' output kept per text (trainer/frozen_cache.py). */
+  frozenCacheMB?: number;
+  /** Training rows (dataset train + dev), bounding what that cache can hold. */
+  rows?: number;
 }
 
 /** trainer/memory.py's grad_cache_plan: the GradCache mini-batch, or undefined for plain MNRL. */
@@ -134,10 +138,12 @@ export function trainingNeeds(shape: ModelShape, t: TrainingShape): ResourceNeed
   // GradCache embeds one column's mini-batch with its graph at a time; plain MNRL the whole step.
   const tokensWithGraph = (mini !== undefined ? mini * seq : t.batchSize * t.textsPerRow * seq) * share;
   const trained = share < 1 ? share * (params.total - params.embedding) : t.freezeEmbeddings ? params.total - params.embedding : params.total;
+  // At most every text of every row at full length, fp32, up to the cap (a chunk recurs: it errs high).
+  const frozenCache = share < 1 ? Math.min((t.frozenCacheMB ?? 0) * MiB, (t.rows ?? 0) * t.textsPerRow * seq * shape.hidden * 4) : 0;
   return {
     cpu: 'heavy',
     cores: t.cpuThreads,
-    memoryBytes: Math.round(host + OPTIMIZER_BYTES_PER_PARAM * trained + tokensWithGraph * activationBytesPerToken(shape, seq, t.precision)),
+    memoryBytes: Math.round(host + OPTIMIZER_BYTES_PER_PARAM * trained + tokensWithGraph * activationBytesPerToken(shape, seq, t.precision) + frozenCache),
   };
 }
 

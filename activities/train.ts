@@ -9,7 +9,7 @@ import { TrainParams, kernelArgs } from './training/kernelArgs.ts';
 import { resolveLossScale } from './training/lossScale.ts';
 import type { DoneLine, KernelLine } from './training/kernelLines.ts';
 import { runKernel } from './training/runKernel.ts';
-import { modelShape, trainingNeeds } from './resourceEstimates.ts';
+import { modelShape, tableRows, trainingNeeds } from './resourceEstimates.ts';
 import { DEV_FILE, TRAIN_FILE } from './artifactKinds/datasetArtifact.ts';
 
 export { TrainParams };
@@ -59,7 +59,8 @@ export const train = defineStage({
   ],
   // The pipeline puts it on 'gpu' (with device 'auto' or 'cuda') when a GPU worker exists.
   defaults: { queue: 'cpu', startToCloseTimeout: '48h', heartbeatTimeout: '5m', retry: { maximumAttempts: 3, initialInterval: '10s' } },
-  resources: async (p, inputs) => trainingNeeds(await modelShape(inputs.model), { ...p, textsPerRow: textsPerRow(inputs.dataset, p.numNegatives) }),
+  resources: async (p, inputs) =>
+    trainingNeeds(await modelShape(inputs.model), { ...p, textsPerRow: textsPerRow(inputs.dataset, p.numNegatives), rows: tableRows(inputs.dataset) }),
   async run(ctx) {
     const p = ctx.params;
     const base = await readModelInfo(ctx.inputs.model.dir);
@@ -203,6 +204,7 @@ export const train = defineStage({
         ...(done.peakGpuMemoryMB != null ? { peakGpuMemoryMB: done.peakGpuMemoryMB } : {}),
         ...(done.peakRssMB != null ? { peakRssMB: done.peakRssMB } : {}),
         ...(done.gradCacheMiniBatch != null ? { gradCacheMiniBatch: done.gradCacheMiniBatch } : {}),
+        ...(done.frozenCache ? { frozenCacheMB: done.frozenCache.mb, frozenCacheHitRate: round(done.frozenCache.hits / Math.max(1, done.frozenCache.hits + done.frozenCache.misses), 3) } : {}),
       },
       meta: {
         base: { name: base.name, digest: ctx.inputs.model.digest },
@@ -214,6 +216,7 @@ export const train = defineStage({
         evalMetrics: done.evalMetrics,
         ...(done.merge ? { merge: done.merge } : {}),
         checkpointSeconds: ckptSeconds,
+        ...(done.frozenCache ? { frozenCache: done.frozenCache } : {}),
         export: done.export,
       },
     };

@@ -107,6 +107,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
     from transformers import PrinterCallback
 
     from checkpoints import CheckpointCallback
+    from frozen_cache import cache_frozen_states
     from dev_evaluator import build_dev_evaluator
     from memory import grad_cache_plan, peak_rss_mb
     from pairs import load_pairs
@@ -127,6 +128,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         # corpus shows few of its tokens: updating them only drifts the rest away from what the base knew.
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
     trained_share = freeze_below_top(model[0].auto_model, cfg.train_layers) if cfg.train_layers else 1.0
+    frozen_cache = cache_frozen_states(model[0].auto_model, cfg.train_layers, cfg.frozen_cache_mb) if cfg.train_layers else None
 
     # 2. Data
     train_dataset, dropped = load_pairs(cfg.train, "--train", cfg.num_negatives)
@@ -245,6 +247,7 @@ def train(cfg: TrainConfig, device: str, precision: str) -> dict:
         "peakGpuMemoryMB": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
         "peakRssMB": peak_rss_mb(),
         "gradCacheMiniBatch": grad_cache.mini_batch if grad_cache else None,
+        "frozenCache": frozen_cache.stats() if frozen_cache else None,
         "checkpointSeconds": [round(s, 3) for s in checkpoints.save_seconds],
         "lastCheckpoint": checkpoints.last_checkpoint,
         "finalModel": final,

@@ -51,6 +51,7 @@ class TrainConfig:
     exit_with_stdin: bool
     freeze_embeddings: bool
     train_layers: int | None
+    frozen_cache_mb: int
     scale: float
     merge_with_base: str
 
@@ -100,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume-from", help="checkpoint directory to continue from (optimizer, scheduler and RNG state included)")
     p.add_argument("--freeze-embeddings", action="store_true", help="keep the word-embedding matrix as the base has it")
     p.add_argument("--train-layers", type=int, help="train only the top N transformer layers; the embeddings and the layers below stay as the base has them")
+    p.add_argument("--frozen-cache-mb", type=int, default=2048, help="with --train-layers: MB of the frozen layers' output kept per text, so each text runs through them once (0: off)")
     p.add_argument(
         "--scale",
         type=float,
@@ -170,6 +172,7 @@ def parse_config(argv: list[str]) -> TrainConfig:
     _require(a.logging_steps is None or a.logging_steps >= 1, "--logging-steps", f"must be at least 1, got {a.logging_steps}", "use e.g. 10")
     _require(a.eval_steps is None or a.eval_steps >= 1, "--eval-steps", f"must be at least 1, got {a.eval_steps}", "leave it out to evaluate only at the end")
     _require(a.train_layers is None or a.train_layers >= 1, "--train-layers", f"must be at least 1, got {a.train_layers}", "leave it out to train every layer")
+    _require(a.frozen_cache_mb >= 0, "--frozen-cache-mb", f"must be >= 0, got {a.frozen_cache_mb}", "use 0 to turn the cache off")
     _require(0 < a.scale <= 1000, "--scale", f"must be in (0, 1000], got {a.scale}", "use 20, or 100 for an e5 base")
     _require_dir(a.resume_from, "--resume-from", "trainer_state.json")
     _require(a.merge_with_base == "auto" or _is_share(a.merge_with_base), "--merge-with-base", f"must be 'auto' or a number in [0, 1], got {a.merge_with_base!r}", "use e.g. 0.5 or auto")

@@ -48,6 +48,14 @@ export const TrainParams = z.strictObject({
     .union([z.number().int().positive(), z.literal('all')])
     .default('all')
     .describe('train only the top N transformer layers (the embeddings and the layers below stay as the base has them), or all of them'),
+  frozenCacheMB: z
+    .number()
+    .int()
+    .min(0)
+    .default(2048)
+    .describe(
+      'with trainLayers: MB of the frozen layers’ output kept per text, so a chunk that comes back (as a positive, as other queries’ negative, each epoch) runs through them once; texts beyond it are computed each time; 0: off',
+    ),
   scale: z
     .union([z.number().positive().max(1000), z.literal('auto')])
     .default('auto')
@@ -97,6 +105,7 @@ export function kernelArgs(p: TrainParams, paths: KernelPaths, info: KernelModel
     ['loss', p.loss],
     ['scale', info.scale],
     ['train-layers', p.trainLayers === 'all' ? undefined : p.trainLayers],
+    ['frozen-cache-mb', p.trainLayers === 'all' ? undefined : p.frozenCacheMB],
     ['guide-model', paths.guide],
     ['mini-batch-size', p.miniBatchSize],
     ['epochs', p.epochs],

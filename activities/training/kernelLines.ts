@@ -57,6 +57,11 @@ export const DoneLine = z.object({
   peakRssMB: num.optional(),
   /** Texts per GradCache mini-batch, when the loss ran as GradCache (trainer/memory.py). */
   gradCacheMiniBatch: num.optional(),
+  /** The frozen layers' output kept per text (trainer/frozen_cache.py), with trainLayers. */
+  frozenCache: z
+    .object({ hits: z.number().int(), misses: z.number().int(), texts: z.number().int(), mb: z.number(), full: z.boolean() })
+    .nullable()
+    .optional(),
   checkpointSeconds: z.array(z.number()),
   lastCheckpoint: z.string().nullable(),
   finalModel: z.string(),

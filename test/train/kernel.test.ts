@@ -156,6 +156,42 @@ describe('training kernel', { timeout: 600_000 }, () => {
     expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({ frozen: true, top: false });
   });
 
+  it('trainLayers: the frozen layers run once per text, and the layers above get what they would have computed', async () => {
+    // Texts of different lengths, batched two ways (so padded differently), then again: all from the cache.
+    const script = [
+      'import sys, json, numpy as np',
+      'sys.path.insert(0, sys.argv[2])',
+      'from sentence_transformers import SentenceTransformer',
+      'from train import freeze_below_top',
+      'from frozen_cache import cache_frozen_states',
+      'm = SentenceTransformer(sys.argv[1], device="cpu")',
+      'freeze_below_top(m[0].auto_model, 1)',
+      'texts = ["東大寺", "東大寺の大仏は聖武天皇の発願で造立された。", "The Great Buddha of Nara", "奈良時代の仏教は国家の保護を受け、各地に国分寺が建てられた。" * 3]',
+      'ref = m.encode(texts, batch_size=4)',
+      'cache = cache_frozen_states(m[0].auto_model, 1, 64)',
+      'a = m.encode(texts, batch_size=3)',
+      'b = m.encode(texts[::-1], batch_size=2)[::-1]',
+      'print(json.dumps({"first": float(np.abs(a - ref).max()), "again": float(np.abs(b - ref).max()), **cache.stats()}))',
+    ].join('\n');
+    const { stdout } = await run(PYTHON, ['-c', script, model, join(PROJECT_ROOT, 'trainer')]);
+    const r = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, number>;
+    expect(r.first).toBeLessThan(1e-5);
+    expect(r.again).toBeLessThan(1e-5);
+    expect(r).toMatchObject({ misses: 4, hits: 4, texts: 4 });
+
+    // In training: the same loss curve as computing the frozen layers every step, the second epoch from the cache.
+    const params = { epochs: 2, learningRate: 1e-3, trainLayers: 1 };
+    const [cached, uncached] = await Promise.all([
+      kernel(join(dir, 'frozen-cached'), params),
+      kernel(join(dir, 'frozen-uncached'), { ...params, frozenCacheMB: 0 }),
+    ]);
+    expect(cached.curve.map(([s]) => s)).toEqual([1, 2, 3, 4, 5, 6]);
+    cached.curve.forEach(([, loss], i) => expect(loss).toBeCloseTo(uncached.curve[i]![1], 4));
+    expect(uncached.done.frozenCache).toBeNull();
+    expect(cached.done.frozenCache!.misses).toBeGreaterThan(0);
+    expect(cached.done.frozenCache!.hits).toBeGreaterThanOrEqual(cached.done.frozenCache!.misses);
+  });
+
   it('a bad parameter fails at once with a TrainerConfigError naming it', async () => {
     const started = Date.now();
     const err = await kernel(join(dir, 'bad'), { numNegatives: 3 }).catch((e: unknown) => e);
