@@ -25,6 +25,7 @@ class FrozenStatesCache:
     tuples: bool = False
     _states: dict = field(default_factory=dict)
     _ids: object = None
+    _mask: object = None
     _types: object = None
 
     def answer(self, hidden_states):
@@ -42,26 +43,28 @@ def cache_frozen_states(auto_model, n_trained: int, max_mb: int) -> FrozenStates
     layers = getattr(encoder, "layer", None)
     if layers is None or n_trained >= len(layers) or max_mb <= 0:
         return None
-    embeddings = getattr(auto_model, "embeddings", None)
-    pad = getattr(auto_model.config, "pad_token_id", None)
-    if embeddings is None or pad is None:
-        return None
     cache = FrozenStatesCache(max_bytes=max_mb * 2**20)
     lower = list(layers[: len(layers) - n_trained])
     originals = [layer.forward for layer in lower]
 
-    # sentence-transformers calls the model's forward directly (no hooks there); its embeddings
-    # module is called through __call__ and sees the batch's token ids.
-    def remember_batch(_module, args, kwargs):
-        cache._ids = kwargs.get("input_ids", args[0] if args else None)
-        cache._types = kwargs.get("token_type_ids")
+    # The batch's token ids and attention mask, as the model's forward receives them (sentence-transformers
+    # calls forward directly, past any hook). The mask, not the pad id, says where a text ends: texts of
+    # different columns are padded to one length with zeros when the loss embeds them together.
+    model_forward = auto_model.forward
 
-    embeddings.register_forward_pre_hook(remember_batch, with_kwargs=True)
+    def forward(*args, **kwargs):
+        cache._ids = kwargs.get("input_ids", args[0] if args else None)
+        cache._mask, cache._types = kwargs.get("attention_mask"), kwargs.get("token_type_ids")
+        try:
+            return model_forward(*args, **kwargs)
+        finally:
+            cache._ids = cache._mask = cache._types = None
+
+    auto_model.forward = forward
 
     def first_lower(hidden_states, attention_mask=None, *args, **kwargs):
-        ids, types = cache._ids, cache._types
-        cache._ids = cache._types = None
-        keys = _keys(ids, types, pad, hidden_states.shape[0]) if not any(a is not None for a in args) else None
+        ids, mask, types = cache._ids, cache._mask, cache._types
+        keys = _keys(ids, mask, types, hidden_states.shape[0]) if not any(a is not None for a in args) else None
         if keys is None:
             return cache.answer(_run(cache, originals, hidden_states, attention_mask, args, kwargs))
         keys, lengths = [k for k, _ in keys], [n for _, n in keys]
@@ -96,16 +99,17 @@ def cache_frozen_states(auto_model, n_trained: int, max_mb: int) -> FrozenStates
     return cache
 
 
-def _keys(ids, types, pad: int, batch: int):
+def _keys(ids, mask, types, batch: int):
     """Per row: (its token ids up to the padding and their types, as a key; its length), or None where
-    rows are not padded on the right (a real token after a pad) or the ids are not this batch's."""
-    if ids is None or ids.dim() != 2 or ids.shape[0] != batch:
+    rows are not padded on the right (a token after padding) or the ids are not this batch's."""
+    if ids is None or ids.dim() != 2 or ids.shape[0] != batch or (mask is not None and mask.shape != ids.shape):
         return None
-    real = (ids != pad).sum(dim=1).tolist()
+    real = mask.sum(dim=1).tolist() if mask is not None else [ids.shape[1]] * batch
     keys = []
     for b, n in enumerate(real):
+        n = int(n)
         row = ids[b]
-        if n < row.shape[0] and bool((row[n:] != pad).any()):
+        if mask is not None and n < row.shape[0] and bool(mask[b, n:].any()):
             return None
         key = (row[:n].cpu().numpy().tobytes(), types[b, :n].cpu().numpy().tobytes() if types is not None else b"")
         keys.append((key, n))

@@ -158,6 +158,8 @@ describe('training kernel', { timeout: 600_000 }, () => {
 
   it('trainLayers: the frozen layers run once per text, and the layers above get what they would have computed', async () => {
     // Texts of different lengths, batched two ways (so padded differently), then again: all from the cache.
+    // Then padded with a token that is not the pad token (as the loss pads columns embedded together):
+    // the attention mask, not the pad id, says where a text ends.
     const script = [
       'import sys, json, numpy as np',
       'sys.path.insert(0, sys.argv[2])',
@@ -171,13 +173,17 @@ describe('training kernel', { timeout: 600_000 }, () => {
       'cache = cache_frozen_states(m[0].auto_model, 1, 64)',
       'a = m.encode(texts, batch_size=3)',
       'b = m.encode(texts[::-1], batch_size=2)[::-1]',
-      'print(json.dumps({"first": float(np.abs(a - ref).max()), "again": float(np.abs(b - ref).max()), **cache.stats()}))',
+      'x = m.tokenize(texts[:2])',
+      'x["input_ids"][x["attention_mask"] == 0] = 7',
+      'c = m(x)["sentence_embedding"].detach().numpy()',
+      'print(json.dumps({"first": float(np.abs(a - ref).max()), "again": float(np.abs(b - ref).max()), "padded": float(np.abs(c - ref[:2]).max()), **cache.stats()}))',
     ].join('\n');
     const { stdout } = await run(PYTHON, ['-c', script, model, join(PROJECT_ROOT, 'trainer')]);
     const r = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, number>;
     expect(r.first).toBeLessThan(1e-5);
     expect(r.again).toBeLessThan(1e-5);
-    expect(r).toMatchObject({ misses: 4, hits: 4, texts: 4 });
+    expect(r.padded).toBeLessThan(1e-5);
+    expect(r).toMatchObject({ misses: 4, hits: 6, texts: 4 });
 
     // In training: the same loss curve as computing the frozen layers every step, the second epoch from the cache.
     const params = { epochs: 2, learningRate: 1e-3, trainLayers: 1 };
