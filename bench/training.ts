@@ -1,7 +1,7 @@
 /**
  * Training benchmark (issues 6 and 18).
  *
- *   node --import tsx bench/training.ts [--mode cpu|gpu] [--pairs N] [--batch B] [--steps S]
+ *   node --import tsx bench/training.ts [--mode cpu|frozen|gpu] [--pairs N] [--batch B] [--steps S]
  *        [--max-seq-length L] [--reps R] [--threads T] [--data DIR] [--json]
  *
  * Pairs: human questions of ../shared/data/jaquad-train with the paragraph holding their answer span.
@@ -12,6 +12,10 @@
  *   written straight from the sentence-transformers docs, no checkpoints) in the precision the stage
  *   picks by itself, same configuration. Runs interleave and the best rep of each counts (the machine
  *   is shared). Also: peak RSS, checkpoint write time and size, export time.
+ * frozen (320 pairs, batch 32, two epochs, max length 256, 2 reps): the recipe's fine-tune of e5 (top 2
+ *   layers, loss scale 'auto') through the train stage with the frozen layers' output kept per text
+ *   (frozenCacheMB, the default) and computed every step (frozenCacheMB 0), interleaved: samples/s,
+ *   the cache's hit rate and size, peak RSS, and the final loss of each (the same seed: it should agree).
  * gpu (20,000 pairs, batch 128, one epoch, max length 256): for a machine with a CUDA GPU. The kernel
  *   with MNRL and CachedMNRL, bf16 and fp32: samples/s, peak GPU memory, time per epoch, checkpoint
  *   time; plus the baseline (MNRL, bf16). Python: EMBEDFLOW_PYTHON or .venv/bin/python.
@@ -56,9 +60,10 @@ const { values: args } = parseArgs({
 });
 const machine = benchMachine();
 const gpu = args.mode === 'gpu';
-const nPairs = Number(args.pairs ?? (gpu ? 20_000 : 512));
-const batch = Number(args.batch ?? (gpu ? 128 : 16));
-const maxSeq = Number(args['max-seq-length'] ?? (gpu ? 256 : 128));
+const frozen = args.mode === 'frozen';
+const nPairs = Number(args.pairs ?? (gpu ? 20_000 : frozen ? 320 : 512));
+const batch = Number(args.batch ?? (gpu ? 128 : frozen ? 32 : 16));
+const maxSeq = Number(args['max-seq-length'] ?? (gpu || frozen ? 256 : 128));
 const threads = args.threads ? Number(args.threads) : undefined;
 
 /** (question, paragraph holding its answer) for the first `limit` questions whose span lies in one paragraph. */
@@ -98,12 +103,8 @@ interface Baseline {
   precision: string;
 }
 
-/** What --json's last line holds: the machine and the three figures issue 18 compares. */
-interface Figures {
-  fp32: number | null;
-  bf16: number | null;
-  plain: number | null;
-}
+/** What --json's last line holds: the machine and samples/s (cpu, gpu: fp32, bf16 and the plain loop issue 18 compares; frozen: cached, uncached). */
+type Figures = Record<string, number | null>;
 
 async function baseline(model: string, trainPath: string, opts: { steps?: number; epochs?: number; loss?: string; precision?: string }): Promise<Baseline> {
   const argv = [join(root, 'trainer/st_baseline.py'), '--model', model, '--train', trainPath, '--batch-size', String(batch), '--max-seq-length', String(maxSeq)];
@@ -259,7 +260,36 @@ async function gpuMode(): Promise<{ report: unknown; figures: Figures }> {
   };
 }
 
-const { report, figures } = gpu ? await gpuMode() : await cpuMode();
+async function frozenMode(): Promise<{ report: unknown; figures: Figures }> {
+  const reps = Number(args.reps);
+  const store = new LocalStore(join(tmpdir(), `embedflow-bench-frozen-${process.pid}`));
+  const pairs = await jaquadPairs(args.data!, nPairs);
+  const w = await store.newWriter();
+  await writePairsParquet(await w.file(TRAIN_FILE), pairs);
+  const dataset = (await store.publish(w, { kind: 'dataset' })).digest;
+  const model = (await runStage(prepareModel, { store })).digest;
+  console.log(`${pairs.length} pairs (${new Set(pairs.map((p) => p.chunkId)).size} paragraphs), batch ${batch}, 2 epochs, max length ${maxSeq}, top 2 layers trained`);
+  const params = { batchSize: batch, epochs: 2, maxSeqLength: maxSeq, cpuThreads: threads, evaluate: false, trainLayers: 2, checkpointEvery: 1_000_000 };
+  const runs: Record<'cached' | 'uncached', Array<Record<string, unknown>>> = { cached: [], uncached: [] };
+  for (let r = 0; r < reps; r++) {
+    for (const variant of r % 2 ? (['uncached', 'cached'] as const) : (['cached', 'uncached'] as const)) {
+      // A fresh store key per rep and variant; the same seed within a rep, so both learn the same thing.
+      const res = await runStage(train, { store, params: { ...params, frozenCacheMB: variant === 'cached' ? 2048 : 0, name: `${variant}-${r}`, seed: 42 + r }, inputs: { model, dataset } });
+      runs[variant].push(res.stats);
+      console.log(
+        `rep ${r + 1} ${variant.padEnd(8)}: ${fmt(res.stats.samplesPerSecond as number, 2)} samples/s (train ${fmt(res.stats.trainSeconds as number)} s, loss ${res.stats.trainLoss}, ` +
+          `hit rate ${res.stats.frozenCacheHitRate ?? '-'}, cache ${res.stats.frozenCacheMB ?? '-'} MB, peak RSS ${res.stats.peakRssMB} MB; load ${load()})`,
+      );
+    }
+  }
+  await rm(store.root, { recursive: true, force: true });
+  const best = (v: 'cached' | 'uncached') => Math.max(...runs[v].map((s) => s.samplesPerSecond as number));
+  const speedup = +(best('cached') / best('uncached')).toFixed(3);
+  console.log(`\nsamples/s: frozen layers kept per text ${fmt(best('cached'), 2)}, computed every step ${fmt(best('uncached'), 2)} → ×${speedup}`);
+  return { report: { mode: 'frozen', pairs: pairs.length, batch, maxSeqLength: maxSeq, epochs: 2, runs, speedup }, figures: { cached: best('cached'), uncached: best('uncached') } };
+}
+
+const { report, figures } = gpu ? await gpuMode() : frozen ? await frozenMode() : await cpuMode();
 const ran = machine.finish();
 console.log(JSON.stringify({ ...(report as object), machine: ran }, null, 2));
 if (args.json) console.log(JSON.stringify({ cpu: { ...ran.cpu, loadBefore: ran.loadBefore, loadAfter: ran.loadAfter }, samplesPerSecond: figures }));
