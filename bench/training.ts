@@ -126,17 +126,23 @@ async function dirMB(dir: string): Promise<number> {
   return bytes / 2 ** 20;
 }
 
-async function cpuMode(): Promise<{ report: unknown; figures: Figures }> {
-  const steps = Number(args.steps ?? 24);
-  const reps = Number(args.reps);
-  const store = new LocalStore(join(tmpdir(), `embedflow-bench-train-${process.pid}`));
+/** A scratch store holding the jaquad pairs as a `dataset` artifact and the default base as a `model` artifact. */
+async function benchStore(name: string): Promise<{ store: LocalStore; pairs: PairRow[]; dataset: string; model: string }> {
+  const store = new LocalStore(join(tmpdir(), `embedflow-bench-${name}-${process.pid}`));
   const pairs = await jaquadPairs(args.data!, nPairs);
   const w = await store.newWriter();
   await writePairsParquet(await w.file(TRAIN_FILE), pairs);
   const dataset = (await store.publish(w, { kind: 'dataset' })).digest;
+  const model = (await runStage(prepareModel, { store })).digest;
+  return { store, pairs, dataset, model };
+}
+
+async function cpuMode(): Promise<{ report: unknown; figures: Figures }> {
+  const steps = Number(args.steps ?? 24);
+  const reps = Number(args.reps);
+  const { store, pairs, dataset, model } = await benchStore('train');
   const trainPath = join((await store.open(dataset)).dir, TRAIN_FILE);
   console.log(`${pairs.length} pairs, batch ${batch}, ${steps} steps, max length ${maxSeq}, threads ${threads ?? 'default'}`);
-  const model = (await runStage(prepareModel, { store })).digest;
   const stDir = join((await store.open(model)).dir, 'st');
 
   const params = { batchSize: batch, maxSteps: steps, maxSeqLength: maxSeq, cpuThreads: threads, evaluate: false, checkpointEvery: Math.ceil(steps / 2) };
@@ -262,12 +268,7 @@ async function gpuMode(): Promise<{ report: unknown; figures: Figures }> {
 
 async function frozenMode(): Promise<{ report: unknown; figures: Figures }> {
   const reps = Number(args.reps);
-  const store = new LocalStore(join(tmpdir(), `embedflow-bench-frozen-${process.pid}`));
-  const pairs = await jaquadPairs(args.data!, nPairs);
-  const w = await store.newWriter();
-  await writePairsParquet(await w.file(TRAIN_FILE), pairs);
-  const dataset = (await store.publish(w, { kind: 'dataset' })).digest;
-  const model = (await runStage(prepareModel, { store })).digest;
+  const { store, pairs, dataset, model } = await benchStore('frozen');
   console.log(`${pairs.length} pairs (${new Set(pairs.map((p) => p.chunkId)).size} paragraphs), batch ${batch}, 2 epochs, max length ${maxSeq}, top 2 layers trained`);
   const params = { batchSize: batch, epochs: 2, maxSeqLength: maxSeq, cpuThreads: threads, evaluate: false, trainLayers: 2, checkpointEvery: 1_000_000 };
   const runs: Record<'cached' | 'uncached', Array<Record<string, unknown>>> = { cached: [], uncached: [] };
