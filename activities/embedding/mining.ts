@@ -189,33 +189,36 @@ export function knownPositives(input: Pick<MiningInput, 'queryTexts' | 'positive
   return { sets, duplicateOnly };
 }
 
+/** Seeded draws per missing negative before a short query is left short (most unsearched chunks qualify). */
+const FILL_DRAWS_PER_NEGATIVE = 64;
+
 /**
- * Up to k distinct rows of [0, n) drawn in a seeded order, keeping those `allowed` whose score is
- * `inRange`; each row is tried at most once, so a query with no eligible chunk ends short, not stuck.
+ * Up to k distinct rows of [0, n) drawn with a seeded generator, keeping those `allowed` whose score
+ * is `eligible`. The draws are bounded, so a query with no eligible chunk costs the same as any
+ * other and ends short rather than scoring the whole corpus.
  */
 function randomBelow(
   n: number,
   k: number,
-  o: { seed: number; allowed: (row: number) => boolean; score: (row: number) => number; inRange: (s: number) => boolean },
+  o: { seed: number; allowed: (row: number) => boolean; score: (row: number) => number; eligible: (s: number) => boolean },
 ): Array<{ row: number; s: number }> {
   const rand = seededRandom(o.seed);
   const tried = new Set<number>();
   const out: Array<{ row: number; s: number }> = [];
-  // Sampling with rejection; a full shuffle only when most rows would be tried anyway.
-  while (out.length < k && tried.size < n) {
-    const row = tried.size < n / 2 ? Math.floor(rand() * n) : firstUntried(n, tried);
+  for (let draw = 0; draw < FILL_DRAWS_PER_NEGATIVE * k && out.length < k; draw++) {
+    const row = Math.floor(rand() * n);
     if (tried.has(row)) continue;
     tried.add(row);
     if (!o.allowed(row)) continue;
     const s = o.score(row);
-    if (o.inRange(s)) out.push({ row, s });
+    if (o.eligible(s)) out.push({ row, s });
   }
   return out;
 }
 
-function firstUntried(n: number, tried: ReadonlySet<number>): number {
-  for (let i = 0; i < n; i++) if (!tried.has(i)) return i;
-  return n;
+/** minScore / maxScore, as sentence-transformers applies them. */
+function outsideScoreBounds(s: number, o: Pick<MiningOptions, 'maxScore' | 'minScore'>): boolean {
+  return (o.maxScore !== undefined && s > o.maxScore) || (o.minScore !== undefined && s < o.minScore);
 }
 
 /** Cap on how many slots positives may take from the searched candidates (see searchK). */
@@ -286,7 +289,7 @@ export async function mineHardNegatives(
         guardScores.push(s);
         continue;
       }
-      if ((opts.maxScore !== undefined && s > opts.maxScore) || (opts.minScore !== undefined && s < opts.minScore)) {
+      if (outsideScoreBounds(s, opts)) {
         stats.removedByScore++;
         continue;
       }
@@ -308,7 +311,7 @@ export async function mineHardNegatives(
         seed: Number.parseInt(sha256(`fill:${opts.seed}:${input.queryIds[q]}`).slice(0, 8), 16),
         allowed: (row) => !searched.has(row) && !positives.has(row),
         score,
-        inRange: (s) => s <= threshold && (opts.maxScore === undefined || s <= opts.maxScore) && (opts.minScore === undefined || s >= opts.minScore),
+        eligible: (s) => s <= threshold && !outsideScoreBounds(s, opts),
       });
       stats.filledAtRandom += fill.length;
       picks = [...picks, ...fill].sort((a, b) => b.s - a.s);
