@@ -3,17 +3,16 @@
 //        [--corpus ../shared/data/jaquad-dev/docs] [--questions FILE] [--set k=v ...]
 //        [--levers default|all|none|NAME,...] [--llm-sample 40] [--no-reruns] [--out BENCHMARKS.md]
 //        [--render BENCHMARKS.json]   (redraw the tables from an earlier bench's raw results)
-// Lever names: negatives, sample (ICT vs local LLM on one sample), steps, roundtrip.
+// Lever names: negatives, sample (ICT vs local LLM on one sample), epochs, merge, roundtrip.
 // Cold run, fully cached rerun, and an incremental rerun after changing 10% of the documents (wall
 // time, LLM calls, embeddings computed), the quality table with confidence intervals, then the
 // levers, each a rerun on the same store, so only the stages a lever touches run again. The file is
 // rewritten after every run, so a long bench stopped part-way keeps what it measured. --no-reruns
 // skips the cached and incremental reruns (for a levers-only table, e.g. on a smaller corpus).
 //
-// Without --set it runs the recipe with the CPU settings below. The recipe's defaults are sized for
-// a GPU worker and a served LLM; on a 2-core CPU (this project's reference machine) they take many
-// hours on jaquad-dev's 2,751 chunks: the embedded LLM writes 2-6 chunks' queries a minute
-// (bench/llm.ts), and one MNRL step over 32 rows with 3 hard negatives of 256 tokens is ~45 s.
+// Without --set it runs the recipe with the CPU settings (bench/cpuSettings.ts): rule-written queries
+// instead of the embedded LLM's, which on a 2-core CPU writes 2-6 chunks' queries a minute
+// (bench/llm.ts), many hours for jaquad-dev's 2,240 chunks; the fine-tune is the recipe's own.
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -221,7 +220,8 @@ const sampleLevers = sample > 0
 const all = [
   { name: 'negatives', label: 'no hard negatives (in-batch only)', extra: ['model.numNegatives=0'] },
   ...sampleLevers.map((l) => ({ name: 'sample', ...l })),
-  { name: 'steps', label: '3x the steps', extra: ['model.maxSteps=120'] },
+  { name: 'epochs', label: 'one epoch instead of two', extra: ['model.epochs=1'] },
+  { name: 'merge', label: 'the fine-tune as trained (no merge with the base)', extra: ['model.mergeWithBase=1'] },
   { name: 'roundtrip', label: 'round-trip filter (base model top 10)', extra: ['queries.roundTripTopK=10'] },
 ];
 // A lever changes the training data, so the reranker would retrain beside the model and evaluation
@@ -232,7 +232,7 @@ const chosen = values.levers!;
 const unknown = ['none', 'all', 'default'].includes(chosen) ? [] : chosen.split(',').filter((n) => !all.some((l) => l.name === n));
 if (unknown.length) {
   rmSync(home, { recursive: true, force: true });
-  throw new Error(`unknown lever(s) ${unknown.join(', ')}: use negatives, sample, steps, roundtrip, or default, all, none`);
+  throw new Error(`unknown lever(s) ${unknown.join(', ')}: use negatives, sample, epochs, merge, roundtrip, or default, all, none`);
 }
 const levers =
   chosen === 'none'
