@@ -205,6 +205,15 @@ export function judge(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'
           `More realistic training questions (an LLM's rather than rule-made ones) may change that on a domain the base model has not seen; ` +
           `the '+bm25' rows show what fusing the base with lexical search gives without any training.`,
       );
+    } else if (dev.merge && dev.merge.share > 0 && dev.merge.share < 1) {
+      // The "fine-tuned" rows are not the model as trained: a reader comparing with a loss curve must know.
+      const how = dev.merge.chosenBy === 'parameter' ? 'as the pipeline sets it' : 'chosen on the training dev split';
+      note(
+        'dev',
+        false,
+        `The fine-tuned model's weights are ${pct(dev.merge.share)}% the fine-tune's and ${pct(1 - dev.merge.share)}% its base's (mergeWithBase ${dev.merge.share}, ${how}; WiSE-FT): ` +
+          `the mix keeps the base's reach on questions unlike the training ones.`,
+      );
     }
   }
   const outcomes = Object.values(finetuned);
@@ -264,3 +273,5 @@ export function verdictStats(v: Verdict): Record<string, string> {
   }
   return out;
 }
+
+const pct = (share: number) => Math.round(share * 100);

@@ -133,7 +133,7 @@ describe('report rendering', () => {
     expect(renderSummaryMd(metrics, v)).toContain('- **Fine-tuned is WORSE than base on the training dev split: dev_cosine_ndcg@10 0.800 → 0.700');
   });
 
-  it('a merge that kept the base says so, with the dev interval that decided it', () => {
+  it('a merge that kept the base says so, with the dev interval that decided it; a partial share says the model is a mix', () => {
     const merge = {
       share: 0,
       chosenBy: 'no dev gain beyond noise: the base is kept',
@@ -156,6 +156,12 @@ describe('report rendering', () => {
     // A kept share of the fine-tune is not reported as the base.
     const kept = judge(metrics, devCheckOf(evals, { ...merge, share: 1, chosenBy: 'dev gain beyond noise' }));
     expect(kept.notes.some((n) => n.text.startsWith('Training handed over the base'))).toBe(false);
+    expect(kept.notes.some((n) => n.text.includes('mergeWithBase'))).toBe(false);
+    // A fixed share in between: the report says the rows are a mix, not the model as trained.
+    const half = judge(metrics, devCheckOf(evals, { share: 0.5, chosenBy: 'parameter', candidates: [] }));
+    const mixed = half.notes.find((n) => n.text.includes('mergeWithBase 0.5'))?.text;
+    expect(mixed).toContain("weights are 50% the fine-tune's and 50% its base's (mergeWithBase 0.5, as the pipeline sets it");
+    expect(renderSummaryMd(metrics, half)).toContain('mergeWithBase 0.5');
   });
 
   it('a sample of one reranked query is too few to judge, not "0.000 (0.000–0.000)"', () => {
