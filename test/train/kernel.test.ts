@@ -186,7 +186,9 @@ describe('training kernel', { timeout: 600_000 }, () => {
     expect(r).toMatchObject({ misses: 4, hits: 6, texts: 4 });
 
     // In training: the same loss curve as computing the frozen layers every step, the second epoch from the cache.
-    const params = { epochs: 2, learningRate: 1e-3, trainLayers: 1 };
+    // In fp32: in bf16 (what 'auto' picks on an AMX CPU) a text's states depend on the batch they were computed
+    // in (its shape, its padding) by more than this tolerance (5.6e-5 in the loss), and epoch 2 batches differently.
+    const params = { epochs: 2, learningRate: 1e-3, trainLayers: 1, precision: 'fp32' as const };
     const [cached, uncached] = await Promise.all([
       kernel(join(dir, 'frozen-cached'), params),
       kernel(join(dir, 'frozen-uncached'), { ...params, frozenCacheMB: 0 }),
