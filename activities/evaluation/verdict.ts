@@ -211,7 +211,7 @@ export function judge(m: Pick<MetricsJson, 'generated' | 'human' | 'pairedTests'
       note(
         'dev',
         false,
-        `The fine-tuned model's weights are ${pct(dev.merge.share)}% the fine-tune's and ${pct(1 - dev.merge.share)}% its base's (mergeWithBase ${dev.merge.share}, ${how}; WiSE-FT): ` +
+        `The fine-tuned model's weights are ${fmt(dev.merge.share * 100, 0)}% the fine-tune's and ${fmt((1 - dev.merge.share) * 100, 0)}% its base's (mergeWithBase ${dev.merge.share}, ${how}; WiSE-FT): ` +
           `the mix keeps the base's reach on questions unlike the training ones.`,
       );
     }
@@ -273,5 +273,3 @@ export function verdictStats(v: Verdict): Record<string, string> {
   }
   return out;
 }
-
-const pct = (share: number) => Math.round(share * 100);
